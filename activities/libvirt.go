@@ -1,0 +1,548 @@
+// Package activities holds PremiScale's side effects as Temporal activities:
+// one struct per system it talks to. Every activity is idempotent, so that
+// Temporal may retry it after any failure, including a crash of the worker
+// after the side effect happened but before its result was recorded.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/config"
+)
+
+// Error types of non-retryable activity failures; workflows branch on them.
+const (
+	// ErrTypeNotOwned: a domain with the wanted name exists but is not
+	// PremiScale's (or belongs to another group); it is never touched.
+	ErrTypeNotOwned = "NotOwned"
+	// ErrTypeInvalidConfig: the template or host cannot work as configured
+	// (missing pool or base volume, invalid XML); retrying cannot help.
+	ErrTypeInvalidConfig = "InvalidConfig"
+	// ErrTypeBootFailed: the domain stopped on its own while booting.
+	ErrTypeBootFailed = "BootFailed"
+	// ErrTypeMissing: a resource an earlier step created has vanished.
+	ErrTypeMissing = "Missing"
+)
+
+// HostRef says which hypervisor an activity acts on.
+type HostRef struct {
+	Name string `json:"name"`
+	URI  string `json:"uri"`
+	Pool string `json:"pool"`
+}
+
+// DomainRef names one VM of a group on a host.
+type DomainRef struct {
+	Host  HostRef `json:"host"`
+	Group string  `json:"group"`
+	VM    string  `json:"vm"`
+}
+
+// Libvirt is the set of libvirt activities; it holds the pooled connections.
+type Libvirt struct {
+	Hosts *Hosts
+	// PollInterval is how often waits poll a domain's state; zero means 250 ms.
+	PollInterval time.Duration
+}
+
+func (l *Libvirt) conn(ctx context.Context, h HostRef) (*libvirt.Libvirt, error) {
+	return l.Hosts.Conn(ctx, h.URI)
+}
+
+func (l *Libvirt) poll() time.Duration {
+	if l.PollInterval > 0 {
+		return l.PollInterval
+	}
+	return 250 * time.Millisecond
+}
+
+func nonRetryable(errType string, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return temporal.NewNonRetryableApplicationError(err.Error(), errType, errors.Unwrap(err))
+}
+
+func isLibvirtCode(err error, code libvirt.ErrorNumber) bool {
+	var le libvirt.Error
+	return errors.As(err, &le) && le.Code == uint32(code)
+}
+
+// CloneVolumeInput asks for the disk volume of one VM.
+type CloneVolumeInput struct {
+	Host HostRef `json:"host"`
+	VM   string  `json:"vm"`
+	// BaseVolume, if set, is the backing store of the new qcow2 overlay.
+	BaseVolume string `json:"baseVolume,omitempty"`
+	// DiskSize is the virtual size; empty means the base volume's.
+	DiskSize string `json:"diskSize,omitempty"`
+}
+
+// CloneVolumeOutput describes the VM's volume.
+type CloneVolumeOutput struct {
+	Volume string `json:"volume"`
+	Path   string `json:"path"`
+}
+
+// CloneVolume creates the VM's disk, VolumeName(vm), in the host's pool: a
+// qcow2 overlay on the base volume (or a blank qcow2 without one).
+// Idempotent: if the volume already exists it is returned as is. Fails
+// without retry when the pool or the base volume does not exist.
+func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVolumeOutput, error) {
+	lv, err := l.conn(ctx, in.Host)
+	if err != nil {
+		return CloneVolumeOutput{}, err
+	}
+	name := VolumeName(in.VM)
+	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ErrNoStoragePool) {
+			return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "host %s: storage pool %q not found", in.Host.Name, in.Host.Pool)
+		}
+		return CloneVolumeOutput{}, fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
+	}
+	if vol, err := lv.StorageVolLookupByName(pool, name); err == nil {
+		path, err := lv.StorageVolGetPath(vol)
+		if err != nil {
+			return CloneVolumeOutput{}, fmt.Errorf("volume %q path: %w", name, err)
+		}
+		return CloneVolumeOutput{Volume: name, Path: path}, nil
+	} else if !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+		return CloneVolumeOutput{}, fmt.Errorf("lookup volume %q: %w", name, err)
+	}
+
+	var capacity uint64
+	if in.DiskSize != "" {
+		if capacity, err = config.ParseSize(in.DiskSize); err != nil {
+			return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "template.diskSize: %w", err)
+		}
+	}
+	spec := libvirtxml.StorageVolume{
+		Name:   name,
+		Target: &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+	}
+	if in.BaseVolume != "" {
+		base, err := lv.StorageVolLookupByName(pool, in.BaseVolume)
+		if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+			// A file copied into a directory pool shows up only after a refresh.
+			if rerr := lv.StoragePoolRefresh(pool, 0); rerr == nil {
+				base, err = lv.StorageVolLookupByName(pool, in.BaseVolume)
+			}
+		}
+		if err != nil {
+			if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+				return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "host %s: base volume %q not found in pool %q", in.Host.Name, in.BaseVolume, in.Host.Pool)
+			}
+			return CloneVolumeOutput{}, fmt.Errorf("lookup base volume %q: %w", in.BaseVolume, err)
+		}
+		baseXML, err := lv.StorageVolGetXMLDesc(base, 0)
+		if err != nil {
+			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", in.BaseVolume, err)
+		}
+		var bv libvirtxml.StorageVolume
+		if err := bv.Unmarshal(baseXML); err != nil {
+			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", in.BaseVolume, err)
+		}
+		format := "raw"
+		if bv.Target != nil && bv.Target.Format != nil && bv.Target.Format.Type != "" {
+			format = bv.Target.Format.Type
+		}
+		basePath := ""
+		if bv.Target != nil {
+			basePath = bv.Target.Path
+		}
+		if basePath == "" {
+			if basePath, err = lv.StorageVolGetPath(base); err != nil {
+				return CloneVolumeOutput{}, fmt.Errorf("base volume %q path: %w", in.BaseVolume, err)
+			}
+		}
+		if bv.Capacity != nil {
+			capacity = max(capacity, bv.Capacity.Value*unitBytes(bv.Capacity.Unit))
+		}
+		spec.BackingStore = &libvirtxml.StorageVolumeBackingStore{
+			Path:   basePath,
+			Format: &libvirtxml.StorageVolumeTargetFormat{Type: format},
+		}
+	}
+	if capacity == 0 {
+		return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "template: diskSize or a base volume with a size is required")
+	}
+	spec.Capacity = &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: capacity}
+	xmlDoc, err := spec.Marshal()
+	if err != nil {
+		return CloneVolumeOutput{}, fmt.Errorf("volume xml: %w", err)
+	}
+	vol, err := lv.StorageVolCreateXML(pool, xmlDoc, 0)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ErrStorageVolExist) {
+			vol, err = lv.StorageVolLookupByName(pool, name)
+		}
+		if err != nil {
+			return CloneVolumeOutput{}, fmt.Errorf("create volume %q: %w", name, err)
+		}
+	}
+	path, err := lv.StorageVolGetPath(vol)
+	if err != nil {
+		return CloneVolumeOutput{}, fmt.Errorf("volume %q path: %w", name, err)
+	}
+	return CloneVolumeOutput{Volume: name, Path: path}, nil
+}
+
+func unitBytes(unit string) uint64 {
+	switch unit {
+	case "", "bytes", "B", "b":
+		return 1
+	case "KiB", "K", "k":
+		return 1 << 10
+	case "MiB", "M":
+		return 1 << 20
+	case "GiB", "G":
+		return 1 << 30
+	case "TiB", "T":
+		return 1 << 40
+	}
+	return 1
+}
+
+// DefineDomainInput asks for the persistent definition of one VM.
+type DefineDomainInput struct {
+	Domain   DomainRef       `json:"domain"`
+	Volume   string          `json:"volume"`
+	Template config.Template `json:"template"`
+}
+
+// DefineDomain defines (does not start) the VM's domain, marked with
+// PremiScale's ownership metadata naming its group. Idempotent: a domain of
+// that name already marked for this group and VM is accepted as is. A domain
+// of that name that is not marked so is never touched: the activity fails
+// without retry (ErrTypeNotOwned).
+func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error {
+	lv, err := l.conn(ctx, in.Domain.Host)
+	if err != nil {
+		return err
+	}
+	if _, found, err := l.owned(lv, in.Domain); err != nil || found {
+		return err
+	}
+	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume}
+	doc, err := DomainXML(in.Domain.VM, owner, in.Domain.Host.Pool, in.Template)
+	if err != nil {
+		return nonRetryable(ErrTypeInvalidConfig, "domain %s: %w", in.Domain.VM, err)
+	}
+	if _, err := lv.DomainDefineXMLFlags(doc, libvirt.DomainDefineValidate); err != nil {
+		if isLibvirtCode(err, libvirt.ErrXMLError) || isLibvirtCode(err, libvirt.ErrXMLDetail) || isLibvirtCode(err, libvirt.ErrConfigUnsupported) {
+			return nonRetryable(ErrTypeInvalidConfig, "define domain %s on %s: %w", in.Domain.VM, in.Domain.Host.Name, err)
+		}
+		return fmt.Errorf("define domain %s: %w", in.Domain.VM, err)
+	}
+	return nil
+}
+
+// owned looks the domain up and checks PremiScale's mark on it. found is
+// false if no domain has that name. A domain that exists without the mark for
+// ref's group and VM yields a non-retryable ErrTypeNotOwned error.
+func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, bool, error) {
+	dom, err := lv.DomainLookupByName(ref.VM)
+	if err != nil {
+		if libvirt.IsNotFound(err) {
+			return libvirt.Domain{}, false, nil
+		}
+		return libvirt.Domain{}, false, fmt.Errorf("lookup domain %s: %w", ref.VM, err)
+	}
+	doc, err := lv.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		if libvirt.IsNotFound(err) {
+			return libvirt.Domain{}, false, nil
+		}
+		return libvirt.Domain{}, false, fmt.Errorf("domain %s xml: %w", ref.VM, err)
+	}
+	owner, ok, err := parseOwner(doc)
+	if err != nil {
+		return libvirt.Domain{}, false, err
+	}
+	if !ok || owner.Group != ref.Group || owner.VM != ref.VM {
+		return libvirt.Domain{}, false, nonRetryable(ErrTypeNotOwned,
+			"host %s: domain %s exists and is not PremiScale's VM of group %s; not touching it", ref.Host.Name, ref.VM, ref.Group)
+	}
+	return dom, true, nil
+}
+
+// StartDomain boots the VM. Idempotent: a running domain is left running.
+// Fails without retry if the domain is missing (ErrTypeMissing) or not
+// PremiScale's.
+func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
+	lv, err := l.conn(ctx, ref.Host)
+	if err != nil {
+		return err
+	}
+	dom, found, err := l.owned(lv, ref)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return nonRetryable(ErrTypeMissing, "host %s: domain %s is not defined", ref.Host.Name, ref.VM)
+	}
+	state, _, err := lv.DomainGetState(dom, 0)
+	if err != nil {
+		return fmt.Errorf("domain %s state: %w", ref.VM, err)
+	}
+	if libvirt.DomainState(state) == libvirt.DomainRunning {
+		return nil
+	}
+	if err := lv.DomainCreate(dom); err != nil {
+		if isLibvirtCode(err, libvirt.ErrOperationInvalid) {
+			// "domain is already running": a concurrent or earlier attempt won.
+			if s, _, serr := lv.DomainGetState(dom, 0); serr == nil && libvirt.DomainState(s) == libvirt.DomainRunning {
+				return nil
+			}
+		}
+		return fmt.Errorf("start domain %s on %s: %w", ref.VM, ref.Host.Name, err)
+	}
+	return nil
+}
+
+// WaitRunning blocks until the domain is running, heartbeating while it
+// waits; the caller's StartToClose timeout bounds it. A domain that is shut
+// off meanwhile fails without retry (ErrTypeBootFailed): it crashed or was
+// stopped while booting.
+func (l *Libvirt) WaitRunning(ctx context.Context, ref DomainRef) error {
+	lv, err := l.conn(ctx, ref.Host)
+	if err != nil {
+		return err
+	}
+	dom, found, err := l.owned(lv, ref)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return nonRetryable(ErrTypeMissing, "host %s: domain %s vanished while booting", ref.Host.Name, ref.VM)
+	}
+	for {
+		state, _, err := lv.DomainGetState(dom, 0)
+		if err != nil {
+			return fmt.Errorf("domain %s state: %w", ref.VM, err)
+		}
+		switch libvirt.DomainState(state) {
+		case libvirt.DomainRunning:
+			return nil
+		case libvirt.DomainShutoff, libvirt.DomainCrashed:
+			return nonRetryable(ErrTypeBootFailed, "host %s: domain %s stopped while booting (state %d)", ref.Host.Name, ref.VM, state)
+		}
+		activity.RecordHeartbeat(ctx, state)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(l.poll()):
+		}
+	}
+}
+
+// StopDomainInput asks for a VM to be stopped.
+type StopDomainInput struct {
+	Domain DomainRef `json:"domain"`
+	// GracePeriod is how long an ACPI shutdown may take before the domain is
+	// destroyed; zero destroys at once.
+	GracePeriod time.Duration `json:"gracePeriod"`
+}
+
+// StopDomain shuts the VM down: an ACPI shutdown bounded by GracePeriod,
+// then a hard destroy. Idempotent: a missing or stopped domain is success.
+// A domain that is not PremiScale's is never touched (ErrTypeNotOwned).
+func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
+	lv, err := l.conn(ctx, in.Domain.Host)
+	if err != nil {
+		return err
+	}
+	dom, found, err := l.owned(lv, in.Domain)
+	if err != nil || !found {
+		return err
+	}
+	running := func() (bool, error) {
+		s, _, err := lv.DomainGetState(dom, 0)
+		if libvirt.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("domain %s state: %w", in.Domain.VM, err)
+		}
+		return libvirt.DomainState(s) != libvirt.DomainShutoff, nil
+	}
+	if up, err := running(); err != nil || !up {
+		return err
+	}
+	if in.GracePeriod > 0 {
+		if err := lv.DomainShutdown(dom); err == nil {
+			deadline := time.Now().Add(in.GracePeriod)
+			for time.Now().Before(deadline) {
+				if up, err := running(); err != nil || !up {
+					return err
+				}
+				activity.RecordHeartbeat(ctx)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(l.poll()):
+				}
+			}
+		}
+	}
+	if err := lv.DomainDestroy(dom); err != nil {
+		if up, serr := running(); serr == nil && !up {
+			return nil
+		}
+		return fmt.Errorf("destroy domain %s on %s: %w", in.Domain.VM, in.Domain.Host.Name, err)
+	}
+	return nil
+}
+
+// UndefineDomain removes the VM's definition, destroying it first if it
+// still runs. Idempotent: a missing domain is success. A domain that is not
+// PremiScale's is never touched (ErrTypeNotOwned).
+func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
+	lv, err := l.conn(ctx, ref.Host)
+	if err != nil {
+		return err
+	}
+	dom, found, err := l.owned(lv, ref)
+	if err != nil || !found {
+		return err
+	}
+	if s, _, err := lv.DomainGetState(dom, 0); err == nil && libvirt.DomainState(s) != libvirt.DomainShutoff {
+		if err := lv.DomainDestroy(dom); err != nil && !libvirt.IsNotFound(err) && !isLibvirtCode(err, libvirt.ErrOperationInvalid) {
+			return fmt.Errorf("destroy domain %s before undefine: %w", ref.VM, err)
+		}
+	}
+	flags := libvirt.DomainUndefineManagedSave | libvirt.DomainUndefineSnapshotsMetadata |
+		libvirt.DomainUndefineNvram | libvirt.DomainUndefineCheckpointsMetadata
+	err = lv.DomainUndefineFlags(dom, flags)
+	if err != nil && !libvirt.IsNotFound(err) {
+		// Some drivers (the test driver among them) refuse the NVRAM flag.
+		err = lv.DomainUndefine(dom)
+	}
+	if err != nil && !libvirt.IsNotFound(err) {
+		return fmt.Errorf("undefine domain %s on %s: %w", ref.VM, ref.Host.Name, err)
+	}
+	return nil
+}
+
+// DeleteVolumeInput names the volume of one VM.
+type DeleteVolumeInput struct {
+	Host HostRef `json:"host"`
+	VM   string  `json:"vm"`
+}
+
+// DeleteVolume deletes VolumeName(vm) from the host's pool. Idempotent: a
+// missing volume (or pool) is success. Only volumes named by VolumeName are
+// ever deleted.
+func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error {
+	lv, err := l.conn(ctx, in.Host)
+	if err != nil {
+		return err
+	}
+	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ErrNoStoragePool) {
+			return nil
+		}
+		return fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
+	}
+	name := VolumeName(in.VM)
+	vol, err := lv.StorageVolLookupByName(pool, name)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+			return nil
+		}
+		return fmt.Errorf("lookup volume %q: %w", name, err)
+	}
+	if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+		return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)
+	}
+	return nil
+}
+
+// ListDomainsInput selects the PremiScale domains of one host.
+type ListDomainsInput struct {
+	Host HostRef `json:"host"`
+	// Group, if set, keeps only that group's domains.
+	Group string `json:"group,omitempty"`
+}
+
+// DomainInfo is one PremiScale domain as libvirt sees it.
+type DomainInfo struct {
+	Name    string `json:"name"`
+	Owner   Owner  `json:"owner"`
+	Running bool   `json:"running"`
+	State   string `json:"state"`
+}
+
+// ListDomainsOutput lists a host's PremiScale domains.
+type ListDomainsOutput struct {
+	Domains []DomainInfo `json:"domains"`
+}
+
+// ListDomains reports the domains on a host that carry PremiScale's mark
+// (of one group, if given) and their state. Read-only, so always safe to retry.
+func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDomainsOutput, error) {
+	lv, err := l.conn(ctx, in.Host)
+	if err != nil {
+		return ListDomainsOutput{}, err
+	}
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return ListDomainsOutput{}, fmt.Errorf("list domains on %s: %w", in.Host.Name, err)
+	}
+	out := ListDomainsOutput{Domains: []DomainInfo{}}
+	for _, dom := range doms {
+		doc, err := lv.DomainGetXMLDesc(dom, 0)
+		if libvirt.IsNotFound(err) {
+			continue // undefined while we listed
+		}
+		if err != nil {
+			return ListDomainsOutput{}, fmt.Errorf("domain %s xml: %w", dom.Name, err)
+		}
+		owner, ok, err := parseOwner(doc)
+		if err != nil || !ok || (in.Group != "" && owner.Group != in.Group) {
+			continue
+		}
+		state, _, err := lv.DomainGetState(dom, 0)
+		if libvirt.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return ListDomainsOutput{}, fmt.Errorf("domain %s state: %w", dom.Name, err)
+		}
+		out.Domains = append(out.Domains, DomainInfo{
+			Name:    dom.Name,
+			Owner:   owner,
+			Running: libvirt.DomainState(state) == libvirt.DomainRunning,
+			State:   stateName(libvirt.DomainState(state)),
+		})
+	}
+	return out, nil
+}
+
+func stateName(s libvirt.DomainState) string {
+	switch s {
+	case libvirt.DomainRunning:
+		return "running"
+	case libvirt.DomainBlocked:
+		return "blocked"
+	case libvirt.DomainPaused:
+		return "paused"
+	case libvirt.DomainShutdown:
+		return "shutting-down"
+	case libvirt.DomainShutoff:
+		return "shut-off"
+	case libvirt.DomainCrashed:
+		return "crashed"
+	case libvirt.DomainPmsuspended:
+		return "suspended"
+	}
+	return "unknown"
+}

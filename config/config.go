@@ -1,0 +1,261 @@
+// Package config holds PremiScale's versioned configuration: its types, their
+// defaults, loading from a YAML file, environment variables and flags (koanf),
+// and validation that reports every problem at once with its path.
+package config
+
+import (
+	"time"
+)
+
+// Version is the only configuration schema version this build reads.
+const Version = "v1alpha1"
+
+// Default values, named once so that documentation, defaults and tests agree.
+const (
+	DefaultConfigPath         = "/opt/premiscale/config.yaml"
+	DefaultLogFile            = "/opt/premiscale/controller.log"
+	DefaultStateDir           = "/opt/premiscale/state"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	DefaultNamespace          = "default"
+	DefaultTaskQueue          = "premiscale"
+	DefaultEmbeddedHost       = "127.0.0.1"
+	DefaultEmbeddedPort       = 7233
+	DefaultPool               = "default"
+	DefaultEvaluationInterval = 15 * time.Second
+	DefaultVCPUs              = 1
+	DefaultMemory             = "512MiB"
+	DefaultDomainType         = "kvm"
+	DefaultArch               = "x86_64"
+	DefaultNetworkType        = NetworkNone
+	DefaultShutdownTimeout    = 30 * time.Second
+)
+
+// Network types a template may use.
+const (
+	NetworkNone    = "none"
+	NetworkUser    = "user"
+	NetworkNetwork = "network"
+	NetworkBridge  = "bridge"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Version    string     `koanf:"version" json:"version"`
+	Controller Controller `koanf:"controller" json:"controller"`
+	Autoscale  Autoscale  `koanf:"autoscale" json:"autoscale"`
+}
+
+// Controller configures the PremiScale process itself.
+type Controller struct {
+	// StateDir holds the embedded Temporal server's SQLite database.
+	StateDir string   `koanf:"stateDir" json:"stateDir"`
+	Log      Log      `koanf:"log" json:"log"`
+	Temporal Temporal `koanf:"temporal" json:"temporal"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `koanf:"level" json:"level"`
+	File   string `koanf:"file" json:"file"`
+	Stdout bool   `koanf:"stdout" json:"stdout"`
+	Format string `koanf:"format" json:"format"`
+}
+
+// Temporal says which Temporal service PremiScale uses.
+type Temporal struct {
+	// Address of a Temporal frontend (host:port). Empty means: start the
+	// embedded server and use it.
+	Address   string   `koanf:"address" json:"address"`
+	Namespace string   `koanf:"namespace" json:"namespace"`
+	TaskQueue string   `koanf:"taskQueue" json:"taskQueue"`
+	TLS       TLS      `koanf:"tls" json:"tls"`
+	Embedded  Embedded `koanf:"embedded" json:"embedded"`
+}
+
+// TLS configures the client's TLS connection to a Temporal cluster.
+type TLS struct {
+	Enabled            bool   `koanf:"enabled" json:"enabled"`
+	CAFile             string `koanf:"caFile" json:"caFile"`
+	CertFile           string `koanf:"certFile" json:"certFile"`
+	KeyFile            string `koanf:"keyFile" json:"keyFile"`
+	ServerName         string `koanf:"serverName" json:"serverName"`
+	InsecureSkipVerify bool   `koanf:"insecureSkipVerify" json:"insecureSkipVerify"`
+}
+
+// Embedded configures the in-process Temporal server used when no address is set.
+type Embedded struct {
+	Host string `koanf:"host" json:"host"`
+	Port int    `koanf:"port" json:"port"`
+}
+
+// Autoscale lists the hypervisors and the groups of VMs kept on them.
+type Autoscale struct {
+	Hosts  []Host  `koanf:"hosts" json:"hosts"`
+	Groups []Group `koanf:"groups" json:"groups"`
+}
+
+// Host is one libvirt hypervisor.
+type Host struct {
+	Name string `koanf:"name" json:"name"`
+	// URI is a libvirt connection URI, e.g. qemu+tcp://10.0.0.5/system.
+	URI string `koanf:"uri" json:"uri"`
+	// Pool is the libvirt storage pool that holds base and VM volumes.
+	Pool string `koanf:"pool" json:"pool"`
+}
+
+// Group is an autoscaling group: VMs from one template held between Min and Max.
+type Group struct {
+	Name  string   `koanf:"name" json:"name"`
+	Hosts []string `koanf:"hosts" json:"hosts"`
+	Min   int      `koanf:"min" json:"min"`
+	Max   int      `koanf:"max" json:"max"`
+	// Desired is the size when the group is first created, or when this value
+	// changes in the file; nil means Min.
+	Desired  *int     `koanf:"desired" json:"desired,omitempty"`
+	Scaling  Scaling  `koanf:"scaling" json:"scaling"`
+	Template Template `koanf:"template" json:"template"`
+}
+
+// Scaling configures how often a group is evaluated.
+type Scaling struct {
+	EvaluationInterval time.Duration `koanf:"evaluationInterval" json:"evaluationInterval"`
+}
+
+// Template describes the VMs of a group.
+type Template struct {
+	// BaseVolume names a volume in the host's pool that each VM's disk
+	// overlays (qcow2 backing store). Empty means a blank disk of DiskSize.
+	BaseVolume string `koanf:"baseVolume" json:"baseVolume,omitempty"`
+	// DiskSize is the VM disk's virtual size ("10GiB"); empty means the base
+	// volume's size.
+	DiskSize   string  `koanf:"diskSize" json:"diskSize,omitempty"`
+	VCPUs      int     `koanf:"vcpus" json:"vcpus"`
+	Memory     string  `koanf:"memory" json:"memory"`
+	DomainType string  `koanf:"domainType" json:"domainType"`
+	Arch       string  `koanf:"arch" json:"arch"`
+	Machine    string  `koanf:"machine" json:"machine,omitempty"`
+	Kernel     string  `koanf:"kernel" json:"kernel,omitempty"`
+	Initrd     string  `koanf:"initrd" json:"initrd,omitempty"`
+	Cmdline    string  `koanf:"cmdline" json:"cmdline,omitempty"`
+	Network    Network `koanf:"network" json:"network"`
+	// ConsoleLog, when true, logs the serial console to
+	// /var/log/libvirt/qemu/<vm>-console.log on the host.
+	ConsoleLog bool `koanf:"consoleLog" json:"consoleLog,omitempty"`
+	// ExtraDevicesXML is libvirt domain XML for extra <devices> children.
+	ExtraDevicesXML string `koanf:"extraDevicesXML" json:"extraDevicesXML,omitempty"`
+	// ShutdownTimeout bounds a graceful ACPI shutdown before the VM is
+	// destroyed; 0s destroys at once. Unset means DefaultShutdownTimeout.
+	ShutdownTimeout *time.Duration `koanf:"shutdownTimeout" json:"shutdownTimeout,omitempty"`
+}
+
+// ShutdownGrace is the effective ShutdownTimeout.
+func (t Template) ShutdownGrace() time.Duration {
+	if t.ShutdownTimeout == nil {
+		return DefaultShutdownTimeout
+	}
+	return *t.ShutdownTimeout
+}
+
+// Network is a VM's single network interface.
+type Network struct {
+	Type   string `koanf:"type" json:"type"`
+	Source string `koanf:"source" json:"source,omitempty"`
+	Model  string `koanf:"model" json:"model,omitempty"`
+}
+
+// ApplyDefaults fills every unset field with its default.
+func (c *Config) ApplyDefaults() {
+	ctl := &c.Controller
+	setStr(&ctl.StateDir, DefaultStateDir)
+	setStr(&ctl.Log.Level, DefaultLogLevel)
+	setStr(&ctl.Log.File, DefaultLogFile)
+	setStr(&ctl.Log.Format, DefaultLogFormat)
+	setStr(&ctl.Temporal.Namespace, DefaultNamespace)
+	setStr(&ctl.Temporal.TaskQueue, DefaultTaskQueue)
+	setStr(&ctl.Temporal.Embedded.Host, DefaultEmbeddedHost)
+	if ctl.Temporal.Embedded.Port == 0 {
+		ctl.Temporal.Embedded.Port = DefaultEmbeddedPort
+	}
+	for i := range c.Autoscale.Hosts {
+		setStr(&c.Autoscale.Hosts[i].Pool, DefaultPool)
+	}
+	for i := range c.Autoscale.Groups {
+		g := &c.Autoscale.Groups[i]
+		if len(g.Hosts) == 0 {
+			for _, h := range c.Autoscale.Hosts {
+				g.Hosts = append(g.Hosts, h.Name)
+			}
+		}
+		if g.Desired == nil {
+			d := g.Min
+			g.Desired = &d
+		}
+		if g.Scaling.EvaluationInterval == 0 {
+			g.Scaling.EvaluationInterval = DefaultEvaluationInterval
+		}
+		t := &g.Template
+		if t.VCPUs == 0 {
+			t.VCPUs = DefaultVCPUs
+		}
+		setStr(&t.Memory, DefaultMemory)
+		setStr(&t.DomainType, DefaultDomainType)
+		setStr(&t.Arch, DefaultArch)
+		setStr(&t.Network.Type, DefaultNetworkType)
+		if t.Network.Type != NetworkNone {
+			setStr(&t.Network.Model, "virtio")
+		}
+		if t.ShutdownTimeout == nil {
+			d := DefaultShutdownTimeout
+			t.ShutdownTimeout = &d
+		}
+	}
+}
+
+// Host returns the host named name.
+func (c *Config) Host(name string) (Host, bool) {
+	for _, h := range c.Autoscale.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// Group returns the group named name.
+func (c *Config) Group(name string) (Group, bool) {
+	for _, g := range c.Autoscale.Groups {
+		if g.Name == name {
+			return g, true
+		}
+	}
+	return Group{}, false
+}
+
+// GroupNames lists the configured groups in file order.
+func (c *Config) GroupNames() []string {
+	names := make([]string, 0, len(c.Autoscale.Groups))
+	for _, g := range c.Autoscale.Groups {
+		names = append(names, g.Name)
+	}
+	return names
+}
+
+// TemporalAddress is the frontend address clients dial: the configured one, or
+// the embedded server's.
+func (c *Config) TemporalAddress() string {
+	t := c.Controller.Temporal
+	if t.Address != "" {
+		return t.Address
+	}
+	return joinHostPort(t.Embedded.Host, t.Embedded.Port)
+}
+
+// UsesEmbedded reports whether the controller runs the in-process Temporal server.
+func (c *Config) UsesEmbedded() bool { return c.Controller.Temporal.Address == "" }
+
+func setStr(p *string, def string) {
+	if *p == "" {
+		*p = def
+	}
+}

@@ -1,0 +1,248 @@
+package config
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+// nameRE is what host and group names must look like: they become parts of
+// domain names, volume names and workflow IDs.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+
+var (
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+	domainTypes  = []string{"kvm", "qemu"}
+	networkTypes = []string{NetworkNone, NetworkUser, NetworkNetwork, NetworkBridge}
+	transports   = []string{"", "unix", "tcp", "tls", "ssh", "libssh", "libssh2"}
+)
+
+// MinEvaluationInterval is the shortest evaluation interval accepted.
+const MinEvaluationInterval = time.Second
+
+// MinMemory is the smallest VM memory accepted.
+const MinMemory = 32 << 20
+
+// Validate checks a configuration after defaults and returns every problem,
+// joined, each prefixed by its path.
+func (c *Config) Validate() error {
+	var v validator
+	if c.Version != Version {
+		v.add("version", "must be %q, got %q", Version, c.Version)
+	}
+	ctl := c.Controller
+	v.oneOf("controller.log.level", ctl.Log.Level, logLevels)
+	v.oneOf("controller.log.format", ctl.Log.Format, logFormats)
+	if ctl.StateDir == "" {
+		v.add("controller.stateDir", "must not be empty")
+	}
+	t := ctl.Temporal
+	if t.Namespace == "" {
+		v.add("controller.temporal.namespace", "must not be empty")
+	}
+	if t.TaskQueue == "" {
+		v.add("controller.temporal.taskQueue", "must not be empty")
+	}
+	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
+		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
+	}
+	if t.Address == "" {
+		if t.Embedded.Port < 1 || t.Embedded.Port > 65535-5 {
+			v.add("controller.temporal.embedded.port", "must be in [1, 65530] (the server uses the next 4 ports too), got %d", t.Embedded.Port)
+		}
+		if t.TLS.Enabled {
+			v.add("controller.temporal.tls.enabled", "the embedded server does not serve TLS; set controller.temporal.address or disable TLS")
+		}
+	}
+
+	hosts := map[string]bool{}
+	if len(c.Autoscale.Hosts) == 0 && len(c.Autoscale.Groups) > 0 {
+		v.add("autoscale.hosts", "must list at least one host")
+	}
+	for i, h := range c.Autoscale.Hosts {
+		p := fmt.Sprintf("autoscale.hosts[%d]", i)
+		v.name(p+".name", h.Name)
+		if hosts[h.Name] {
+			v.add(p+".name", "duplicate host name %q", h.Name)
+		}
+		hosts[h.Name] = true
+		v.uri(p+".uri", h.URI)
+		if h.Pool == "" {
+			v.add(p+".pool", "must not be empty")
+		}
+	}
+
+	groups := map[string]bool{}
+	for i, g := range c.Autoscale.Groups {
+		p := fmt.Sprintf("autoscale.groups[%d]", i)
+		v.name(p+".name", g.Name)
+		if groups[g.Name] {
+			v.add(p+".name", "duplicate group name %q", g.Name)
+		}
+		groups[g.Name] = true
+		if len(g.Hosts) == 0 {
+			v.add(p+".hosts", "must name at least one host")
+		}
+		seen := map[string]bool{}
+		for j, h := range g.Hosts {
+			if !hosts[h] {
+				v.add(fmt.Sprintf("%s.hosts[%d]", p, j), "unknown host %q", h)
+			}
+			if seen[h] {
+				v.add(fmt.Sprintf("%s.hosts[%d]", p, j), "host %q listed twice", h)
+			}
+			seen[h] = true
+		}
+		if g.Min < 0 {
+			v.add(p+".min", "must be >= 0, got %d", g.Min)
+		}
+		if g.Max < g.Min {
+			v.add(p+".max", "must be >= min (%d), got %d", g.Min, g.Max)
+		}
+		if g.Max < 1 {
+			v.add(p+".max", "must be >= 1, got %d", g.Max)
+		}
+		if g.Desired != nil && (*g.Desired < g.Min || *g.Desired > g.Max) {
+			v.add(p+".desired", "must be within [min, max] = [%d, %d], got %d", g.Min, g.Max, *g.Desired)
+		}
+		if g.Scaling.EvaluationInterval < MinEvaluationInterval {
+			v.add(p+".scaling.evaluationInterval", "must be >= %s, got %s", MinEvaluationInterval, g.Scaling.EvaluationInterval)
+		}
+		v.template(p+".template", g.Template)
+	}
+	return v.err()
+}
+
+func (v *validator) template(p string, t Template) {
+	if t.VCPUs < 1 {
+		v.add(p+".vcpus", "must be >= 1, got %d", t.VCPUs)
+	}
+	if mem, err := ParseSize(t.Memory); err != nil {
+		v.add(p+".memory", "%v", err)
+	} else if mem < MinMemory {
+		v.add(p+".memory", "must be at least 32MiB, got %q", t.Memory)
+	}
+	if t.DiskSize != "" {
+		if _, err := ParseSize(t.DiskSize); err != nil {
+			v.add(p+".diskSize", "%v", err)
+		}
+	}
+	if t.BaseVolume == "" && t.DiskSize == "" {
+		v.add(p+".diskSize", "must be set when template.baseVolume is empty")
+	}
+	if strings.ContainsAny(t.BaseVolume, "/\x00") {
+		v.add(p+".baseVolume", "must be a volume name in the host's pool, not a path: %q", t.BaseVolume)
+	}
+	v.oneOf(p+".domainType", t.DomainType, domainTypes)
+	if t.Arch == "" {
+		v.add(p+".arch", "must not be empty")
+	}
+	if t.Kernel == "" && (t.Initrd != "" || t.Cmdline != "") {
+		v.add(p+".kernel", "must be set when initrd or cmdline is")
+	}
+	v.oneOf(p+".network.type", t.Network.Type, networkTypes)
+	switch t.Network.Type {
+	case NetworkNetwork, NetworkBridge:
+		if t.Network.Source == "" {
+			v.add(p+".network.source", "must name the %s for network type %q", t.Network.Type, t.Network.Type)
+		}
+	case NetworkNone, NetworkUser:
+		if t.Network.Source != "" {
+			v.add(p+".network.source", "must be empty for network type %q", t.Network.Type)
+		}
+	}
+	if t.ExtraDevicesXML != "" {
+		var devs libvirtxml.DomainDeviceList
+		if err := xml.Unmarshal([]byte("<devices>"+t.ExtraDevicesXML+"</devices>"), &devs); err != nil {
+			v.add(p+".extraDevicesXML", "not valid libvirt <devices> XML: %v", err)
+		}
+	}
+	if t.ShutdownGrace() < 0 {
+		v.add(p+".shutdownTimeout", "must be >= 0, got %s", t.ShutdownGrace())
+	}
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func (v *validator) oneOf(path, got string, allowed []string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	v.add(path, "must be one of %s, got %q", strings.Join(allowed, ", "), got)
+}
+
+func (v *validator) name(path, got string) {
+	if !nameRE.MatchString(got) {
+		v.add(path, "must be 1-40 lower-case letters, digits or '-', starting and ending with a letter or digit, got %q", got)
+	}
+}
+
+func (v *validator) uri(path, got string) {
+	if got == "" {
+		v.add(path, "must not be empty")
+		return
+	}
+	u, err := url.Parse(got)
+	if err != nil {
+		v.add(path, "not a libvirt URI: %v", err)
+		return
+	}
+	driver, transport, _ := strings.Cut(u.Scheme, "+")
+	if driver == "" {
+		v.add(path, "not a libvirt URI (want e.g. qemu:///system or qemu+tcp://host/system): %q", got)
+		return
+	}
+	for _, t := range transports {
+		if transport == t {
+			return
+		}
+	}
+	v.add(path, "unsupported transport %q in %q (want one of unix, tcp, tls, ssh, libssh)", transport, got)
+}
+
+// ParseSize parses a size such as "512MiB", "2GiB", "1G" or "4096KiB" into
+// bytes. A unit is required: a bare number is ambiguous.
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9') {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q must start with a number, e.g. 512MiB", s)
+	}
+	n, err := strconv.ParseUint(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	units := map[string]uint64{
+		"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+		"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+	}
+	unit := strings.TrimSpace(s[i:])
+	mult, ok := units[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q needs a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", s)
+	}
+	if n > (1<<64-1)/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,244 @@
+// Package starter is PremiScale's client side: it connects to Temporal,
+// ensures one workflow per configured group, and scales, pauses, resumes and
+// queries groups on behalf of the CLI.
+package starter
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// ErrUnknownGroup is returned for a group name the configuration lacks.
+var ErrUnknownGroup = errors.New("unknown group")
+
+// ErrOutOfRange is returned for a desired size outside [min, max].
+var ErrOutOfRange = errors.New("desired size out of range")
+
+// ErrUnreachable is returned when no Temporal frontend answers.
+var ErrUnreachable = errors.New("no PremiScale controller reachable")
+
+// DialTimeout bounds the first connection to Temporal.
+const DialTimeout = 5 * time.Second
+
+// Dial connects to the Temporal service the configuration names (the
+// embedded server's address when none is set).
+func Dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.Client, error) {
+	t := cfg.Controller.Temporal
+	opts := client.Options{
+		HostPort:  cfg.TemporalAddress(),
+		Namespace: t.Namespace,
+		Logger:    sdklog.NewStructuredLogger(logger),
+	}
+	if t.TLS.Enabled {
+		tc, err := tlsConfig(t.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	c, err := client.DialContext(dctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s (namespace %s): is `premiscale -c CONFIG` running? %v",
+			ErrUnreachable, opts.HostPort, opts.Namespace, err)
+	}
+	return c, nil
+}
+
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // skip-verify is the user's explicit choice
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("controller.temporal.tls.caFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("controller.temporal.tls.caFile: no certificate in %s", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("controller.temporal.tls.certFile/keyFile: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// SpecFromConfig turns a configured group into the workflow's GroupSpec.
+func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
+	spec := workflows.GroupSpec{
+		Name:               g.Name,
+		Min:                g.Min,
+		Max:                g.Max,
+		Desired:            g.Min,
+		Template:           g.Template,
+		EvaluationInterval: g.Scaling.EvaluationInterval,
+	}
+	if g.Desired != nil {
+		spec.Desired = *g.Desired
+	}
+	for _, name := range g.Hosts {
+		if h, ok := cfg.Host(name); ok {
+			spec.Hosts = append(spec.Hosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
+		}
+	}
+	return spec
+}
+
+// Starter acts on group workflows for one configuration.
+type Starter struct {
+	Client client.Client
+	Config *config.Config
+}
+
+// EnsureGroups starts the workflow of every configured group that is not
+// running and hands its current configuration to every one that is
+// (signal-with-start, so both cases are one atomic call).
+func (s *Starter) EnsureGroups(ctx context.Context) error {
+	var errs []error
+	for _, g := range s.Config.Autoscale.Groups {
+		spec := SpecFromConfig(s.Config, g)
+		_, err := s.Client.SignalWithStartWorkflow(ctx, workflows.GroupWorkflowID(g.Name), workflows.SignalSpec, spec,
+			client.StartWorkflowOptions{
+				ID:        workflows.GroupWorkflowID(g.Name),
+				TaskQueue: s.Config.Controller.Temporal.TaskQueue,
+			},
+			workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ensure group %s: %w", g.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Starter) group(name string) (config.Group, error) {
+	g, ok := s.Config.Group(name)
+	if !ok {
+		return config.Group{}, fmt.Errorf("%w %q (configured groups: %s)", ErrUnknownGroup, name, strings.Join(s.Config.GroupNames(), ", "))
+	}
+	return g, nil
+}
+
+// Scale sets a group's desired size through the set-desired Update and
+// returns once the workflow accepted it. A size outside [min, max] is refused
+// before anything is sent.
+func (s *Starter) Scale(ctx context.Context, name string, desired int) (workflows.DesiredResult, error) {
+	g, err := s.group(name)
+	if err != nil {
+		return workflows.DesiredResult{}, err
+	}
+	if desired < g.Min {
+		return workflows.DesiredResult{}, fmt.Errorf("%w: %d is below min (%d) of group %s", ErrOutOfRange, desired, g.Min, name)
+	}
+	if desired > g.Max {
+		return workflows.DesiredResult{}, fmt.Errorf("%w: %d is above max (%d) of group %s", ErrOutOfRange, desired, g.Max, name)
+	}
+	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.GroupWorkflowID(name),
+		UpdateName:   workflows.UpdateSetDesired,
+		Args:         []any{workflows.DesiredRequest{Desired: desired}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return workflows.DesiredResult{}, s.explain(name, err)
+	}
+	var res workflows.DesiredResult
+	if err := h.Get(ctx, &res); err != nil {
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) && ae.Type() == "OutOfRange" {
+			return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrOutOfRange, ae.Message())
+		}
+		return workflows.DesiredResult{}, s.explain(name, err)
+	}
+	return res, nil
+}
+
+// Status queries a group's workflow.
+func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatus, error) {
+	if _, err := s.group(name); err != nil {
+		return workflows.GroupStatus{}, err
+	}
+	v, err := s.Client.QueryWorkflow(ctx, workflows.GroupWorkflowID(name), "", workflows.QueryStatus)
+	if err != nil {
+		return workflows.GroupStatus{}, s.explain(name, err)
+	}
+	var st workflows.GroupStatus
+	if err := v.Get(&st); err != nil {
+		return workflows.GroupStatus{}, fmt.Errorf("decode status of group %s: %w", name, err)
+	}
+	return st, nil
+}
+
+// Pause stops a group's scaling and reconciliation until Resume.
+func (s *Starter) Pause(ctx context.Context, name string) error {
+	return s.signal(ctx, name, workflows.SignalPause)
+}
+
+// Resume undoes Pause.
+func (s *Starter) Resume(ctx context.Context, name string) error {
+	return s.signal(ctx, name, workflows.SignalResume)
+}
+
+func (s *Starter) signal(ctx context.Context, name, signal string) error {
+	if _, err := s.group(name); err != nil {
+		return err
+	}
+	if err := s.Client.SignalWorkflow(ctx, workflows.GroupWorkflowID(name), "", signal, nil); err != nil {
+		return s.explain(name, err)
+	}
+	return nil
+}
+
+// WaitSettled polls a group's status until it holds exactly its desired size
+// with nothing in flight, or ctx ends.
+func (s *Starter) WaitSettled(ctx context.Context, name string, poll time.Duration) (workflows.GroupStatus, error) {
+	for {
+		st, err := s.Status(ctx, name)
+		if err == nil && st.Settled() {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return st, err
+			}
+			return st, fmt.Errorf("group %s not settled: %d running, %d provisioning, %d decommissioning, desired %d: %w",
+				name, st.Running, st.Provisioning, st.Decommissioning, st.Desired, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+func (s *Starter) explain(name string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("group %s has no running workflow (%s); start the controller with this config: %w",
+			name, workflows.GroupWorkflowID(name), err)
+	}
+	var unavailable *serviceerror.Unavailable
+	if errors.As(err, &unavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, s.Config.TemporalAddress(), err)
+	}
+	return fmt.Errorf("group %s: %w", name, err)
+}

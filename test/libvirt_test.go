@@ -1,0 +1,290 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+)
+
+// testDriverURI reaches libvirt's test driver through the local daemon. All
+// connections share one state, which lives while any connection is open.
+const testDriverURI = "test+unix:///default"
+
+const testPool = "default-pool"
+
+// requireLibvirt connects to uri or skips (fails, when make test demands
+// libvirt with PREMISCALE_REQUIRE_LIBVIRT=1).
+func requireLibvirt(t testing.TB, uri string) *libvirt.Libvirt {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv, err := libvirt.ConnectToURI(u)
+	if err != nil {
+		if os.Getenv("PREMISCALE_REQUIRE_LIBVIRT") == "1" {
+			t.Fatalf("libvirtd not reachable at %s: %v (make test starts it)", uri, err)
+		}
+		t.Skipf("libvirtd not reachable at %s: %v (run through make test)", uri, err)
+	}
+	t.Cleanup(func() { _ = lv.Disconnect() })
+	return lv
+}
+
+// ensureVolume creates a raw volume in the test pool unless it exists.
+func ensureVolume(t testing.TB, lv *libvirt.Libvirt, pool, name string, size uint64) {
+	t.Helper()
+	p, err := lv.StoragePoolLookupByName(pool)
+	if err != nil {
+		t.Fatalf("pool %s: %v", pool, err)
+	}
+	if _, err := lv.StorageVolLookupByName(p, name); err == nil {
+		return
+	}
+	doc, _ := (&libvirtxml.StorageVolume{
+		Name:     name,
+		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: size},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+	}).Marshal()
+	if _, err := lv.StorageVolCreateXML(p, doc, 0); err != nil {
+		t.Fatalf("create base volume %s: %v", name, err)
+	}
+}
+
+func volumeXML(t testing.TB, lv *libvirt.Libvirt, pool, name string) (libvirtxml.StorageVolume, bool) {
+	t.Helper()
+	p, err := lv.StoragePoolLookupByName(pool)
+	if err != nil {
+		t.Fatalf("pool %s: %v", pool, err)
+	}
+	v, err := lv.StorageVolLookupByName(p, name)
+	if err != nil {
+		return libvirtxml.StorageVolume{}, false
+	}
+	doc, err := lv.StorageVolGetXMLDesc(v, 0)
+	if err != nil {
+		t.Fatalf("volume %s xml: %v", name, err)
+	}
+	var out libvirtxml.StorageVolume
+	if err := out.Unmarshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	return out, true
+}
+
+func domainExists(t testing.TB, lv *libvirt.Libvirt, name string) (exists, running bool) {
+	t.Helper()
+	d, err := lv.DomainLookupByName(name)
+	if err != nil {
+		return false, false
+	}
+	s, _, err := lv.DomainGetState(d, 0)
+	if err != nil {
+		return false, false
+	}
+	return true, libvirt.DomainState(s) == libvirt.DomainRunning
+}
+
+// activityEnv runs activities through the SDK's activity test environment,
+// so that heartbeats and errors behave as in a worker.
+func activityEnv(t *testing.T, lv *activities.Libvirt) *testsuite.TestActivityEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(lv)
+	return env
+}
+
+func run(t *testing.T, env *testsuite.TestActivityEnvironment, fn any, in any, out any) error {
+	t.Helper()
+	v, err := env.ExecuteActivity(fn, in)
+	if err == nil && out != nil {
+		if gerr := v.Get(out); gerr != nil {
+			t.Fatalf("decode result: %v", gerr)
+		}
+	}
+	return err
+}
+
+func TestVMLifecycleIsIdempotentOnTheTestDriver(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ensureVolume(t, lv, testPool, "it-base.qcow2", 64<<20)
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	acts := &activities.Libvirt{Hosts: hosts, PollInterval: 20 * time.Millisecond}
+	env := activityEnv(t, acts)
+	var a *activities.Libvirt
+
+	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
+	vm := fmt.Sprintf("itlife-%d", time.Now().UnixNano()%100000)
+	ref := activities.DomainRef{Host: host, Group: "itlife", VM: vm}
+	tmpl := config.Template{VCPUs: 1, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", Network: config.Network{Type: config.NetworkUser, Model: "virtio"}}
+
+	// Clone twice: the second call finds the overlay and returns it.
+	for i := range 2 {
+		var out activities.CloneVolumeOutput
+		if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: vm, BaseVolume: "it-base.qcow2"}, &out); err != nil {
+			t.Fatalf("clone #%d: %v", i+1, err)
+		}
+		if out.Volume != activities.VolumeName(vm) {
+			t.Fatalf("volume = %q, want %q", out.Volume, activities.VolumeName(vm))
+		}
+	}
+	vol, ok := volumeXML(t, lv, testPool, activities.VolumeName(vm))
+	if !ok {
+		t.Fatal("cloned volume missing")
+	}
+	if vol.BackingStore == nil || !strings.HasSuffix(vol.BackingStore.Path, "it-base.qcow2") {
+		t.Errorf("clone is not an overlay of the base: backing store %+v", vol.BackingStore)
+	}
+	if vol.Target == nil || vol.Target.Format == nil || vol.Target.Format.Type != "qcow2" {
+		t.Errorf("clone format = %+v, want qcow2", vol.Target)
+	}
+
+	for i := range 2 {
+		if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Template: tmpl}, nil); err != nil {
+			t.Fatalf("define #%d: %v", i+1, err)
+		}
+	}
+	for i := range 2 {
+		if err := run(t, env, a.StartDomain, ref, nil); err != nil {
+			t.Fatalf("start #%d: %v", i+1, err)
+		}
+	}
+	if err := run(t, env, a.WaitRunning, ref, nil); err != nil {
+		t.Fatalf("wait running: %v", err)
+	}
+	var list activities.ListDomainsOutput
+	if err := run(t, env, a.ListDomains, activities.ListDomainsInput{Host: host, Group: "itlife"}, &list); err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if len(list.Domains) != 1 || list.Domains[0].Name != vm || !list.Domains[0].Running || list.Domains[0].Owner.Group != "itlife" {
+		t.Fatalf("list = %+v, want %s running, owned by itlife", list.Domains, vm)
+	}
+
+	for i := range 2 {
+		if err := run(t, env, a.StopDomain, activities.StopDomainInput{Domain: ref}, nil); err != nil {
+			t.Fatalf("stop #%d: %v", i+1, err)
+		}
+	}
+	if _, running := domainExists(t, lv, vm); running {
+		t.Fatal("domain still running after stop")
+	}
+	for i := range 2 {
+		if err := run(t, env, a.UndefineDomain, ref, nil); err != nil {
+			t.Fatalf("undefine #%d: %v", i+1, err)
+		}
+		if err := run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil); err != nil {
+			t.Fatalf("delete volume #%d: %v", i+1, err)
+		}
+	}
+	if exists, _ := domainExists(t, lv, vm); exists {
+		t.Error("domain still defined after undefine")
+	}
+	if _, ok := volumeXML(t, lv, testPool, activities.VolumeName(vm)); ok {
+		t.Error("volume still there after delete")
+	}
+}
+
+func TestUnownedDomainIsNeverTouched(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
+
+	// A domain someone else made, with a name PremiScale could generate.
+	name := fmt.Sprintf("itforeign-%d", time.Now().UnixNano()%100000)
+	doc, _ := (&libvirtxml.Domain{Type: "test", Name: name, Memory: &libvirtxml.DomainMemory{Value: 65536, Unit: "KiB"},
+		OS: &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Type: "hvm"}}}).Marshal()
+	dom, err := lv.DomainDefineXML(doc)
+	if err != nil {
+		t.Fatalf("define foreign domain: %v", err)
+	}
+	if err := lv.DomainCreate(dom); err != nil {
+		t.Fatalf("start foreign domain: %v", err)
+	}
+	t.Cleanup(func() { _ = lv.DomainDestroy(dom); _ = lv.DomainUndefine(dom) })
+
+	ref := activities.DomainRef{Host: host, Group: "itforeign", VM: name}
+	calls := map[string]error{
+		"define":   run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: "x", Template: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}}, nil),
+		"start":    run(t, env, a.StartDomain, ref, nil),
+		"stop":     run(t, env, a.StopDomain, activities.StopDomainInput{Domain: ref}, nil),
+		"undefine": run(t, env, a.UndefineDomain, ref, nil),
+	}
+	for op, err := range calls {
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeNotOwned || !ae.NonRetryable() {
+			t.Errorf("%s on a foreign domain: err = %v, want non-retryable %s", op, err, activities.ErrTypeNotOwned)
+		}
+	}
+	if exists, running := domainExists(t, lv, name); !exists || !running {
+		t.Errorf("foreign domain touched: exists=%v running=%v", exists, running)
+	}
+	var list activities.ListDomainsOutput
+	if err := run(t, env, a.ListDomains, activities.ListDomainsInput{Host: host}, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range list.Domains {
+		if d.Name == name {
+			t.Errorf("foreign domain listed as PremiScale's: %+v", d)
+		}
+	}
+}
+
+func TestMissingBaseVolumeFailsWithoutRetry(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	var a *activities.Libvirt
+	err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{
+		Host: activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}, VM: "itmissing-1", BaseVolume: "no-such-base.qcow2",
+	}, nil)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeInvalidConfig || !strings.Contains(err.Error(), "no-such-base.qcow2") {
+		t.Fatalf("err = %v, want non-retryable InvalidConfig naming the base volume", err)
+	}
+}
+
+func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	ctx := context.Background()
+	c1, err := hosts.Conn(ctx, testDriverURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := hosts.Conn(ctx, testDriverURI)
+	if c1 != c2 {
+		t.Fatal("second Conn dialed again instead of reusing the pooled connection")
+	}
+	if err := c1.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	c3, err := hosts.Conn(ctx, testDriverURI)
+	if err != nil {
+		t.Fatalf("redial: %v", err)
+	}
+	if c3 == c1 || !c3.IsConnected() {
+		t.Fatal("dropped connection was not replaced by a live one")
+	}
+	if _, err := c3.ConnectGetLibVersion(); err != nil {
+		t.Fatalf("redialed connection does not work: %v", err)
+	}
+}

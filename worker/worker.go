@@ -1,0 +1,37 @@
+// Package worker builds the Temporal worker that runs PremiScale's workflows
+// and activities. Workers hold no state of their own: run as many as you like
+// against one Temporal cluster and task queue.
+package worker
+
+import (
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/workflow"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// New returns a worker on taskQueue with every PremiScale workflow and the
+// libvirt activities registered.
+func New(c client.Client, taskQueue string, lv *activities.Libvirt, opts sdkworker.Options) sdkworker.Worker {
+	w := sdkworker.New(c, taskQueue, opts)
+	Register(w, lv)
+	return w
+}
+
+// Registry is where workflows and activities are registered: a worker, or a
+// test environment.
+type Registry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+	RegisterActivity(a any)
+}
+
+// Register registers PremiScale's workflows (under stable names, so that the
+// temporal CLI and the UI show them as documented) and activities.
+func Register(r Registry, lv *activities.Libvirt) {
+	r.RegisterWorkflowWithOptions(workflows.GroupWorkflow, workflow.RegisterOptions{Name: workflows.GroupWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: "ProvisionVM"})
+	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: "DecommissionVM"})
+	r.RegisterActivity(lv)
+}

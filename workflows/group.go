@@ -1,0 +1,615 @@
+// Package workflows holds PremiScale's Temporal workflows: one long-running
+// GroupWorkflow per autoscaling group, and the ProvisionVM and DecommissionVM
+// child workflows it starts. Workflow code is deterministic: decisions come
+// from package policy, side effects from activities.
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/workflows/policy"
+)
+
+// Names of the group workflow's interface, for the SDK and the temporal CLI.
+const (
+	GroupWorkflowName = "GroupWorkflow"
+	// UpdateSetDesired sets the desired size: {"desired": N}. Its validator
+	// rejects N outside [min, max].
+	UpdateSetDesired = "set-desired"
+	// SignalScale asks for a desired size: {"desired": N}, clamped to [min, max].
+	SignalScale = "scale"
+	// SignalPause stops scaling and reconciliation until SignalResume.
+	SignalPause = "pause"
+	// SignalResume undoes SignalPause.
+	SignalResume = "resume"
+	// SignalSpec delivers the group's configuration (GroupSpec) on controller start.
+	SignalSpec = "spec"
+	// QueryStatus returns GroupStatus.
+	QueryStatus = "status"
+)
+
+// DefaultHistoryLimit is the history length at which a group continues as new.
+const DefaultHistoryLimit = 5000
+
+// maxEvents is how many recent events a group keeps for status.
+const maxEvents = 20
+
+// GroupWorkflowID is the workflow ID of a group's workflow.
+func GroupWorkflowID(group string) string { return "premiscale/group/" + group }
+
+// GroupSpec is a group's configuration as the workflow uses it.
+type GroupSpec struct {
+	Name string `json:"name"`
+	Min  int    `json:"min"`
+	Max  int    `json:"max"`
+	// Desired is the configured size; it applies when the group is created
+	// and whenever its value in the configuration changes.
+	Desired            int                  `json:"desired"`
+	Hosts              []activities.HostRef `json:"hosts"`
+	Template           config.Template      `json:"template"`
+	EvaluationInterval time.Duration        `json:"evaluationInterval"`
+	// HistoryLimit is the history length that triggers continue-as-new;
+	// zero means DefaultHistoryLimit.
+	HistoryLimit int `json:"historyLimit,omitempty"`
+}
+
+// MemberState is where a member is in its life.
+type MemberState string
+
+// Member states.
+const (
+	MemberProvisioning    MemberState = "provisioning"
+	MemberRunning         MemberState = "running"
+	MemberDecommissioning MemberState = "decommissioning"
+	// MemberFailed: its decommissioning failed; it is retried every evaluation.
+	MemberFailed MemberState = "failed"
+)
+
+// Member is one VM of a group.
+type Member struct {
+	Name      string      `json:"name"`
+	Seq       int         `json:"seq"`
+	Host      string      `json:"host"`
+	Volume    string      `json:"volume"`
+	State     MemberState `json:"state"`
+	CreatedAt time.Time   `json:"createdAt"`
+	UpdatedAt time.Time   `json:"updatedAt"`
+	Error     string      `json:"error,omitempty"`
+}
+
+// Event is one line of a group's recent history, shown by status.
+type Event struct {
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
+}
+
+// GroupState is what a group carries across continue-as-new.
+type GroupState struct {
+	Desired       int       `json:"desired"`
+	ConfigDesired int       `json:"configDesired"`
+	Paused        bool      `json:"paused"`
+	NextSeq       int       `json:"nextSeq"`
+	Members       []Member  `json:"members"`
+	Failures      int       `json:"failures"`
+	BackoffUntil  time.Time `json:"backoffUntil"`
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorAt   time.Time `json:"lastErrorAt"`
+	Events        []Event   `json:"events"`
+}
+
+// GroupInput starts (or continues) a group workflow.
+type GroupInput struct {
+	Spec GroupSpec `json:"spec"`
+	// State is nil for a new group and carried over on continue-as-new.
+	State *GroupState `json:"state,omitempty"`
+}
+
+// DesiredRequest is the payload of UpdateSetDesired and SignalScale.
+type DesiredRequest struct {
+	Desired int `json:"desired"`
+}
+
+// DesiredResult is what UpdateSetDesired returns.
+type DesiredResult struct {
+	Previous int `json:"previous"`
+	Desired  int `json:"desired"`
+}
+
+// GroupStatus is the answer to QueryStatus.
+type GroupStatus struct {
+	Group            string    `json:"group"`
+	Min              int       `json:"min"`
+	Max              int       `json:"max"`
+	Desired          int       `json:"desired"`
+	Paused           bool      `json:"paused"`
+	Running          int       `json:"running"`
+	Provisioning     int       `json:"provisioning"`
+	Decommissioning  int       `json:"decommissioning"`
+	Failed           int       `json:"failed"`
+	Members          []Member  `json:"members"`
+	UnreachableHosts []string  `json:"unreachableHosts"`
+	Strays           []string  `json:"strays"`
+	LastError        string    `json:"lastError,omitempty"`
+	LastErrorAt      time.Time `json:"lastErrorAt"`
+	BackoffUntil     time.Time `json:"backoffUntil"`
+	LastObservedAt   time.Time `json:"lastObservedAt"`
+	Events           []Event   `json:"events"`
+	HistoryLength    int       `json:"historyLength"`
+}
+
+// Settled reports whether the group holds exactly its desired size with
+// nothing in flight.
+func (s GroupStatus) Settled() bool {
+	return s.Running == s.Desired && s.Provisioning == 0 && s.Decommissioning == 0 && s.Failed == 0
+}
+
+type group struct {
+	spec  GroupSpec
+	st    GroupState
+	dirty bool
+	// inflight counts child workflows whose result is still awaited.
+	inflight       int
+	unreachable    []string
+	strays         []string
+	lastObservedAt time.Time
+	logger         interface {
+		Info(string, ...any)
+		Warn(string, ...any)
+	}
+}
+
+// GroupWorkflow holds one group at its desired size for as long as it lives.
+//
+//	      +--------------------------------------------+
+//	      v                                            |
+//	  wait (interval | signal | update | child done)   |
+//	      |                                            |
+//	  observe libvirt (each interval) -> mark lost     |
+//	      |                                            |
+//	  reconcile (unless paused): provision / decommission children
+//	      |                                            |
+//	  history long? -> wait for children -> continue-as-new
+//	      +--------------------------------------------+
+func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
+	g := &group{spec: in.Spec, logger: workflow.GetLogger(ctx)}
+	if in.State != nil {
+		g.st = *in.State
+	} else {
+		g.st = GroupState{
+			Desired:       policy.Clamp(in.Spec.Desired, in.Spec.Min, in.Spec.Max),
+			ConfigDesired: in.Spec.Desired,
+			NextSeq:       1,
+		}
+		g.event(ctx, "group created with desired %d (min %d, max %d)", g.st.Desired, in.Spec.Min, in.Spec.Max)
+	}
+	if err := g.registerHandlers(ctx); err != nil {
+		return err
+	}
+	scaleCh := workflow.GetSignalChannel(ctx, SignalScale)
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	specCh := workflow.GetSignalChannel(ctx, SignalSpec)
+	pending := func() bool {
+		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0
+	}
+	drain := func() {
+		for {
+			var spec GroupSpec
+			if !specCh.ReceiveAsync(&spec) {
+				break
+			}
+			g.applySpec(ctx, spec)
+		}
+		for {
+			var req DesiredRequest
+			if !scaleCh.ReceiveAsync(&req) {
+				break
+			}
+			g.scaleSignal(ctx, req.Desired)
+		}
+		for pauseCh.ReceiveAsync(nil) {
+			if !g.st.Paused {
+				g.st.Paused = true
+				g.event(ctx, "paused")
+			}
+		}
+		for resumeCh.ReceiveAsync(nil) {
+			if g.st.Paused {
+				g.st.Paused = false
+				g.event(ctx, "resumed")
+			}
+		}
+	}
+
+	for {
+		drain()
+		if workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval {
+			g.observe(ctx)
+			drain()
+		}
+		if !g.st.Paused {
+			g.reconcile(ctx)
+		}
+		if g.historyTooLong(ctx) && g.inflight == 0 {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			drain()
+			if g.inflight == 0 {
+				state := g.st
+				return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
+			}
+		}
+		wait := g.spec.EvaluationInterval - workflow.Now(ctx).Sub(g.lastObservedAt)
+		if wait > 0 {
+			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {
+				return err
+			}
+		}
+		g.dirty = false
+	}
+}
+
+func (g *group) historyTooLong(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	limit := g.spec.HistoryLimit
+	if limit <= 0 {
+		limit = DefaultHistoryLimit
+	}
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= limit
+}
+
+func (g *group) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (GroupStatus, error) {
+		return g.status(ctx), nil
+	}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateSetDesired,
+		func(ctx workflow.Context, req DesiredRequest) (DesiredResult, error) {
+			prev := g.st.Desired
+			if prev != req.Desired {
+				g.st.Desired = req.Desired
+				g.event(ctx, "desired %d -> %d (set-desired)", prev, req.Desired)
+			}
+			g.dirty = true
+			return DesiredResult{Previous: prev, Desired: req.Desired}, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DesiredRequest) error {
+			return g.checkDesired(req.Desired)
+		}},
+	)
+}
+
+// checkDesired explains why n is not a valid desired size, naming the bound.
+func (g *group) checkDesired(n int) error {
+	if n < g.spec.Min {
+		return temporal.NewApplicationError(fmt.Sprintf("desired %d is below min (%d) of group %s", n, g.spec.Min, g.spec.Name), "OutOfRange")
+	}
+	if n > g.spec.Max {
+		return temporal.NewApplicationError(fmt.Sprintf("desired %d is above max (%d) of group %s", n, g.spec.Max, g.spec.Name), "OutOfRange")
+	}
+	return nil
+}
+
+func (g *group) scaleSignal(ctx workflow.Context, n int) {
+	clamped := policy.Clamp(n, g.spec.Min, g.spec.Max)
+	if clamped != n {
+		g.event(ctx, "scale signal asked for %d, clamped to %d (min %d, max %d)", n, clamped, g.spec.Min, g.spec.Max)
+	}
+	if clamped != g.st.Desired {
+		g.event(ctx, "desired %d -> %d (scale signal)", g.st.Desired, clamped)
+		g.st.Desired = clamped
+	}
+}
+
+func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
+	if spec.Name != g.spec.Name {
+		g.logger.Warn("ignoring spec for another group", "group", g.spec.Name, "spec_group", spec.Name)
+		return
+	}
+	g.spec = spec
+	desired := g.st.Desired
+	if spec.Desired != g.st.ConfigDesired {
+		desired = spec.Desired
+		g.st.ConfigDesired = spec.Desired
+	}
+	desired = policy.Clamp(desired, spec.Min, spec.Max)
+	if desired != g.st.Desired {
+		g.event(ctx, "desired %d -> %d (configuration)", g.st.Desired, desired)
+		g.st.Desired = desired
+	}
+}
+
+func (g *group) event(ctx workflow.Context, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	g.logger.Info(msg, "group", g.spec.Name)
+	g.st.Events = append(g.st.Events, Event{At: workflow.Now(ctx), Message: msg})
+	if len(g.st.Events) > maxEvents {
+		g.st.Events = g.st.Events[len(g.st.Events)-maxEvents:]
+	}
+}
+
+func (g *group) fail(ctx workflow.Context, msg string) {
+	g.st.LastError = msg
+	g.st.LastErrorAt = workflow.Now(ctx)
+	g.event(ctx, "%s", msg)
+}
+
+func (g *group) host(name string) (activities.HostRef, bool) {
+	for _, h := range g.spec.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return activities.HostRef{}, false
+}
+
+func (g *group) member(name string) *Member {
+	for i := range g.st.Members {
+		if g.st.Members[i].Name == name {
+			return &g.st.Members[i]
+		}
+	}
+	return nil
+}
+
+func (g *group) removeMember(name string) {
+	g.st.Members = slices.DeleteFunc(g.st.Members, func(m Member) bool { return m.Name == name })
+}
+
+func (g *group) count(states ...MemberState) int {
+	n := 0
+	for _, m := range g.st.Members {
+		if slices.Contains(states, m.State) {
+			n++
+		}
+	}
+	return n
+}
+
+// observe asks every host which of the group's domains exist and run, then
+// hands members whose domain vanished or stopped behind our back to
+// decommissioning (which clears what is left), so reconcile replaces them.
+func (g *group) observe(ctx workflow.Context) {
+	var a *activities.Libvirt
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	})
+	futures := make([]workflow.Future, len(g.spec.Hosts))
+	for i, h := range g.spec.Hosts {
+		futures[i] = workflow.ExecuteActivity(actx, a.ListDomains, activities.ListDomainsInput{Host: h, Group: g.spec.Name})
+	}
+	seen := map[string]activities.DomainInfo{}
+	reachable := map[string]bool{}
+	var unreachable []string
+	for i, f := range futures {
+		var out activities.ListDomainsOutput
+		if err := f.Get(ctx, &out); err != nil {
+			unreachable = append(unreachable, g.spec.Hosts[i].Name)
+			g.logger.Warn("host unreachable", "group", g.spec.Name, "host", g.spec.Hosts[i].Name, "error", err)
+			continue
+		}
+		reachable[g.spec.Hosts[i].Name] = true
+		for _, d := range out.Domains {
+			seen[d.Name] = d
+		}
+	}
+	g.unreachable = unreachable
+	g.lastObservedAt = workflow.Now(ctx)
+
+	var strays []string
+	for name := range seen {
+		if g.member(name) == nil {
+			strays = append(strays, name)
+		}
+	}
+	slices.Sort(strays)
+	g.strays = strays
+
+	for i := range g.st.Members {
+		m := &g.st.Members[i]
+		if g.st.Paused || !reachable[m.Host] {
+			continue
+		}
+		switch m.State {
+		case MemberRunning:
+			d, ok := seen[m.Name]
+			switch {
+			case !ok:
+				g.event(ctx, "member %s vanished from host %s; replacing it", m.Name, m.Host)
+				g.decommission(ctx, m)
+			case !d.Running:
+				g.event(ctx, "member %s is %s on host %s; replacing it", m.Name, d.State, m.Host)
+				g.decommission(ctx, m)
+			}
+		case MemberFailed:
+			g.event(ctx, "retrying decommissioning of %s", m.Name)
+			g.decommission(ctx, m)
+		}
+	}
+}
+
+// reconcile starts provisionings or decommissionings to move the group
+// toward its desired size. It never waits for them.
+func (g *group) reconcile(ctx workflow.Context) {
+	active := g.count(MemberProvisioning, MemberRunning)
+	now := workflow.Now(ctx)
+	switch {
+	case active < g.st.Desired:
+		if now.Before(g.st.BackoffUntil) {
+			return
+		}
+		for range g.st.Desired - active {
+			if !g.provision(ctx) {
+				return
+			}
+		}
+	case active > g.st.Desired:
+		var cands []policy.Candidate
+		for _, m := range g.st.Members {
+			if m.State == MemberRunning {
+				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt})
+			}
+		}
+		for _, name := range policy.ScaleInVictims(cands, active-g.st.Desired) {
+			m := g.member(name)
+			g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
+			g.decommission(ctx, m)
+		}
+	}
+}
+
+func (g *group) provision(ctx workflow.Context) bool {
+	loads := make([]policy.HostLoad, 0, len(g.spec.Hosts))
+	for _, h := range g.spec.Hosts {
+		n := 0
+		for _, m := range g.st.Members {
+			if m.Host == h.Name && (m.State == MemberRunning || m.State == MemberProvisioning) {
+				n++
+			}
+		}
+		loads = append(loads, policy.HostLoad{Name: h.Name, Members: n, Reachable: !slices.Contains(g.unreachable, h.Name)})
+	}
+	hostName, ok := policy.PickHost(loads)
+	if !ok {
+		g.fail(ctx, "no hosts configured")
+		return false
+	}
+	host, _ := g.host(hostName)
+	seq := g.st.NextSeq
+	g.st.NextSeq++
+	name := g.spec.Name + "-" + strconv.Itoa(seq)
+	now := workflow.Now(ctx)
+	g.st.Members = append(g.st.Members, Member{
+		Name: name, Seq: seq, Host: hostName, Volume: activities.VolumeName(name),
+		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now,
+	})
+	g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            GroupWorkflowID(g.spec.Name) + "/vm/" + name + "/provision",
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, ProvisionVM, ProvisionInput{
+		Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template,
+	})
+	g.inflight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		err := f.Get(ctx, nil)
+		g.inflight--
+		g.dirty = true
+		m := g.member(name)
+		if m == nil {
+			return
+		}
+		m.UpdatedAt = workflow.Now(ctx)
+		if err != nil {
+			g.removeMember(name)
+			g.st.Failures++
+			backoff := policy.Backoff(g.st.Failures, g.spec.EvaluationInterval, 10*time.Minute)
+			g.st.BackoffUntil = workflow.Now(ctx).Add(backoff)
+			g.fail(ctx, fmt.Sprintf("provisioning %s on %s failed (retrying after %s): %s", name, hostName, backoff, rootCause(err)))
+			return
+		}
+		m.State = MemberRunning
+		g.st.Failures = 0
+		g.event(ctx, "%s is running on %s", name, hostName)
+	})
+	return true
+}
+
+func (g *group) decommission(ctx workflow.Context, m *Member) {
+	host, ok := g.host(m.Host)
+	if !ok {
+		// The host left the configuration; nothing can reach the VM now.
+		g.fail(ctx, fmt.Sprintf("member %s is on host %s, which is no longer configured; forgetting it", m.Name, m.Host))
+		g.removeMember(m.Name)
+		return
+	}
+	name := m.Name
+	m.State = MemberDecommissioning
+	m.UpdatedAt = workflow.Now(ctx)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            GroupWorkflowID(g.spec.Name) + "/vm/" + name + "/decommission",
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, DecommissionVM, DecommissionInput{
+		Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace(),
+	})
+	g.inflight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		err := f.Get(ctx, nil)
+		g.inflight--
+		g.dirty = true
+		m := g.member(name)
+		if m == nil {
+			return
+		}
+		if err != nil {
+			m.State = MemberFailed
+			m.Error = rootCause(err)
+			m.UpdatedAt = workflow.Now(ctx)
+			g.fail(ctx, fmt.Sprintf("decommissioning %s failed (retrying next evaluation): %s", name, m.Error))
+			return
+		}
+		g.removeMember(name)
+		g.event(ctx, "%s decommissioned", name)
+	})
+}
+
+func (g *group) status(ctx workflow.Context) GroupStatus {
+	members := append([]Member{}, g.st.Members...)
+	events := append([]Event{}, g.st.Events...)
+	return GroupStatus{
+		Group:            g.spec.Name,
+		Min:              g.spec.Min,
+		Max:              g.spec.Max,
+		Desired:          g.st.Desired,
+		Paused:           g.st.Paused,
+		Running:          g.count(MemberRunning),
+		Provisioning:     g.count(MemberProvisioning),
+		Decommissioning:  g.count(MemberDecommissioning),
+		Failed:           g.count(MemberFailed),
+		Members:          members,
+		UnreachableHosts: append([]string{}, g.unreachable...),
+		Strays:           append([]string{}, g.strays...),
+		LastError:        g.st.LastError,
+		LastErrorAt:      g.st.LastErrorAt,
+		BackoffUntil:     g.st.BackoffUntil,
+		LastObservedAt:   g.lastObservedAt,
+		Events:           events,
+		HistoryLength:    workflow.GetInfo(ctx).GetCurrentHistoryLength(),
+	}
+}
+
+// rootCause strips Temporal's wrapping ("child workflow execution error ...:
+// activity error ...") down to the innermost message.
+func rootCause(err error) string {
+	msg := err.Error()
+	for {
+		var next error
+		switch e := err.(type) {
+		case interface{ Unwrap() error }:
+			next = e.Unwrap()
+		}
+		if next == nil {
+			break
+		}
+		err = next
+		msg = err.Error()
+	}
+	return strings.TrimSpace(msg)
+}

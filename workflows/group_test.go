@@ -1,0 +1,474 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/worker"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+const interval = 15 * time.Second
+
+// fakeLibvirt stands in for the libvirt activities inside this package's
+// unit tests: an in-memory set of hosts with domains and volumes.
+type fakeLibvirt struct {
+	mu      sync.Mutex
+	domains map[string]map[string]bool // host -> vm -> running
+	volumes map[string]map[string]bool // host -> volume
+	// defineErr, if set, fails DefineDomain for the VM names it holds.
+	defineErr map[string]error
+	calls     []string
+}
+
+func newFake(hosts ...string) *fakeLibvirt {
+	f := &fakeLibvirt{domains: map[string]map[string]bool{}, volumes: map[string]map[string]bool{}, defineErr: map[string]error{}}
+	for _, h := range hosts {
+		f.domains[h] = map[string]bool{}
+		f.volumes[h] = map[string]bool{}
+	}
+	return f
+}
+
+func (f *fakeLibvirt) record(call string) {
+	f.calls = append(f.calls, call)
+}
+
+func (f *fakeLibvirt) CloneVolume(_ context.Context, in activities.CloneVolumeInput) (activities.CloneVolumeOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("clone " + in.VM)
+	f.volumes[in.Host.Name][activities.VolumeName(in.VM)] = true
+	return activities.CloneVolumeOutput{Volume: activities.VolumeName(in.VM), Path: "/pool/" + activities.VolumeName(in.VM)}, nil
+}
+
+func (f *fakeLibvirt) DefineDomain(_ context.Context, in activities.DefineDomainInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("define " + in.Domain.VM)
+	if err := f.defineErr[in.Domain.VM]; err != nil {
+		return err
+	}
+	if _, ok := f.domains[in.Domain.Host.Name][in.Domain.VM]; !ok {
+		f.domains[in.Domain.Host.Name][in.Domain.VM] = false
+	}
+	return nil
+}
+
+func (f *fakeLibvirt) StartDomain(_ context.Context, ref activities.DomainRef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("start " + ref.VM)
+	f.domains[ref.Host.Name][ref.VM] = true
+	return nil
+}
+
+func (f *fakeLibvirt) WaitRunning(_ context.Context, ref activities.DomainRef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.domains[ref.Host.Name][ref.VM] {
+		return temporal.NewNonRetryableApplicationError("not running", activities.ErrTypeBootFailed, nil)
+	}
+	return nil
+}
+
+func (f *fakeLibvirt) StopDomain(_ context.Context, in activities.StopDomainInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("stop " + in.Domain.VM)
+	if _, ok := f.domains[in.Domain.Host.Name][in.Domain.VM]; ok {
+		f.domains[in.Domain.Host.Name][in.Domain.VM] = false
+	}
+	return nil
+}
+
+func (f *fakeLibvirt) UndefineDomain(_ context.Context, ref activities.DomainRef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("undefine " + ref.VM)
+	delete(f.domains[ref.Host.Name], ref.VM)
+	return nil
+}
+
+func (f *fakeLibvirt) DeleteVolume(_ context.Context, in activities.DeleteVolumeInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("delete-volume " + in.VM)
+	delete(f.volumes[in.Host.Name], activities.VolumeName(in.VM))
+	return nil
+}
+
+func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsInput) (activities.ListDomainsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := activities.ListDomainsOutput{}
+	for name, running := range f.domains[in.Host.Name] {
+		out.Domains = append(out.Domains, activities.DomainInfo{
+			Name: name, Owner: activities.Owner{Group: in.Group, VM: name}, Running: running,
+			State: map[bool]string{true: "running", false: "shut-off"}[running],
+		})
+	}
+	return out, nil
+}
+
+// running lists the running domains on every host, sorted.
+func (f *fakeLibvirt) running() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, doms := range f.domains {
+		for name, up := range doms {
+			if up {
+				out = append(out, name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *fakeLibvirt) volumeCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, vols := range f.volumes {
+		n += len(vols)
+	}
+	return n
+}
+
+func (f *fakeLibvirt) perHost() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for h, doms := range f.domains {
+		out[h] = len(doms)
+	}
+	return out
+}
+
+func spec(desired, lo, hi int, hosts ...string) workflows.GroupSpec {
+	s := workflows.GroupSpec{
+		Name: "web", Min: lo, Max: hi, Desired: desired,
+		Template:           config.Template{VCPUs: 1, Memory: "256MiB", DiskSize: "1GiB", DomainType: "qemu", Arch: "x86_64"},
+		EvaluationInterval: interval,
+	}
+	for _, h := range hosts {
+		s.Hosts = append(s.Hosts, activities.HostRef{Name: h, URI: "test:///default", Pool: "default"})
+	}
+	return s
+}
+
+func newEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	worker.Register(env, &activities.Libvirt{})
+	var a *activities.Libvirt
+	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
+	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
+	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(f.StartDomain)
+	env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything).Return(f.WaitRunning)
+	env.OnActivity(a.StopDomain, mock.Anything, mock.Anything).Return(f.StopDomain)
+	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
+	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
+	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
+	return env
+}
+
+func status(t *testing.T, env *testsuite.TestWorkflowEnvironment) workflows.GroupStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(workflows.QueryStatus)
+	if err != nil {
+		t.Fatalf("query status: %v", err)
+	}
+	var st workflows.GroupStatus
+	if err := v.Get(&st); err != nil {
+		t.Fatalf("decode status: %v", err)
+	}
+	return st
+}
+
+// steps runs each fn one virtual minute after the previous, then cancels
+// the workflow so that ExecuteWorkflow returns.
+func steps(env *testsuite.TestWorkflowEnvironment, fns ...func()) {
+	for i, fn := range fns {
+		env.RegisterDelayedCallback(fn, time.Duration(i+1)*time.Minute)
+	}
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Duration(len(fns)+1)*time.Minute)
+}
+
+// setDesired sends the set-desired Update and fails the test if it is
+// rejected.
+func setDesired(t *testing.T, env *testsuite.TestWorkflowEnvironment, n int) {
+	t.Helper()
+	env.UpdateWorkflow(workflows.UpdateSetDesired, fmt.Sprintf("set-%d-%d", n, env.Now().UnixNano()), &testsuite.TestUpdateCallback{
+		OnAccept:   func() {},
+		OnReject:   func(err error) { t.Errorf("set-desired %d rejected: %v", n, err) },
+		OnComplete: func(any, error) {},
+	}, workflows.DesiredRequest{Desired: n})
+}
+
+func TestScaleOutProvisionsDesiredVMsSpreadOverHosts(t *testing.T) {
+	f := newFake("h1", "h2")
+	env := newEnv(t, f)
+	steps(env,
+		func() {
+			setDesired(t, env, 4)
+		},
+		func() {
+			st := status(t, env)
+			if st.Running != 4 || st.Desired != 4 || st.Provisioning != 0 {
+				t.Errorf("status = %d running, %d provisioning, desired %d; want 4, 0, 4", st.Running, st.Provisioning, st.Desired)
+			}
+			if got := f.running(); !slices.Equal(got, []string{"web-1", "web-2", "web-3", "web-4"}) {
+				t.Errorf("running domains = %v", got)
+			}
+			if got := f.perHost(); got["h1"] != 2 || got["h2"] != 2 {
+				t.Errorf("per host = %v, want 2 and 2", got)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow ended with %v, want canceled", err)
+	}
+}
+
+func TestScaleInRemovesNewestFirstAndDeletesVolumes(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() {
+			if got := f.running(); len(got) != 3 {
+				t.Errorf("running before scale-in = %v, want 3", got)
+			}
+			setDesired(t, env, 1)
+		},
+		func() {
+			if got := f.running(); !slices.Equal(got, []string{"web-1"}) {
+				t.Errorf("running after scale-in = %v, want [web-1] (newest removed first)", got)
+			}
+			if n := f.volumeCount(); n != 1 {
+				t.Errorf("volumes after scale-in = %d, want 1", n)
+			}
+			if st := status(t, env); !st.Settled() || st.Running != 1 {
+				t.Errorf("status not settled at 1: %+v", st)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+}
+
+func TestSetDesiredRejectsOutsideMinMaxNamingTheBound(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	var tooBig, tooSmall error
+	steps(env,
+		func() {
+			env.UpdateWorkflow(workflows.UpdateSetDesired, "too-big", &testsuite.TestUpdateCallback{
+				OnAccept: func() { t.Error("set-desired 999 accepted") }, OnReject: func(err error) { tooBig = err }, OnComplete: func(any, error) {},
+			}, workflows.DesiredRequest{Desired: 999})
+			env.UpdateWorkflow(workflows.UpdateSetDesired, "too-small", &testsuite.TestUpdateCallback{
+				OnAccept: func() { t.Error("set-desired 0 accepted") }, OnReject: func(err error) { tooSmall = err }, OnComplete: func(any, error) {},
+			}, workflows.DesiredRequest{Desired: 0})
+		},
+		func() {
+			if tooBig == nil || !strings.Contains(tooBig.Error(), "max (5)") {
+				t.Errorf("set-desired 999: err = %v, want rejection naming max (5)", tooBig)
+			}
+			if tooSmall == nil || !strings.Contains(tooSmall.Error(), "min (1)") {
+				t.Errorf("set-desired 0: err = %v, want rejection naming min (1)", tooSmall)
+			}
+			if st := status(t, env); st.Desired != 2 || st.Running != 2 {
+				t.Errorf("after rejected updates desired %d running %d, want 2 and 2", st.Desired, st.Running)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(2, 1, 5, "h1")})
+}
+
+func TestScaleSignalIsClampedToMax(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() { env.SignalWorkflow(workflows.SignalScale, workflows.DesiredRequest{Desired: 50}) },
+		func() {
+			st := status(t, env)
+			if st.Desired != 3 || st.Running != 3 {
+				t.Errorf("after scale 50 with max 3: desired %d running %d, want 3 and 3", st.Desired, st.Running)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
+}
+
+func TestPausedGroupDoesNotScaleUntilResumed(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() {
+			env.SignalWorkflow(workflows.SignalPause, nil)
+		},
+		func() {
+			setDesired(t, env, 2)
+		},
+		func() {
+			st := status(t, env)
+			if !st.Paused || len(f.running()) != 0 {
+				t.Errorf("paused group: paused=%v running=%v, want paused and none running", st.Paused, f.running())
+			}
+			env.SignalWorkflow(workflows.SignalResume, nil)
+		},
+		func() {
+			if got := f.running(); len(got) != 2 {
+				t.Errorf("after resume running = %v, want 2", got)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
+}
+
+func TestVanishedMemberIsReplacedWithinTwoIntervals(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		delete(f.domains["h1"], "web-1") // undefined out of band
+		f.domains["h1"]["web-2"] = false // destroyed out of band
+		f.mu.Unlock()
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		got := f.running()
+		if len(got) != 2 || slices.Contains(got, "web-1") || slices.Contains(got, "web-2") {
+			t.Errorf("running two intervals after losing both = %v, want 2 replacements", got)
+		}
+		if n := f.volumeCount(); n != 2 {
+			t.Errorf("volumes = %d, want 2 (lost members' volumes deleted)", n)
+		}
+		env.CancelWorkflow()
+	}, time.Minute+2*interval)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
+}
+
+func TestFailedProvisioningCompensatesAndBacksOff(t *testing.T) {
+	f := newFake("h1")
+	f.defineErr["web-1"] = temporal.NewNonRetryableApplicationError("bad xml", activities.ErrTypeInvalidConfig, nil)
+	env := newEnv(t, f)
+	steps(env, func() {
+		st := status(t, env)
+		if st.LastError == "" || !containsAll(st.LastError, "web-1", "bad xml") {
+			t.Errorf("last error = %q, want the failed provisioning named", st.LastError)
+		}
+		f.mu.Lock()
+		calls := append([]string(nil), f.calls...)
+		f.mu.Unlock()
+		for _, want := range []string{"clone web-1", "define web-1", "stop web-1", "undefine web-1", "delete-volume web-1"} {
+			if !slices.Contains(calls, want) {
+				t.Errorf("calls %v lack %q (compensation)", calls, want)
+			}
+		}
+		if got := f.running(); !slices.Contains(got, "web-2") || len(got) != 1 {
+			t.Errorf("running = %v, want web-2 after backoff", got)
+		}
+		if n := f.volumeCount(); n != 1 {
+			t.Errorf("volumes = %d, want 1 (web-1's deleted)", n)
+		}
+	})
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+func TestContinuesAsNewCarryingMembersAndDesired(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		setDesired(t, env, 2)
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 2*time.Minute)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
+
+	err := env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	var in workflows.GroupInput
+	if err := converterFor(can, &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.State == nil || in.State.Desired != 2 || len(in.State.Members) != 2 || in.State.NextSeq != 3 {
+		t.Fatalf("carried state = %+v, want desired 2, 2 members, next seq 3", in.State)
+	}
+	for _, m := range in.State.Members {
+		if m.State != workflows.MemberRunning {
+			t.Errorf("member %s carried in state %s, want running", m.Name, m.State)
+		}
+	}
+}
+
+func TestConfigChangeKeepsManualDesiredUnlessConfigDesiredChanged(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() { setDesired(t, env, 3) },
+		func() {
+			// Controller restart with the same file: manual size kept, new max applied.
+			s := spec(1, 0, 4, "h1")
+			env.SignalWorkflow(workflows.SignalSpec, s)
+		},
+		func() {
+			if st := status(t, env); st.Desired != 3 || st.Max != 4 {
+				t.Errorf("after same-desired spec: desired %d max %d, want 3 and 4", st.Desired, st.Max)
+			}
+			env.SignalWorkflow(workflows.SignalSpec, spec(2, 0, 4, "h1"))
+		},
+		func() {
+			if st := status(t, env); st.Desired != 2 || st.Running != 2 {
+				t.Errorf("after config desired 1 -> 2: desired %d running %d, want 2 and 2", st.Desired, st.Running)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 5, "h1")})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// converterFor decodes the input a continue-as-new carries.
+func converterFor(can *workflow.ContinueAsNewError, in *workflows.GroupInput) error {
+	return converter.GetDefaultDataConverter().FromPayloads(can.Input, in)
+}
+
+// testWriter sends log lines to the test's log, shown on failure or -v.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,151 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+)
+
+// Timeouts of the VM activities. Quick ones are short so that a crashed
+// worker's attempt is retried soon after the worker is back.
+const (
+	quickActivityTimeout = 30 * time.Second
+	// provisionStepDeadline bounds all retries of one provisioning step; past
+	// it the provisioning fails and its compensation runs.
+	provisionStepDeadline = 5 * time.Minute
+	// DefaultBootTimeout bounds the wait for a new domain to run.
+	DefaultBootTimeout = 5 * time.Minute
+	heartbeatTimeout   = 15 * time.Second
+	// decommissionDeadline bounds all retries of one decommissioning step;
+	// past it the member is marked failed and retried on a later evaluation.
+	decommissionDeadline = 10 * time.Minute
+)
+
+var retry = &temporal.RetryPolicy{
+	InitialInterval:    time.Second,
+	BackoffCoefficient: 2,
+	MaximumInterval:    30 * time.Second,
+}
+
+// ProvisionInput asks for one new VM.
+type ProvisionInput struct {
+	Group    string             `json:"group"`
+	VM       string             `json:"vm"`
+	Host     activities.HostRef `json:"host"`
+	Template config.Template    `json:"template"`
+	// BootTimeout bounds the wait for the domain to run; zero means DefaultBootTimeout.
+	BootTimeout time.Duration `json:"bootTimeout,omitempty"`
+}
+
+// ProvisionOutput describes the VM that was provisioned.
+type ProvisionOutput struct {
+	Volume string `json:"volume"`
+}
+
+// ProvisionVM creates one VM: clone the disk, define the domain, start it and
+// wait until it runs. If any step fails, or the workflow is cancelled, it
+// compensates: whatever it created is destroyed and deleted before it returns
+// the error, so a failed provisioning leaves nothing behind.
+//
+//	clone volume -> define domain -> start domain -> wait running -> done
+//	     \______________\_______________\______________\-> compensate -> error
+func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, error) {
+	var a *activities.Libvirt
+	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    quickActivityTimeout,
+		ScheduleToCloseTimeout: provisionStepDeadline,
+		RetryPolicy:            retry,
+	})
+	bootTimeout := in.BootTimeout
+	if bootTimeout <= 0 {
+		bootTimeout = DefaultBootTimeout
+	}
+	boot := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    bootTimeout,
+		ScheduleToCloseTimeout: bootTimeout + time.Minute,
+		HeartbeatTimeout:       heartbeatTimeout,
+		RetryPolicy:            retry,
+	})
+
+	var vol activities.CloneVolumeOutput
+	err := workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
+		Host: in.Host, VM: in.VM, BaseVolume: in.Template.BaseVolume, DiskSize: in.Template.DiskSize,
+	}).Get(ctx, &vol)
+	if err == nil {
+		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
+			Domain: ref, Volume: vol.Volume, Template: in.Template,
+		}).Get(ctx, nil)
+	}
+	if err == nil {
+		err = workflow.ExecuteActivity(quick, a.StartDomain, ref).Get(ctx, nil)
+	}
+	if err == nil {
+		err = workflow.ExecuteActivity(boot, a.WaitRunning, ref).Get(ctx, nil)
+	}
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("provisioning failed, compensating", "group", in.Group, "vm", in.VM, "host", in.Host.Name, "error", err)
+		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0); cerr != nil {
+			return ProvisionOutput{}, fmt.Errorf("provision %s: %w (and cleanup failed: %v)", in.VM, err, cerr)
+		}
+		return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
+	}
+	return ProvisionOutput{Volume: vol.Volume}, nil
+}
+
+// DecommissionInput asks for one VM to be removed.
+type DecommissionInput struct {
+	Group       string             `json:"group"`
+	VM          string             `json:"vm"`
+	Host        activities.HostRef `json:"host"`
+	GracePeriod time.Duration      `json:"gracePeriod"`
+}
+
+// DecommissionVM removes one VM: shut down (ACPI, bounded by the grace
+// period, then destroy), undefine, delete its volume. Every step is
+// idempotent, so a decommissioning may be repeated at will.
+func DecommissionVM(ctx workflow.Context, in DecommissionInput) error {
+	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod)
+}
+
+// cleanupVM runs the teardown steps in a context that survives cancellation
+// of ctx. A domain that is not PremiScale's stops the domain steps (it is
+// never touched) but not the deletion of PremiScale's own volume.
+func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, grace time.Duration) error {
+	var a *activities.Libvirt
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	ref := activities.DomainRef{Host: host, Group: group, VM: vm}
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout:    quickActivityTimeout,
+		ScheduleToCloseTimeout: decommissionDeadline,
+		RetryPolicy:            retry,
+	}
+	stopOpts := opts
+	stopOpts.StartToCloseTimeout = grace + quickActivityTimeout
+	stopOpts.HeartbeatTimeout = heartbeatTimeout
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, stopOpts), a.StopDomain,
+		activities.StopDomainInput{Domain: ref, GracePeriod: grace}).Get(dctx, nil)
+	quick := workflow.WithActivityOptions(dctx, opts)
+	if err == nil {
+		err = workflow.ExecuteActivity(quick, a.UndefineDomain, ref).Get(dctx, nil)
+	}
+	if err != nil && !isAppError(err, activities.ErrTypeNotOwned) {
+		return fmt.Errorf("remove domain %s: %w", vm, err)
+	}
+	if verr := workflow.ExecuteActivity(quick, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}).Get(dctx, nil); verr != nil {
+		return fmt.Errorf("delete volume of %s: %w", vm, verr)
+	}
+	return nil
+}
+
+func isAppError(err error, errType string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == errType
+}
