@@ -5,8 +5,8 @@ package worker
 
 import (
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/workflow"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/workflows"

@@ -170,16 +170,16 @@ type group struct {
 
 // GroupWorkflow holds one group at its desired size for as long as it lives.
 //
-//	      +--------------------------------------------+
-//	      v                                            |
-//	  wait (interval | signal | update | child done)   |
-//	      |                                            |
-//	  observe libvirt (each interval) -> mark lost     |
-//	      |                                            |
-//	  reconcile (unless paused): provision / decommission children
-//	      |                                            |
-//	  history long? -> wait for children -> continue-as-new
-//	      +--------------------------------------------+
+//	    +--------------------------------------------+
+//	    v                                            |
+//	wait (interval | signal | update | child done)   |
+//	    |                                            |
+//	observe libvirt (each interval) -> mark lost     |
+//	    |                                            |
+//	reconcile (unless paused): provision / decommission children
+//	    |                                            |
+//	history long? -> wait for children -> continue-as-new
+//	    +--------------------------------------------+
 func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	g := &group{spec: in.Spec, logger: workflow.GetLogger(ctx)}
 	if in.State != nil {
