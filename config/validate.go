@@ -55,8 +55,8 @@ func (c *Config) Validate() error {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}
 	if t.Address == "" {
-		if t.Embedded.Port < 1 || t.Embedded.Port > 65535-5 {
-			v.add("controller.temporal.embedded.port", "must be in [1, 65530] (the server uses the next 4 ports too), got %d", t.Embedded.Port)
+		if t.Embedded.Port < 1 || t.Embedded.Port > 65535 {
+			v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", t.Embedded.Port)
 		}
 		if t.TLS.Enabled {
 			v.add("controller.temporal.tls.enabled", "the embedded server does not serve TLS; set controller.temporal.address or disable TLS")

@@ -1,0 +1,32 @@
+# PremiScale. `make run` runs the demo on the embedded Temporal server;
+# `make test` runs every test against real libvirtd and Temporal.
+SHELL        := /bin/bash
+GO           ?= go
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN          := bin/premiscale
+CONFIG       ?= deploy/examples/demo.yaml
+STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOBIN        := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: build test run lint bench clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
+
+test:
+	test/scripts/test.sh
+
+run: build
+	test/scripts/run.sh $(BIN) $(CONFIG)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install $(STATICCHECK)
+	$(GOBIN)/staticcheck ./...
+
+bench:
+	test/scripts/bench.sh
+
+clean:
+	rm -rf bin .premiscale

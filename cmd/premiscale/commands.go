@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+func newScaleCmd(gf *globalFlags) *cobra.Command {
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "scale GROUP N",
+		Short: "Set a group's desired size (refused outside [min, max])",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				return fmt.Errorf("N must be a whole number, got %q", args[1])
+			}
+			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+				res, err := s.Scale(cmd.Context(), args[0], n)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "group %s: desired %d -> %d\n", args[0], res.Previous, res.Desired)
+				if !wait {
+					return nil
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				st, err := s.WaitSettled(ctx, args[0], 500*time.Millisecond)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "group %s: %d running\n", args[0], st.Running)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the group holds exactly N running VMs")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+func newStatusCmd(gf *globalFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status [GROUP]",
+		Short: "Show groups, their members and recent events",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
+			}
+			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+				names := args
+				if len(names) == 0 {
+					names = s.Config.GroupNames()
+				}
+				var all []workflows.GroupStatus
+				for _, name := range names {
+					st, err := s.Status(cmd.Context(), name)
+					if err != nil {
+						return err
+					}
+					all = append(all, st)
+				}
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					if len(args) == 1 {
+						return enc.Encode(all[0])
+					}
+					return enc.Encode(all)
+				}
+				printStatus(out, all, len(args) == 1)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tMIN\tMAX\tPAUSED")
+	for _, st := range all {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", st.Group, st.Desired, st.Running,
+			st.Provisioning, st.Decommissioning, st.Failed, st.Min, st.Max, st.Paused)
+	}
+	_ = tw.Flush()
+	if !detail {
+		return
+	}
+	st := all[0]
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tHOST\tSTATE\tCREATED\tERROR")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.State, m.CreatedAt.Format(time.RFC3339), m.Error)
+	}
+	_ = tw.Flush()
+	if len(st.UnreachableHosts) > 0 {
+		fmt.Fprintf(out, "\nunreachable hosts: %s\n", strings.Join(st.UnreachableHosts, ", "))
+	}
+	if len(st.Strays) > 0 {
+		fmt.Fprintf(out, "\nPremiScale domains of this group that are not members (left alone): %s\n", strings.Join(st.Strays, ", "))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(out, "\nlast error (%s): %s\n", st.LastErrorAt.Format(time.RFC3339), st.LastError)
+	}
+	if len(st.Events) > 0 {
+		fmt.Fprintln(out, "\nrecent events:")
+		for _, e := range st.Events {
+			fmt.Fprintf(out, "  %s  %s\n", e.At.Format(time.RFC3339), e.Message)
+		}
+	}
+}
+
+func newPauseCmd(gf *globalFlags, pause bool) *cobra.Command {
+	use, short := "pause GROUP", "Stop scaling a group (its VMs stay) until resume"
+	if !pause {
+		use, short = "resume GROUP", "Resume scaling a paused group"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+				var err error
+				if pause {
+					err = s.Pause(cmd.Context(), args[0])
+				} else {
+					err = s.Resume(cmd.Context(), args[0])
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "group %s: %s\n", args[0], map[bool]string{true: "paused", false: "resumed"}[pause])
+				return nil
+			})
+		},
+	}
+}
+
+func newWorkerCmd(gf *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker only, against the Temporal service the config names",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return err
+			}
+			logger, closeLog, err := newLogger(cfg.Controller.Log)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			return runController(cmd.Context(), cfg, logger, false)
+		},
+	}
+}

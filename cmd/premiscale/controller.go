@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/embedded"
+	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/worker"
+)
+
+// TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
+const TemporalDBFile = "temporal.db"
+
+// runController wires the controller: the embedded Temporal server when no
+// address is configured (controller mode only), a worker, and, in controller
+// mode, one workflow per group. It returns when ctx ends.
+func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger, controller bool) error {
+	t := cfg.Controller.Temporal
+	if controller && cfg.UsesEmbedded() {
+		if err := os.MkdirAll(cfg.Controller.StateDir, 0o755); err != nil {
+			return fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
+		}
+		db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
+		srv, err := embedded.Start(ctx, embedded.Options{
+			DBPath:    db,
+			Host:      t.Embedded.Host,
+			Port:      t.Embedded.Port,
+			Namespace: t.Namespace,
+			Logger:    logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := srv.Stop(); err != nil {
+				logger.Warn("stopping embedded temporal server", "error", err)
+			}
+		}()
+		logger.Info("embedded temporal server started", "address", srv.Address(), "db", db)
+	}
+
+	c, err := starter.Dial(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	hosts := activities.NewHosts(logger)
+	defer func() { _ = hosts.Close() }()
+	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, sdkworker.Options{})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
+	}
+	defer w.Stop()
+	logger.Info("worker started", "address", cfg.TemporalAddress(), "namespace", t.Namespace, "task_queue", t.TaskQueue)
+
+	if controller {
+		if err := (&starter.Starter{Client: c, Config: cfg}).EnsureGroups(ctx); err != nil {
+			return err
+		}
+		for _, g := range cfg.Autoscale.Groups {
+			logger.Info("group ensured", "group", g.Name, "min", g.Min, "max", g.Max)
+		}
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return nil
+}

@@ -1,0 +1,412 @@
+// Package embedded runs a Temporal server inside the calling process, persisted
+// to one SQLite file in WAL mode, the way `temporal server start-dev
+// --db-filename` does.
+//
+// The server runs the frontend, history, matching and worker services with one
+// history shard. Only the frontend listens on Options.Host:Options.Port; the
+// three internal services bind free loopback ports chosen at each start (as the
+// Temporal CLI's dev server and temporaltest do), so nothing but the frontend
+// port has to be free and nothing but the SQLite file is read or written.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	"go.temporal.io/server/common/primitives/timestamp"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+)
+
+const (
+	// DefaultHost is the frontend listen address used when Options.Host is empty.
+	DefaultHost = "127.0.0.1"
+	// DefaultPort is the frontend gRPC port used when Options.Port is zero.
+	DefaultPort = 7233
+	// DefaultNamespace is the namespace registered when Options.Namespace is empty.
+	DefaultNamespace = "default"
+	// NamespaceRetention is how long closed executions are kept in a namespace this package registers.
+	NamespaceRetention = 72 * time.Hour
+
+	// readyTimeout bounds Start's wait for the frontend when ctx has no deadline.
+	readyTimeout = time.Minute
+	clusterName  = "active"
+	storeName    = "sqlite-default"
+)
+
+// Options configure an embedded server.
+type Options struct {
+	DBPath    string       // SQLite file; created (with schema) if missing, reused if present
+	Host      string       // listen address for frontend gRPC, default "127.0.0.1"
+	Port      int          // frontend gRPC port, default 7233
+	Namespace string       // registered if missing, default "default"
+	Logger    *slog.Logger // optional; server logs go here at warn+ level; nil discards them
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	srv      temporal.Server
+	logger   warnLogger
+	address  string
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start creates or opens the SQLite database, registers the namespace if it is
+// missing, starts the server and returns once the frontend answers and the
+// namespace is visible through it; an error names the step that failed.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	logger := warnLogger{l: opts.Logger, stopped: new(atomic.Bool)}
+	if logger.l == nil {
+		logger.l = slog.New(slog.DiscardHandler)
+	}
+	// Checked here because upstream treats a failed listen as fatal.
+	listen := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded temporal: listen on %s: %w", listen, err)
+	}
+	_ = l.Close()
+	sqlCfg := sqliteConfig(opts.DBPath)
+	if err := ensureSchema(opts.DBPath); err != nil {
+		return nil, err
+	}
+	if err := registerNamespace(sqlCfg, opts.Namespace); err != nil {
+		return nil, err
+	}
+
+	address := net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(opts.Port))
+	cfg, hosts, err := serverConfig(opts, sqlCfg, address)
+	if err != nil {
+		return nil, err
+	}
+	var srv temporal.Server
+	err = recoverFatal(func() (err error) {
+		srv, err = temporal.NewServer(
+			temporal.WithConfig(cfg),
+			temporal.ForServices(temporal.DefaultServices),
+			temporal.WithStaticHosts(hosts),
+			temporal.WithLogger(logger),
+			temporal.WithDynamicConfigClient(dynamicConfig()),
+		)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded temporal: build server: %w", err)
+	}
+	if err := recoverFatal(srv.Start); err != nil {
+		return nil, fmt.Errorf("embedded temporal: start server on %s: %w", address, err)
+	}
+	s := &Server{srv: srv, logger: logger, address: address}
+	if err := waitReady(ctx, address, opts.Namespace); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Address returns the host:port a client dials to reach the frontend.
+func (s *Server) Address() string { return s.address }
+
+// Stop shuts the server down and silences its logs; it is safe to call more than once.
+//
+// Upstream leaves some things behind until the process exits: the SQLite
+// plugin never closes its pooled connection to the file, and the worker
+// service never stops its system SDK workers (scanners, parent-close policy),
+// which keep polling Address and reach a server started there again.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		// Shutdown logs and the leftover pollers' failures are noise.
+		s.logger.stopped.Store(true)
+		if err := s.srv.Stop(); err != nil {
+			s.stopErr = fmt.Errorf("embedded temporal: stop server: %w", err)
+		}
+	})
+	return s.stopErr
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Host == "" {
+		o.Host = DefaultHost
+	}
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	var errs []error
+	if o.DBPath == "" {
+		errs = append(errs, errors.New("embedded temporal: DBPath is required"))
+	}
+	if o.Port < 1 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("embedded temporal: port %d out of range 1-65535", o.Port))
+	}
+	if net.ParseIP(o.Host) == nil {
+		errs = append(errs, fmt.Errorf("embedded temporal: host %q is not an IP address", o.Host))
+	}
+	return o, errors.Join(errs...)
+}
+
+// sqliteConfig describes the database file for the server's SQLite plugin.
+// Keys other than SQLite URI parameters become `_pragma=key(value)`, so
+// pragmas carry no leading underscore. WAL lets readers run beside the one
+// writer and makes commits about 3x faster than the rollback journal.
+func sqliteConfig(path string) *config.SQL {
+	return &config.SQL{
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: path,
+		ConnectAttributes: map[string]string{
+			"mode":         "rwc",
+			"journal_mode": "wal",
+			"busy_timeout": "5000", // wait, rather than fail, while another process (a sqlite3 shell) holds a lock
+		},
+	}
+}
+
+// ensureSchema creates the database with Temporal's schema if path does not
+// exist. The schema is written to a temporary file that is renamed into place,
+// so a file at path always holds a complete schema. The temporary file uses the
+// rollback journal, so everything is in the main file when it is renamed.
+func ensureSchema(path string) error {
+	_, err := os.Stat(path)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
+	}
+	// A unique name: the plugin caches connections by file name for the life of the process.
+	tmp := fmt.Sprintf("%s.init-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+	cfg := &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      tmp,
+		ConnectAttributes: map[string]string{"mode": "rwc"},
+	}
+	if err := sqliteschema.SetupSchema(cfg); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("embedded temporal: create schema in sqlite %q: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("embedded temporal: create sqlite %q: %w", path, err)
+	}
+	return nil
+}
+
+// registerNamespace writes the namespace straight into the database unless one
+// of that name exists, so it is there before the server first loads namespaces.
+func registerNamespace(cfg *config.SQL, name string) error {
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, name, false, nil)
+	if err != nil {
+		return fmt.Errorf("embedded temporal: register namespace %q: %w", name, err)
+	}
+	ns.Detail.Config.Retention = timestamp.DurationPtr(NamespaceRetention)
+	if err := sqliteschema.CreateNamespaces(cfg, ns); err != nil {
+		return fmt.Errorf("embedded temporal: register namespace %q in sqlite %q: %w", name, cfg.DatabaseName, err)
+	}
+	return nil
+}
+
+// serverConfig builds the whole server configuration in memory; no file is read.
+func serverConfig(opts Options, sqlCfg *config.SQL, address string) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
+	services := map[string]config.Service{
+		string(primitives.FrontendService): {RPC: config.RPC{GRPCPort: opts.Port, BindOnIP: opts.Host}},
+	}
+	hosts := map[primitives.ServiceName]static.Hosts{
+		primitives.FrontendService: static.SingleLocalHost(net.JoinHostPort(DefaultHost, strconv.Itoa(opts.Port))),
+	}
+	for _, name := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+		port, err := freePort()
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded temporal: pick port for %s: %w", name, err)
+		}
+		services[string(name)] = config.Service{RPC: config.RPC{GRPCPort: port, BindOnIP: DefaultHost}}
+		hosts[name] = static.SingleLocalHost(net.JoinHostPort(DefaultHost, strconv.Itoa(port)))
+	}
+
+	var cfg config.Config
+	cfg.Global.Membership.MaxJoinDuration = 30 * time.Second
+	cfg.Global.Membership.BroadcastAddress = DefaultHost
+	cfg.Persistence.DefaultStore = storeName
+	cfg.Persistence.VisibilityStore = storeName
+	cfg.Persistence.NumHistoryShards = 1
+	cfg.Persistence.DataStores = map[string]config.DataStore{storeName: {SQL: sqlCfg}}
+	cfg.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			// ClusterID is left empty: the server generates one on first start and keeps the stored one after.
+			clusterName: {Enabled: true, InitialFailoverVersion: 1, RPCAddress: address},
+		},
+	}
+	cfg.DCRedirectionPolicy.Policy = "noop"
+	cfg.Services = services
+	cfg.Archival.History.State = "disabled"
+	cfg.Archival.Visibility.State = "disabled"
+	cfg.NamespaceDefaults.Archival.History.State = "disabled"
+	cfg.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	cfg.PublicClient.HostPort = address // the worker service's own client
+	return &cfg, hosts, nil
+}
+
+// dynamicConfig returns the server's dynamic config overrides; every other key keeps its default.
+func dynamicConfig() dynamicconfig.StaticClient {
+	return dynamicconfig.StaticClient{
+		// Updates are on by default in server v1.32; pinned because the
+		// autoscaler's workflows depend on them.
+		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():              true,
+		dynamicconfig.FrontendEnableUpdateWorkflowExecutionAsyncAccepted.Key(): true,
+		// Mutable-state cache entries, 128000 by default: sized for a cluster, not one process (the dev server uses 8096).
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8096,
+		// List/count calls per second, 10 by default: status commands list workflows (the dev server uses 100).
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+	}
+}
+
+// waitReady polls the frontend until it answers DescribeNamespace for ns.
+func waitReady(ctx context.Context, address, ns string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+	}
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	var c client.Client
+	var lastErr error
+	for {
+		if c == nil {
+			c, lastErr = client.DialContext(ctx, client.Options{HostPort: address, Namespace: ns, Logger: quiet})
+		}
+		if c != nil {
+			_, lastErr = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})
+			if lastErr == nil {
+				c.Close()
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if c != nil {
+				c.Close()
+			}
+			return fmt.Errorf("embedded temporal: wait for namespace %q at %s: %w", ns, address, errors.Join(ctx.Err(), lastErr))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(DefaultHost, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// dialHost turns a wildcard listen address into one a client can dial.
+func dialHost(host string) string {
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil || !ip.IsUnspecified():
+		return host
+	case ip.To4() != nil:
+		return DefaultHost
+	default:
+		return "::1"
+	}
+}
+
+// fatalError is the panic value of warnLogger.Fatal and warnLogger.Panic.
+type fatalError struct{ msg string }
+
+func (e fatalError) Error() string { return e.msg }
+
+// recoverFatal runs f and turns a fatalError panic into an error; other panics
+// go on.
+func recoverFatal(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	return f()
+}
+
+// warnLogger passes the server's warnings and errors to a slog.Logger and drops
+// the rest, and everything once the server is stopped. Panic and Fatal log an
+// error and panic with a fatalError: the server calls them where it cannot go
+// on (zap would exit the process), and Start turns such a panic into an error.
+type warnLogger struct {
+	l       *slog.Logger
+	stopped *atomic.Bool
+}
+
+var _ log.Logger = warnLogger{}
+
+func (w warnLogger) Debug(string, ...tag.Tag)           {}
+func (w warnLogger) Info(string, ...tag.Tag)            {}
+func (w warnLogger) Warn(msg string, tags ...tag.Tag)   { w.log(slog.LevelWarn, msg, tags) }
+func (w warnLogger) Error(msg string, tags ...tag.Tag)  { w.log(slog.LevelError, msg, tags) }
+func (w warnLogger) DPanic(msg string, tags ...tag.Tag) { w.log(slog.LevelError, msg, tags) }
+func (w warnLogger) Panic(msg string, tags ...tag.Tag)  { w.fatal(msg, tags) }
+func (w warnLogger) Fatal(msg string, tags ...tag.Tag)  { w.fatal(msg, tags) }
+
+func (w warnLogger) fatal(msg string, tags []tag.Tag) {
+	w.log(slog.LevelError, msg, tags)
+	var b strings.Builder
+	b.WriteString("temporal server: ")
+	b.WriteString(msg)
+	for _, t := range tags {
+		fmt.Fprintf(&b, " %s=%v", t.Key(), t.Value())
+	}
+	panic(fatalError{msg: b.String()})
+}
+
+func (w warnLogger) log(level slog.Level, msg string, tags []tag.Tag) {
+	ctx := context.Background()
+	if w.stopped.Load() || !w.l.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, len(tags)+1)
+	attrs = append(attrs, slog.String("component", "temporal"))
+	for _, t := range tags {
+		attrs = append(attrs, slog.Any(t.Key(), t.Value()))
+	}
+	w.l.LogAttrs(ctx, level, msg, attrs...)
+}

@@ -1,0 +1,334 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// premiscaleBin is the binary under test, built once by TestMain.
+var premiscaleBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "premiscale-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	premiscaleBin = filepath.Join(dir, "premiscale")
+	build := exec.Command("go", "build", "-o", premiscaleBin, "../cmd/premiscale")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build premiscale:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort finds a free loopback port for the embedded server's frontend.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// controller is a premiscale process under test.
+type controller struct {
+	t      *testing.T
+	config string
+	log    string
+	cmd    *exec.Cmd
+}
+
+func writeE2EConfig(t *testing.T, group string, port int) (cfgPath, logPath string) {
+	dir := t.TempDir()
+	cfgPath = filepath.Join(dir, "config.yaml")
+	logPath = filepath.Join(dir, "controller.log")
+	body := fmt.Sprintf(`version: v1alpha1
+controller:
+  stateDir: %s/state
+  log: {level: debug, file: %s}
+  temporal:
+    embedded: {port: %d}
+autoscale:
+  hosts:
+    - {name: testhost, uri: "%s", pool: %s}
+  groups:
+    - name: %s
+      min: 0
+      max: 5
+      desired: 0
+      scaling: {evaluationInterval: 2s}
+      template: {diskSize: 64MiB, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
+`, dir, logPath, port, testDriverURI, testPool, group)
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, logPath
+}
+
+func (c *controller) start() {
+	c.t.Helper()
+	c.cmd = exec.Command(premiscaleBin, "-c", c.config)
+	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("start controller: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, _, err := c.cli("status"); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.dumpLog()
+	c.t.Fatal("controller did not answer status within 60s")
+}
+
+func (c *controller) kill(sig syscall.Signal) {
+	c.t.Helper()
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(sig)
+	_ = c.cmd.Wait()
+	c.cmd = nil
+}
+
+func (c *controller) dumpLog() {
+	b, _ := os.ReadFile(c.log)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 80 {
+		lines = lines[len(lines)-80:]
+	}
+	c.t.Logf("controller log tail:\n%s", strings.Join(lines, "\n"))
+}
+
+// cli runs a premiscale subcommand against the controller's config.
+func (c *controller) cli(args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, premiscaleBin, append([]string{"-c", c.config}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func (c *controller) mustCLI(args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.cli(args...)
+	if err != nil {
+		c.dumpLog()
+		c.t.Fatalf("premiscale %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (c *controller) status(group string) workflows.GroupStatus {
+	c.t.Helper()
+	var st workflows.GroupStatus
+	if err := json.Unmarshal([]byte(c.mustCLI("status", group, "-o", "json")), &st); err != nil {
+		c.t.Fatalf("decode status: %v", err)
+	}
+	return st
+}
+
+// libvirtView is what libvirt holds for one group: running domains, every
+// defined domain, and PremiScale volumes named after the group.
+type libvirtView struct {
+	running, defined, volumes []string
+	// diskOf maps a domain to the volume its disk uses.
+	diskOf map[string]string
+}
+
+func viewGroup(t *testing.T, lv *libvirt.Libvirt, group string) libvirtView {
+	t.Helper()
+	v := libvirtView{diskOf: map[string]string{}}
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		t.Fatalf("list domains: %v", err)
+	}
+	for _, d := range doms {
+		if !strings.HasPrefix(d.Name, group+"-") {
+			continue
+		}
+		v.defined = append(v.defined, d.Name)
+		if s, _, err := lv.DomainGetState(d, 0); err == nil && libvirt.DomainState(s) == libvirt.DomainRunning {
+			v.running = append(v.running, d.Name)
+		}
+		doc, err := lv.DomainGetXMLDesc(d, 0)
+		if err != nil {
+			t.Fatalf("domain xml: %v", err)
+		}
+		var dx libvirtxml.Domain
+		if err := dx.Unmarshal(doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, disk := range dx.Devices.Disks {
+			if disk.Source != nil && disk.Source.Volume != nil {
+				v.diskOf[d.Name] = disk.Source.Volume.Volume
+			}
+		}
+	}
+	pool, err := lv.StoragePoolLookupByName(testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		t.Fatalf("list volumes: %v", err)
+	}
+	for _, vol := range vols {
+		if strings.HasPrefix(vol.Name, activities.VolumePrefix+group+"-") {
+			v.volumes = append(v.volumes, vol.Name)
+		}
+	}
+	sort.Strings(v.running)
+	sort.Strings(v.defined)
+	sort.Strings(v.volumes)
+	return v
+}
+
+// checkExactly asserts libvirt holds exactly n running domains of the group,
+// nothing else defined, each on its own volume, and no other volume.
+func checkExactly(t *testing.T, lv *libvirt.Libvirt, group string, n int) {
+	t.Helper()
+	v := viewGroup(t, lv, group)
+	if len(v.running) != n || len(v.defined) != n {
+		t.Fatalf("libvirt has %d running %v and %d defined %v domains of %s, want exactly %d",
+			len(v.running), v.running, len(v.defined), v.defined, group, n)
+	}
+	if len(v.volumes) != n {
+		t.Fatalf("libvirt has %d volumes %v for %s, want %d (leaked or missing)", len(v.volumes), v.volumes, group, n)
+	}
+	seen := map[string]bool{}
+	for _, d := range v.running {
+		vol := v.diskOf[d]
+		if vol != activities.VolumeName(d) || seen[vol] {
+			t.Fatalf("domain %s uses volume %q, want its own %q", d, vol, activities.VolumeName(d))
+		}
+		seen[vol] = true
+	}
+}
+
+func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI) // also keeps the test driver's state alive
+	const group = "e2e"
+	port := freePort(t)
+	cfg, logPath := writeE2EConfig(t, group, port)
+	c := &controller{t: t, config: cfg, log: logPath}
+
+	// No controller yet: a clear error, non-zero exit.
+	if _, errOut, err := c.cli("status", group); err == nil || !strings.Contains(errOut, "no PremiScale controller reachable") {
+		t.Fatalf("status without controller: err=%v stderr=%q, want 'no PremiScale controller reachable'", err, errOut)
+	}
+
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	checkExactly(t, lv, group, 0)
+
+	c.mustCLI("scale", group, "3", "--wait", "--timeout", "2m")
+	checkExactly(t, lv, group, 3)
+
+	c.mustCLI("scale", group, "1", "--wait", "--timeout", "2m")
+	checkExactly(t, lv, group, 1)
+
+	if _, errOut, err := c.cli("scale", group, "999"); err == nil || !strings.Contains(errOut, "max (5)") {
+		t.Errorf("scale 999: err=%v stderr=%q, want refusal naming max (5)", err, errOut)
+	}
+	if _, errOut, err := c.cli("scale", "nope", "1"); err == nil || !strings.Contains(errOut, `unknown group "nope"`) {
+		t.Errorf("scale nope: err=%v stderr=%q, want unknown group", err, errOut)
+	}
+	if _, errOut, err := c.cli("scale", group, "two"); err == nil || !strings.Contains(errOut, "N must be a whole number") {
+		t.Errorf("scale two: err=%v stderr=%q, want N named", err, errOut)
+	}
+
+	// SIGKILL the controller (worker and embedded server with it) at random
+	// moments during scale-outs and scale-ins; after a restart the group must
+	// settle at desired with nothing leaked or duplicated.
+	targets := []int{4, 2, 5, 1, 3}
+	for i, n := range targets {
+		c.mustCLI("scale", group, fmt.Sprint(n))
+		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
+		c.kill(syscall.SIGKILL)
+		t.Logf("kill %d: SIGKILLed controller during scale to %d; libvirt then had %d running", i+1, n, len(viewGroup(t, lv, group).running))
+		c.start()
+		begin := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		for {
+			st := c.status(group)
+			if st.Desired != n {
+				cancel()
+				t.Fatalf("desired after restart = %d, want %d", st.Desired, n)
+			}
+			if st.Settled() {
+				break
+			}
+			if ctx.Err() != nil {
+				cancel()
+				c.dumpLog()
+				t.Fatalf("group did not settle at %d within 3m after restart: %+v", n, st)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		cancel()
+		t.Logf("kill %d: settled at %d in %s", i+1, n, time.Since(begin).Round(time.Millisecond))
+		checkExactly(t, lv, group, n)
+	}
+
+	// Pause holds the size; resume lets it move again.
+	c.mustCLI("pause", group)
+	c.mustCLI("scale", group, "0")
+	time.Sleep(3 * time.Second)
+	if v := viewGroup(t, lv, group); len(v.running) != targets[len(targets)-1] {
+		t.Fatalf("paused group changed: %d running, want %d", len(v.running), targets[len(targets)-1])
+	}
+	c.mustCLI("resume", group)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for c.status(group).Running != 0 || len(viewGroup(t, lv, group).defined) != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("group did not scale to 0 after resume")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	checkExactly(t, lv, group, 0)
+
+	// A clean stop on SIGTERM.
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("controller exit after SIGTERM: %v", err)
+		}
+		c.cmd = nil
+	case <-time.After(30 * time.Second):
+		t.Error("controller did not exit within 30s of SIGTERM")
+	}
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Usage: test/scripts/deps.sh
+#
+# Installs the Debian packages the integration tests need (libvirt daemon,
+# QEMU/TCG, qemu-img, virsh, busybox-static, cpio, prometheus, genisoimage).
+# A fast no-op when every package is already installed; otherwise runs
+# `apt-get update` once and installs only the missing packages. Needs root.
+set -euo pipefail
+
+PACKAGES=(
+  libvirt-daemon-system
+  libvirt-daemon-system-sysv
+  libvirt-daemon-driver-qemu
+  qemu-system-x86
+  qemu-utils
+  libvirt-clients
+  busybox-static
+  cpio
+  prometheus
+  genisoimage
+)
+
+log() { printf 'deps.sh: %s\n' "$*" >&2; }
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  log "all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+if [[ "$(id -u)" -ne 0 ]]; then
+  log "must run as root to install: ${missing[*]}"
+  exit 1
+fi
+
+log "installing missing packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+log "done"
