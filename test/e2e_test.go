@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // freePort finds a free loopback port for the embedded server's frontend.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,7 +165,7 @@ type libvirtView struct {
 	diskOf map[string]string
 }
 
-func viewGroup(t *testing.T, lv *libvirt.Libvirt, group string) libvirtView {
+func viewGroup(t testing.TB, lv *libvirt.Libvirt, group string) libvirtView {
 	t.Helper()
 	v := libvirtView{diskOf: map[string]string{}}
 	doms, _, err := lv.ConnectListAllDomains(1, 0)
@@ -215,7 +215,7 @@ func viewGroup(t *testing.T, lv *libvirt.Libvirt, group string) libvirtView {
 
 // checkExactly asserts libvirt holds exactly n running domains of the group,
 // nothing else defined, each on its own volume, and no other volume.
-func checkExactly(t *testing.T, lv *libvirt.Libvirt, group string, n int) {
+func checkExactly(t testing.TB, lv *libvirt.Libvirt, group string, n int) {
 	t.Helper()
 	v := viewGroup(t, lv, group)
 	if len(v.running) != n || len(v.defined) != n {

@@ -20,18 +20,29 @@ func New(c client.Client, taskQueue string, lv *activities.Libvirt, opts sdkwork
 	return w
 }
 
+// WorkflowRegistry is where workflows are registered: a worker, a test
+// environment, or a replayer.
+type WorkflowRegistry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
 // Registry is where workflows and activities are registered: a worker, or a
 // test environment.
 type Registry interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+	WorkflowRegistry
 	RegisterActivity(a any)
 }
 
-// Register registers PremiScale's workflows (under stable names, so that the
-// temporal CLI and the UI show them as documented) and activities.
+// Register registers PremiScale's workflows and activities.
 func Register(r Registry, lv *activities.Libvirt) {
-	r.RegisterWorkflowWithOptions(workflows.GroupWorkflow, workflow.RegisterOptions{Name: workflows.GroupWorkflowName})
-	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: "ProvisionVM"})
-	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: "DecommissionVM"})
+	RegisterWorkflows(r)
 	r.RegisterActivity(lv)
+}
+
+// RegisterWorkflows registers PremiScale's workflows under stable names, so
+// that the temporal CLI and the UI show them as documented.
+func RegisterWorkflows(r WorkflowRegistry) {
+	r.RegisterWorkflowWithOptions(workflows.GroupWorkflow, workflow.RegisterOptions{Name: workflows.GroupWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: workflows.ProvisionVMName})
+	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
 }

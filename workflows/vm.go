@@ -27,6 +27,12 @@ const (
 	decommissionDeadline = 10 * time.Minute
 )
 
+// Workflow type names of the VM children.
+const (
+	ProvisionVMName    = "ProvisionVM"
+	DecommissionVMName = "DecommissionVM"
+)
+
 var retry = &temporal.RetryPolicy{
 	InitialInterval:    time.Second,
 	BackoffCoefficient: 2,
