@@ -6,6 +6,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 BIN          := bin/premiscale
 CONFIG       ?= deploy/examples/demo.yaml
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
 .PHONY: build test run lint bench clean
@@ -24,6 +25,8 @@ lint:
 	$(GO) vet ./...
 	@test -x $(GOBIN)/staticcheck || $(GO) install $(STATICCHECK)
 	$(GOBIN)/staticcheck ./...
+	@test -x $(GOBIN)/workflowcheck || $(GO) install $(WORKFLOWCHECK)
+	$(GOBIN)/workflowcheck ./workflows/...
 
 bench:
 	test/scripts/bench.sh

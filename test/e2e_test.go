@@ -263,7 +263,7 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	if _, errOut, err := c.cli("scale", "nope", "1"); err == nil || !strings.Contains(errOut, `unknown group "nope"`) {
 		t.Errorf("scale nope: err=%v stderr=%q, want unknown group", err, errOut)
 	}
-	if _, errOut, err := c.cli("scale", group, "two"); err == nil || !strings.Contains(errOut, "N must be a whole number") {
+	if _, errOut, err := c.cli("scale", group, "two"); err == nil || !strings.Contains(errOut, "argument N must be a whole number") {
 		t.Errorf("scale two: err=%v stderr=%q, want N named", err, errOut)
 	}
 

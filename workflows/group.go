@@ -393,7 +393,7 @@ func (g *group) observe(ctx workflow.Context) {
 	}
 	seen := map[string]activities.DomainInfo{}
 	reachable := map[string]bool{}
-	var unreachable []string
+	var unreachable, strays []string
 	for i, f := range futures {
 		var out activities.ListDomainsOutput
 		if err := f.Get(ctx, &out); err != nil {
@@ -404,17 +404,13 @@ func (g *group) observe(ctx workflow.Context) {
 		reachable[g.spec.Hosts[i].Name] = true
 		for _, d := range out.Domains {
 			seen[d.Name] = d
+			if g.member(d.Name) == nil {
+				strays = append(strays, d.Name)
+			}
 		}
 	}
 	g.unreachable = unreachable
 	g.lastObservedAt = workflow.Now(ctx)
-
-	var strays []string
-	for name := range seen {
-		if g.member(name) == nil {
-			strays = append(strays, name)
-		}
-	}
 	slices.Sort(strays)
 	g.strays = strays
 

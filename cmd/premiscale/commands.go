@@ -26,7 +26,7 @@ func newScaleCmd(gf *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
 			if err != nil {
-				return fmt.Errorf("N must be a whole number, got %q", args[1])
+				return fmt.Errorf("argument N must be a whole number, got %q", args[1])
 			}
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
 				res, err := s.Scale(cmd.Context(), args[0], n)
