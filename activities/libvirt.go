@@ -57,6 +57,31 @@ func (l *Libvirt) conn(ctx context.Context, h HostRef) (*libvirt.Libvirt, error)
 	return l.Hosts.Conn(ctx, h.URI)
 }
 
+// keepAlive heartbeats every second until stop is called. With a short
+// HeartbeatTimeout on the activity, Temporal notices a dead worker within
+// seconds and retries elsewhere, instead of waiting out StartToClose.
+func keepAlive(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 func (l *Libvirt) poll() time.Duration {
 	if l.PollInterval > 0 {
 		return l.PollInterval
@@ -95,6 +120,7 @@ type CloneVolumeOutput struct {
 // Idempotent: if the volume already exists it is returned as is. Fails
 // without retry when the pool or the base volume does not exist.
 func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVolumeOutput, error) {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return CloneVolumeOutput{}, err
@@ -223,6 +249,7 @@ type DefineDomainInput struct {
 // of that name that is not marked so is never touched: the activity fails
 // without retry (ErrTypeNotOwned).
 func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, in.Domain.Host)
 	if err != nil {
 		return err
@@ -277,6 +304,7 @@ func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, boo
 // Fails without retry if the domain is missing (ErrTypeMissing) or not
 // PremiScale's.
 func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return err
@@ -355,6 +383,7 @@ type StopDomainInput struct {
 // then a hard destroy. Idempotent: a missing or stopped domain is success.
 // A domain that is not PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, in.Domain.Host)
 	if err != nil {
 		return err
@@ -405,6 +434,7 @@ func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
 // still runs. Idempotent: a missing domain is success. A domain that is not
 // PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return err
@@ -441,6 +471,7 @@ type DeleteVolumeInput struct {
 // missing volume (or pool) is success. Only volumes named by VolumeName are
 // ever deleted.
 func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error {
+	defer keepAlive(ctx)()
 	lv, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return err

@@ -168,7 +168,14 @@ type libvirtView struct {
 func viewGroup(t testing.TB, lv *libvirt.Libvirt, group string) libvirtView {
 	t.Helper()
 	v := libvirtView{diskOf: map[string]string{}}
-	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	var doms []libvirt.Domain
+	var err error
+	for range 10 { // the test driver sometimes answers "invalid argument" while a domain is being undefined
+		if doms, _, err = lv.ConnectListAllDomains(1, 0); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatalf("list domains: %v", err)
 	}
@@ -300,6 +307,41 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 		checkExactly(t, lv, group, n)
 	}
 
+	// Out-of-band damage: one member destroyed, another destroyed and
+	// undefined. Both are replaced within two evaluation intervals (2s each).
+	before := viewGroup(t, lv, group)
+	for i, name := range before.running[:2] {
+		dom, err := lv.DomainLookupByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lv.DomainDestroy(dom); err != nil {
+			t.Fatalf("destroy %s out of band: %v", name, err)
+		}
+		if i == 1 {
+			if err := lv.DomainUndefine(dom); err != nil {
+				t.Fatalf("undefine %s out of band: %v", name, err)
+			}
+		}
+	}
+	damaged := time.Now()
+	for {
+		v := viewGroup(t, lv, group)
+		if len(v.running) == len(before.running) && len(v.defined) == len(before.running) &&
+			!contains(v.defined, before.running[0]) && !contains(v.defined, before.running[1]) {
+			break
+		}
+		if time.Since(damaged) > 2*2*time.Second+3*time.Second {
+			t.Fatalf("lost members not replaced within two intervals: running %v, defined %v", v.running, v.defined)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("two lost members replaced in %s", time.Since(damaged).Round(time.Millisecond))
+	for !c.status(group).Settled() {
+		time.Sleep(200 * time.Millisecond)
+	}
+	checkExactly(t, lv, group, targets[len(targets)-1])
+
 	// Pause holds the size; resume lets it move again.
 	c.mustCLI("pause", group)
 	c.mustCLI("scale", group, "0")
@@ -331,4 +373,13 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("controller did not exit within 30s of SIGTERM")
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

@@ -21,7 +21,9 @@ const (
 	provisionStepDeadline = 5 * time.Minute
 	// DefaultBootTimeout bounds the wait for a new domain to run.
 	DefaultBootTimeout = 5 * time.Minute
-	heartbeatTimeout   = 15 * time.Second
+	// heartbeatTimeout is how soon a dead worker's activity is retried: every
+	// VM activity heartbeats each second while it runs.
+	heartbeatTimeout = 5 * time.Second
 	// decommissionDeadline bounds all retries of one decommissioning step;
 	// past it the member is marked failed and retried on a later evaluation.
 	decommissionDeadline = 10 * time.Minute
@@ -67,6 +69,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    quickActivityTimeout,
 		ScheduleToCloseTimeout: provisionStepDeadline,
+		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            retry,
 	})
 	bootTimeout := in.BootTimeout
@@ -131,11 +134,11 @@ func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, 
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout:    quickActivityTimeout,
 		ScheduleToCloseTimeout: decommissionDeadline,
+		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            retry,
 	}
 	stopOpts := opts
 	stopOpts.StartToCloseTimeout = grace + quickActivityTimeout
-	stopOpts.HeartbeatTimeout = heartbeatTimeout
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, stopOpts), a.StopDomain,
 		activities.StopDomainInput{Domain: ref, GracePeriod: grace}).Get(dctx, nil)
 	quick := workflow.WithActivityOptions(dctx, opts)
