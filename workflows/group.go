@@ -5,6 +5,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -594,18 +595,8 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 // rootCause strips Temporal's wrapping ("child workflow execution error ...:
 // activity error ...") down to the innermost message.
 func rootCause(err error) string {
-	msg := err.Error()
-	for {
-		var next error
-		switch e := err.(type) {
-		case interface{ Unwrap() error }:
-			next = e.Unwrap()
-		}
-		if next == nil {
-			break
-		}
+	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
 		err = next
-		msg = err.Error()
 	}
-	return strings.TrimSpace(msg)
+	return strings.TrimSpace(err.Error())
 }
