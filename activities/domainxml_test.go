@@ -76,7 +76,9 @@ func TestDomainXMLFollowsTheTemplate(t *testing.T) {
 				t.Errorf("interfaces = %+v, want none", d.Devices.Interfaces)
 			}
 		}},
-		{"bridge network", func(tp *config.Template) { tp.Network = config.Network{Type: config.NetworkBridge, Source: "br0", Model: "virtio"} }, func(t *testing.T, d libvirtxml.Domain) {
+		{"bridge network", func(tp *config.Template) {
+			tp.Network = config.Network{Type: config.NetworkBridge, Source: "br0", Model: "virtio"}
+		}, func(t *testing.T, d libvirtxml.Domain) {
 			i := d.Devices.Interfaces
 			if len(i) != 1 || i[0].Source.Bridge == nil || i[0].Source.Bridge.Bridge != "br0" || i[0].Model.Type != "virtio" {
 				t.Errorf("interfaces = %+v", i)
