@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func execute(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestHelpShowsTheSeedsFlags(t *testing.T) {
+	out, err := execute(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"-c, --config", "--validate", "--version", "--log-level", "--log-file", "--log-stdout",
+		"PREMISCALE_CONFIG_PATH", "PREMISCALE_LOG_LEVEL", "PREMISCALE_LOG_FILE", "/opt/premiscale/config.yaml", "/opt/premiscale/controller.log"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("--help lacks %q", flag)
+		}
+	}
+}
+
+func TestValidateAcceptsTheExamples(t *testing.T) {
+	for _, f := range []string{"demo.yaml", "test-driver.yaml"} {
+		out, err := execute(t, "--validate", "-c", filepath.Join("..", "..", "deploy", "examples", f))
+		if err != nil || !strings.Contains(out, "valid") {
+			t.Errorf("--validate %s: %v %q", f, err, out)
+		}
+	}
+}
+
+func TestValidateListsEveryErrorWithItsPath(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	body := "version: v1alpha1\nautoscale:\n  hosts: [{name: h, uri: 'qemu:///system'}]\n  groups:\n" +
+		"    - {name: a, min: 3, max: 2, template: {diskSize: 1GiB}}\n    - {name: b, max: 1, template: {memory: 1, diskSize: 1GiB}}\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := execute(t, "--validate", "-c", p)
+	if err == nil {
+		t.Fatal("--validate accepted a broken config")
+	}
+	for _, want := range []string{"autoscale.groups[0].max: must be >= min (3)", "autoscale.groups[1].template.memory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestBadArgumentsAreNamed(t *testing.T) {
+	demo := filepath.Join("..", "..", "deploy", "examples", "test-driver.yaml")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-level", "loud", "--validate", "-c", demo}, "--log-level"},
+		{[]string{"scale", "demo", "three", "-c", demo}, "argument N"},
+		{[]string{"status", "-o", "yaml", "-c", demo}, "-o/--output"},
+		{[]string{"--log-file", "x", "--log-stdout", "--validate", "-c", demo}, "log-stdout"},
+		{[]string{"--validate", "-c", "/nonexistent.yaml"}, "/nonexistent.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := execute(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to name %q", err, tt.want)
+			}
+		})
+	}
+}
