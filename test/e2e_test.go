@@ -371,8 +371,38 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 		}
 		c.cmd = nil
 	case <-time.After(30 * time.Second):
-		t.Error("controller did not exit within 30s of SIGTERM")
+		t.Fatal("controller did not exit within 30s of SIGTERM")
 	}
+
+	// A changed config reaches the running workflow on restart: the new max
+	// applies, and so does desired because its value in the file changed.
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(strings.Replace(string(b), "max: 5", "max: 4", 1), "desired: 0", "desired: 2", 1)
+	if err := os.WriteFile(cfg, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel2()
+	for {
+		st := c.status(group)
+		if st.Max == 4 && st.Desired == 2 && st.Settled() {
+			break
+		}
+		if ctx2.Err() != nil {
+			t.Fatalf("changed config not applied after restart: %+v", st)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	checkExactly(t, lv, group, 2)
+	if _, errOut, err := c.cli("scale", group, "5"); err == nil || !strings.Contains(errOut, "max (4)") {
+		t.Errorf("scale 5 after max lowered to 4: err=%v stderr=%q", err, errOut)
+	}
+	c.mustCLI("scale", group, "0", "--wait", "--timeout", "1m")
+	checkExactly(t, lv, group, 0)
 }
 
 func contains(list []string, s string) bool {
