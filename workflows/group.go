@@ -295,10 +295,10 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 // checkDesired explains why n is not a valid desired size, naming the bound.
 func (g *group) checkDesired(n int) error {
 	if n < g.spec.Min {
-		return temporal.NewApplicationError(fmt.Sprintf("desired %d is below min (%d) of group %s", n, g.spec.Min, g.spec.Name), "OutOfRange")
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is below min (%d) of group %s", n, g.spec.Min, g.spec.Name), "OutOfRange", nil)
 	}
 	if n > g.spec.Max {
-		return temporal.NewApplicationError(fmt.Sprintf("desired %d is above max (%d) of group %s", n, g.spec.Max, g.spec.Name), "OutOfRange")
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is above max (%d) of group %s", n, g.spec.Max, g.spec.Name), "OutOfRange", nil)
 	}
 	return nil
 }
@@ -454,16 +454,21 @@ func (g *group) reconcile(ctx workflow.Context) {
 			}
 		}
 	case active > g.st.Desired:
+		// Newest first among every active member: a VM still being
+		// provisioned is newer than any running one, so it is the one to go
+		// once it is up (decommissioning it mid-way would race its
+		// provisioning); running members are removed only past those.
 		var cands []policy.Candidate
 		for _, m := range g.st.Members {
-			if m.State == MemberRunning {
+			if m.State == MemberRunning || m.State == MemberProvisioning {
 				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt})
 			}
 		}
 		for _, name := range policy.ScaleInVictims(cands, active-g.st.Desired) {
-			m := g.member(name)
-			g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
-			g.decommission(ctx, m)
+			if m := g.member(name); m.State == MemberRunning {
+				g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
+				g.decommission(ctx, m)
+			}
 		}
 	}
 }

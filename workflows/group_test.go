@@ -279,6 +279,42 @@ func TestScaleInRemovesNewestFirstAndDeletesVolumes(t *testing.T) {
 	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
 }
 
+func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
+	f := newFake("h1")
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	worker.Register(env, &activities.Libvirt{})
+	var a *activities.Libvirt
+	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
+	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
+	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(f.StartDomain)
+	env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything).After(30 * time.Second).Return(f.WaitRunning) // slow boots
+	env.OnActivity(a.StopDomain, mock.Anything, mock.Anything).Return(f.StopDomain)
+	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
+	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
+	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
+
+	env.RegisterDelayedCallback(func() { setDesired(t, env, 2) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if st := status(t, env); st.Provisioning != 1 {
+			t.Errorf("web-2 not provisioning when scale-in arrives: %+v", st)
+		}
+		setDesired(t, env, 1)
+	}, time.Minute+5*time.Second)
+	env.RegisterDelayedCallback(func() {
+		if got := f.running(); !slices.Equal(got, []string{"web-1"}) {
+			t.Errorf("running = %v, want [web-1]: the VM being provisioned is the newest and goes", got)
+		}
+		if st := status(t, env); !st.Settled() || st.Running != 1 {
+			t.Errorf("not settled at 1: %+v", st)
+		}
+		env.CancelWorkflow()
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
 func TestSetDesiredRejectsOutsideMinMaxNamingTheBound(t *testing.T) {
 	f := newFake("h1")
 	env := newEnv(t, f)
