@@ -39,6 +39,14 @@ const (
 	QueryStatus = "status"
 )
 
+// Change IDs for workflow.GetVersion: each names a change of decisions that
+// running workflows recorded under the old code must keep replaying.
+const (
+	// changeScaleInCountsProvisioning: scale-in ranks VMs still being
+	// provisioned as the newest (before: running members only).
+	changeScaleInCountsProvisioning = "scale-in-counts-provisioning"
+)
+
 // DefaultHistoryLimit is the history length at which a group continues as new.
 const DefaultHistoryLimit = 5000
 
@@ -458,9 +466,10 @@ func (g *group) reconcile(ctx workflow.Context) {
 		// provisioned is newer than any running one, so it is the one to go
 		// once it is up (decommissioning it mid-way would race its
 		// provisioning); running members are removed only past those.
+		countProvisioning := workflow.GetVersion(ctx, changeScaleInCountsProvisioning, workflow.DefaultVersion, 1) >= 1
 		var cands []policy.Candidate
 		for _, m := range g.st.Members {
-			if m.State == MemberRunning || m.State == MemberProvisioning {
+			if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
 				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt})
 			}
 		}
