@@ -19,4 +19,4 @@ export REQUIRE_LIBVIRT=1
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
 log "go test ${GO_TEST_FLAGS:-} ./... $*"
 # shellcheck disable=SC2086
-go test ${GO_TEST_FLAGS:-} -timeout 40m ./... "$@"
+go test -count=1 ${GO_TEST_FLAGS:-} -timeout 40m ./... "$@"
