@@ -29,6 +29,39 @@ const (
 	DefaultArch               = "x86_64"
 	DefaultNetworkType        = NetworkNone
 	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultQueryTimeout       = 10 * time.Second
+	DefaultTolerance          = 0.1
+	DefaultScaleOutCooldown   = 60 * time.Second
+	DefaultScaleInCooldown    = 300 * time.Second
+	DefaultScaleOutWindow     = 0 * time.Second
+	DefaultScaleInWindow      = 300 * time.Second
+	DefaultMode               = ModeOn
+	DefaultOnError            = OnErrorHold
+)
+
+// Scaling modes of a group.
+const (
+	// ModeOn scales out and in by the group's checks.
+	ModeOn = "on"
+	// ModeScaleOutOnly never scales in by metrics.
+	ModeScaleOutOnly = "scaleOutOnly"
+	// ModeOff ignores the checks: the group changes size only by hand.
+	ModeOff = "off"
+)
+
+// Strategies a check may use.
+const (
+	StrategyTargetValue = "targetValue"
+	StrategyThreshold   = "threshold"
+	StrategyPassThrough = "passThrough"
+)
+
+// What a group does when a check fails.
+const (
+	// OnErrorHold forbids any scale-in while the check fails.
+	OnErrorHold = "hold"
+	// OnErrorIgnore leaves the failing check out of the decision.
+	OnErrorIgnore = "ignore"
 )
 
 // Network types a template may use.
@@ -49,9 +82,40 @@ type Config struct {
 // Controller configures the PremiScale process itself.
 type Controller struct {
 	// StateDir holds the embedded Temporal server's SQLite database.
-	StateDir string   `koanf:"stateDir" json:"stateDir"`
-	Log      Log      `koanf:"log" json:"log"`
-	Temporal Temporal `koanf:"temporal" json:"temporal"`
+	StateDir   string     `koanf:"stateDir" json:"stateDir"`
+	Log        Log        `koanf:"log" json:"log"`
+	Temporal   Temporal   `koanf:"temporal" json:"temporal"`
+	Prometheus Prometheus `koanf:"prometheus" json:"prometheus"`
+}
+
+// Prometheus says where the groups' checks are queried. Its credentials stay
+// in the worker: they never enter workflow history.
+type Prometheus struct {
+	// Address is the server's base URL, e.g. http://127.0.0.1:9090.
+	Address         string            `koanf:"address" json:"address"`
+	BasicAuth       BasicAuth         `koanf:"basicAuth" json:"-"`
+	BearerToken     string            `koanf:"bearerToken" json:"-"`
+	BearerTokenFile string            `koanf:"bearerTokenFile" json:"bearerTokenFile,omitempty"`
+	Headers         map[string]string `koanf:"headers" json:"-"`
+	TLS             PrometheusTLS     `koanf:"tls" json:"tls"`
+	// QueryTimeout bounds one query.
+	QueryTimeout time.Duration `koanf:"queryTimeout" json:"queryTimeout"`
+}
+
+// BasicAuth is HTTP basic authentication.
+type BasicAuth struct {
+	Username     string `koanf:"username" json:"username,omitempty"`
+	Password     string `koanf:"password" json:"-"`
+	PasswordFile string `koanf:"passwordFile" json:"passwordFile,omitempty"`
+}
+
+// PrometheusTLS configures TLS to Prometheus.
+type PrometheusTLS struct {
+	CAFile             string `koanf:"caFile" json:"caFile,omitempty"`
+	CertFile           string `koanf:"certFile" json:"certFile,omitempty"`
+	KeyFile            string `koanf:"keyFile" json:"keyFile,omitempty"`
+	ServerName         string `koanf:"serverName" json:"serverName,omitempty"`
+	InsecureSkipVerify bool   `koanf:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
 }
 
 // Log configures logging.
@@ -117,9 +181,67 @@ type Group struct {
 	Template Template `koanf:"template" json:"template"`
 }
 
-// Scaling configures how often a group is evaluated.
+// Scaling configures how a group is evaluated and resized by its checks.
 type Scaling struct {
 	EvaluationInterval time.Duration `koanf:"evaluationInterval" json:"evaluationInterval"`
+	// Mode is ModeOn, ModeScaleOutOnly or ModeOff.
+	Mode string `koanf:"mode" json:"mode"`
+	// DryRun computes and shows decisions without changing the group.
+	DryRun   bool      `koanf:"dryRun" json:"dryRun,omitempty"`
+	Checks   []Check   `koanf:"checks" json:"checks,omitempty"`
+	ScaleOut Direction `koanf:"scaleOut" json:"scaleOut"`
+	ScaleIn  Direction `koanf:"scaleIn" json:"scaleIn"`
+}
+
+// Check is one Prometheus query and the strategy that turns its value into a
+// recommended group size. The strategy's parameters sit beside it.
+type Check struct {
+	Name     string `koanf:"name" json:"name"`
+	Query    string `koanf:"query" json:"query"`
+	Strategy string `koanf:"strategy" json:"strategy"`
+	// targetValue: the per-VM value to hold, and the relative band around
+	// it in which nothing changes.
+	Target    *float64 `koanf:"target" json:"target,omitempty"`
+	Tolerance *float64 `koanf:"tolerance" json:"tolerance,omitempty"`
+	// threshold: the check acts while lowerBound <= value < upperBound
+	// (a missing bound is open), by exactly one of Delta, Percentage or Value.
+	UpperBound *float64 `koanf:"upperBound" json:"upperBound,omitempty"`
+	LowerBound *float64 `koanf:"lowerBound" json:"lowerBound,omitempty"`
+	Delta      *int     `koanf:"delta" json:"delta,omitempty"`
+	Percentage *float64 `koanf:"percentage" json:"percentage,omitempty"`
+	Value      *int     `koanf:"value" json:"value,omitempty"`
+	// OnError is OnErrorHold or OnErrorIgnore.
+	OnError string `koanf:"onError" json:"onError"`
+}
+
+// Direction limits scaling in one direction.
+type Direction struct {
+	// Cooldown is the quiet time after any resize (by metrics or by hand)
+	// before the checks may resize the group in this direction.
+	Cooldown *time.Duration `koanf:"cooldown" json:"cooldown,omitempty"`
+	// StabilizationWindow: scale-in goes only to the highest (scale-out only
+	// to the lowest) recommendation seen within the window, as in the
+	// Kubernetes HPA.
+	StabilizationWindow *time.Duration `koanf:"stabilizationWindow" json:"stabilizationWindow,omitempty"`
+	// MaxStep caps one resize: a count ("2") or a percentage of the current
+	// size ("50%"). Empty means no cap.
+	MaxStep string `koanf:"maxStep" json:"maxStep,omitempty"`
+}
+
+// CooldownOr returns the cooldown, or def when unset.
+func (d Direction) CooldownOr(def time.Duration) time.Duration {
+	if d.Cooldown == nil {
+		return def
+	}
+	return *d.Cooldown
+}
+
+// WindowOr returns the stabilization window, or def when unset.
+func (d Direction) WindowOr(def time.Duration) time.Duration {
+	if d.StabilizationWindow == nil {
+		return def
+	}
+	return *d.StabilizationWindow
 }
 
 // Template describes the VMs of a group.
@@ -177,6 +299,9 @@ func (c *Config) ApplyDefaults() {
 	if ctl.Temporal.Embedded.Port == 0 {
 		ctl.Temporal.Embedded.Port = DefaultEmbeddedPort
 	}
+	if ctl.Prometheus.QueryTimeout == 0 {
+		ctl.Prometheus.QueryTimeout = DefaultQueryTimeout
+	}
 	for i := range c.Autoscale.Hosts {
 		setStr(&c.Autoscale.Hosts[i].Pool, DefaultPool)
 	}
@@ -191,8 +316,22 @@ func (c *Config) ApplyDefaults() {
 			d := g.Min
 			g.Desired = &d
 		}
-		if g.Scaling.EvaluationInterval == 0 {
-			g.Scaling.EvaluationInterval = DefaultEvaluationInterval
+		sc := &g.Scaling
+		if sc.EvaluationInterval == 0 {
+			sc.EvaluationInterval = DefaultEvaluationInterval
+		}
+		setStr(&sc.Mode, DefaultMode)
+		setDur(&sc.ScaleOut.Cooldown, DefaultScaleOutCooldown)
+		setDur(&sc.ScaleIn.Cooldown, DefaultScaleInCooldown)
+		setDur(&sc.ScaleOut.StabilizationWindow, DefaultScaleOutWindow)
+		setDur(&sc.ScaleIn.StabilizationWindow, DefaultScaleInWindow)
+		for j := range sc.Checks {
+			c := &sc.Checks[j]
+			setStr(&c.OnError, DefaultOnError)
+			if c.Strategy == StrategyTargetValue && c.Tolerance == nil {
+				tol := DefaultTolerance
+				c.Tolerance = &tol
+			}
 		}
 		t := &g.Template
 		if t.VCPUs == 0 {
@@ -253,6 +392,13 @@ func (c *Config) TemporalAddress() string {
 
 // UsesEmbedded reports whether the controller runs the in-process Temporal server.
 func (c *Config) UsesEmbedded() bool { return c.Controller.Temporal.Address == "" }
+
+func setDur(p **time.Duration, def time.Duration) {
+	if *p == nil {
+		d := def
+		*p = &d
+	}
+}
 
 func setStr(p *string, def string) {
 	if *p == "" {

@@ -26,7 +26,7 @@ autoscale:
 `
 
 func TestExampleConfigsAreValid(t *testing.T) {
-	for _, name := range []string{"demo.yaml", "test-driver.yaml"} {
+	for _, name := range []string{"demo.yaml", "test-driver.yaml", "metrics.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := load(filepath.Join("..", "deploy", "examples", name), noEnv, nil); err != nil {
 				t.Fatalf("example %s: %v", name, err)
@@ -180,5 +180,118 @@ func TestShutdownTimeoutZeroMeansDestroyAtOnce(t *testing.T) {
 	}
 	if got := cfg.Autoscale.Groups[0].Template.ShutdownGrace(); got != 0 {
 		t.Errorf("shutdown grace = %s, want 0 (explicit 0s kept, not defaulted)", got)
+	}
+}
+
+func TestScalingErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: web
+      max: 3
+      template: {diskSize: 1GiB}
+      scaling:
+        mode: sometimes
+        checks:
+          - {name: cpu, query: "avg(cpu)", strategy: threshold, upperBound: 0.9, delta: 1, percentage: 50}
+          - {name: lat, query: "avg(lat)", strategy: targetValue, target: -0.5}
+          - {name: q, query: "", strategy: magic}
+          - {name: lat, query: "x", strategy: passThrough, target: 3, onError: panic}
+        scaleIn: {stabilizationWindow: -1s, cooldown: -5s, maxStep: "0"}
+        scaleOut: {maxStep: "150"}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken scaling loaded without error")
+	}
+	for _, want := range []string{
+		"autoscale.groups[0].scaling.mode: must be one of on, scaleOutOnly, off",
+		"autoscale.groups[0].scaling.checks[0]: threshold needs exactly one of delta, percentage or value, got 2",
+		"autoscale.groups[0].scaling.checks[1].target: must be a positive number, got -0.5",
+		"autoscale.groups[0].scaling.checks[2].query: must be a PromQL query",
+		"autoscale.groups[0].scaling.checks[2].strategy: must be one of",
+		"autoscale.groups[0].scaling.checks[3].name: duplicate check name",
+		"autoscale.groups[0].scaling.checks[3].target: is not a parameter of strategy passThrough",
+		"autoscale.groups[0].scaling.checks[3].onError: must be one of hold, ignore",
+		"autoscale.groups[0].scaling.scaleIn.stabilizationWindow: must be >= 0, got -1s",
+		"autoscale.groups[0].scaling.scaleIn.cooldown: must be >= 0",
+		"autoscale.groups[0].scaling.scaleIn.maxStep: must be a count >= 1",
+		"controller.prometheus.address: must be set",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+	if strings.Contains(err.Error(), "scaleOut.maxStep") {
+		t.Errorf("maxStep 150 (a count) rejected: %v", err)
+	}
+}
+
+func TestScalingDefaults(t *testing.T) {
+	body := `
+version: v1alpha1
+controller:
+  prometheus: {address: "http://127.0.0.1:9090"}
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: web
+      max: 3
+      template: {diskSize: 1GiB}
+      scaling:
+        checks:
+          - {name: cpu, query: "avg(cpu)", strategy: targetValue, target: 0.6}
+`
+	cfg, err := load(writeConfig(t, body), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := cfg.Autoscale.Groups[0].Scaling
+	c := sc.Checks[0]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"mode", sc.Mode, ModeOn},
+		{"onError", c.OnError, OnErrorHold},
+		{"tolerance", *c.Tolerance, DefaultTolerance},
+		{"scaleOut cooldown", *sc.ScaleOut.Cooldown, DefaultScaleOutCooldown},
+		{"scaleIn cooldown", *sc.ScaleIn.Cooldown, DefaultScaleInCooldown},
+		{"scaleOut window", *sc.ScaleOut.StabilizationWindow, DefaultScaleOutWindow},
+		{"scaleIn window", *sc.ScaleIn.StabilizationWindow, DefaultScaleInWindow},
+		{"query timeout", cfg.Controller.Prometheus.QueryTimeout, DefaultQueryTimeout},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestParseMaxStep(t *testing.T) {
+	tests := []struct {
+		in      string
+		count   int
+		percent float64
+		wantErr bool
+	}{
+		{"", 0, 0, false},
+		{"2", 2, 0, false},
+		{"50%", 0, 50, false},
+		{" 25 % ", 0, 25, false},
+		{"0", 0, 0, true},
+		{"-1", 0, 0, true},
+		{"0%", 0, 0, true},
+		{"lots", 0, 0, true},
+	}
+	for _, tt := range tests {
+		n, p, err := ParseMaxStep(tt.in)
+		if n != tt.count || p != tt.percent || (err != nil) != tt.wantErr {
+			t.Errorf("ParseMaxStep(%q) = %d, %v, %v; want %d, %v, err %v", tt.in, n, p, err, tt.count, tt.percent, tt.wantErr)
+		}
 	}
 }

@@ -153,8 +153,8 @@ func scalarKeys(t reflect.Type, prefix string) map[string]string {
 			for k, v := range scalarKeys(ft, key) {
 				out[k] = v
 			}
-		case ft.Kind() == reflect.Slice:
-			// Lists (hosts, groups) are set in the file only.
+		case ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map:
+			// Lists (hosts, groups) and maps (headers) are set in the file only.
 		default:
 			out[normalizeKey(key)] = key
 		}

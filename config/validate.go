@@ -4,8 +4,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +65,8 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	v.prometheus("controller.prometheus", ctl.Prometheus, c.needsPrometheus())
+
 	hosts := map[string]bool{}
 	if len(c.Autoscale.Hosts) == 0 && len(c.Autoscale.Groups) > 0 {
 		v.add("autoscale.hosts", "must list at least one host")
@@ -116,6 +120,7 @@ func (c *Config) Validate() error {
 		if g.Scaling.EvaluationInterval < MinEvaluationInterval {
 			v.add(p+".scaling.evaluationInterval", "must be >= %s, got %s", MinEvaluationInterval, g.Scaling.EvaluationInterval)
 		}
+		v.scaling(p+".scaling", g.Scaling)
 		v.template(p+".template", g.Template)
 	}
 	return v.err()
@@ -168,6 +173,165 @@ func (v *validator) template(p string, t Template) {
 	if t.ShutdownGrace() < 0 {
 		v.add(p+".shutdownTimeout", "must be >= 0, got %s", t.ShutdownGrace())
 	}
+}
+
+// needsPrometheus reports whether any group evaluates checks.
+func (c *Config) needsPrometheus() bool {
+	for _, g := range c.Autoscale.Groups {
+		if len(g.Scaling.Checks) > 0 && g.Scaling.Mode != ModeOff {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	modes      = []string{ModeOn, ModeScaleOutOnly, ModeOff}
+	strategies = []string{StrategyTargetValue, StrategyThreshold, StrategyPassThrough}
+	onErrors   = []string{OnErrorHold, OnErrorIgnore}
+	checkRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+)
+
+func (v *validator) prometheus(p string, pr Prometheus, required bool) {
+	if pr.Address == "" {
+		if required {
+			v.add(p+".address", "must be set: a group has checks (e.g. http://127.0.0.1:9090)")
+		}
+	} else if u, err := url.Parse(pr.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(p+".address", "must be an http:// or https:// URL, got %q", pr.Address)
+	}
+	if pr.QueryTimeout <= 0 {
+		v.add(p+".queryTimeout", "must be > 0, got %s", pr.QueryTimeout)
+	}
+	if pr.BasicAuth.Password != "" && pr.BasicAuth.PasswordFile != "" {
+		v.add(p+".basicAuth", "set password or passwordFile, not both")
+	}
+	if pr.BearerToken != "" && pr.BearerTokenFile != "" {
+		v.add(p+".bearerToken", "set bearerToken or bearerTokenFile, not both")
+	}
+	if pr.BasicAuth.Username != "" && (pr.BearerToken != "" || pr.BearerTokenFile != "") {
+		v.add(p+".basicAuth", "set basicAuth or a bearer token, not both")
+	}
+	if (pr.TLS.CertFile == "") != (pr.TLS.KeyFile == "") {
+		v.add(p+".tls", "certFile and keyFile must be set together")
+	}
+}
+
+func (v *validator) scaling(p string, sc Scaling) {
+	v.oneOf(p+".mode", sc.Mode, modes)
+	names := map[string]bool{}
+	for i, c := range sc.Checks {
+		cp := fmt.Sprintf("%s.checks[%d]", p, i)
+		if !checkRE.MatchString(c.Name) {
+			v.add(cp+".name", "must be 1-63 letters, digits, '_', '.' or '-', got %q", c.Name)
+		}
+		if names[c.Name] {
+			v.add(cp+".name", "duplicate check name %q", c.Name)
+		}
+		names[c.Name] = true
+		if strings.TrimSpace(c.Query) == "" {
+			v.add(cp+".query", "must be a PromQL query")
+		}
+		v.oneOf(cp+".onError", c.OnError, onErrors)
+		v.check(cp, c)
+	}
+	for _, d := range []struct {
+		name string
+		dir  Direction
+	}{{"scaleOut", sc.ScaleOut}, {"scaleIn", sc.ScaleIn}} {
+		dp := p + "." + d.name
+		if d.dir.Cooldown != nil && *d.dir.Cooldown < 0 {
+			v.add(dp+".cooldown", "must be >= 0, got %s", *d.dir.Cooldown)
+		}
+		if d.dir.StabilizationWindow != nil && *d.dir.StabilizationWindow < 0 {
+			v.add(dp+".stabilizationWindow", "must be >= 0, got %s", *d.dir.StabilizationWindow)
+		}
+		if _, _, err := ParseMaxStep(d.dir.MaxStep); err != nil {
+			v.add(dp+".maxStep", "%v", err)
+		}
+	}
+}
+
+// check validates one check's strategy and the parameters beside it.
+func (v *validator) check(cp string, c Check) {
+	set := map[string]bool{
+		"target": c.Target != nil, "tolerance": c.Tolerance != nil,
+		"upperBound": c.UpperBound != nil, "lowerBound": c.LowerBound != nil,
+		"delta": c.Delta != nil, "percentage": c.Percentage != nil, "value": c.Value != nil,
+	}
+	allowed := map[string][]string{
+		StrategyTargetValue: {"target", "tolerance"},
+		StrategyThreshold:   {"upperBound", "lowerBound", "delta", "percentage", "value"},
+		StrategyPassThrough: {},
+	}
+	params, ok := allowed[c.Strategy]
+	if !ok {
+		v.add(cp+".strategy", "must be one of %s, got %q", strings.Join(strategies, ", "), c.Strategy)
+		return
+	}
+	for _, k := range []string{"target", "tolerance", "upperBound", "lowerBound", "delta", "percentage", "value"} {
+		if set[k] && !slices.Contains(params, k) {
+			v.add(cp+"."+k, "is not a parameter of strategy %s", c.Strategy)
+		}
+	}
+	switch c.Strategy {
+	case StrategyTargetValue:
+		switch {
+		case c.Target == nil:
+			v.add(cp+".target", "must be set for strategy targetValue")
+		case !(*c.Target > 0) || math.IsInf(*c.Target, 0):
+			v.add(cp+".target", "must be a positive number, got %v", *c.Target)
+		}
+		if c.Tolerance != nil && (*c.Tolerance < 0 || *c.Tolerance >= 1 || math.IsNaN(*c.Tolerance)) {
+			v.add(cp+".tolerance", "must be in [0, 1), got %v", *c.Tolerance)
+		}
+	case StrategyThreshold:
+		if c.UpperBound == nil && c.LowerBound == nil {
+			v.add(cp, "threshold needs upperBound, lowerBound or both")
+		}
+		if c.UpperBound != nil && c.LowerBound != nil && !(*c.LowerBound < *c.UpperBound) {
+			v.add(cp+".lowerBound", "must be < upperBound (%v), got %v", *c.UpperBound, *c.LowerBound)
+		}
+		n := 0
+		for _, k := range []string{"delta", "percentage", "value"} {
+			if set[k] {
+				n++
+			}
+		}
+		if n != 1 {
+			v.add(cp, "threshold needs exactly one of delta, percentage or value, got %d", n)
+		}
+		if c.Delta != nil && *c.Delta == 0 {
+			v.add(cp+".delta", "must not be 0")
+		}
+		if c.Percentage != nil && (*c.Percentage == 0 || *c.Percentage <= -100 || math.IsNaN(*c.Percentage) || math.IsInf(*c.Percentage, 0)) {
+			v.add(cp+".percentage", "must be non-zero and > -100, got %v", *c.Percentage)
+		}
+		if c.Value != nil && *c.Value < 0 {
+			v.add(cp+".value", "must be >= 0, got %d", *c.Value)
+		}
+	}
+}
+
+// ParseMaxStep parses a maxStep: "" (no cap), a count ("2") or a
+// percentage ("50%").
+func ParseMaxStep(s string) (count int, percent float64, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, nil
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return 0, 0, fmt.Errorf("must be a count or a positive percentage like 50%%, got %q", s)
+		}
+		return 0, f, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, 0, fmt.Errorf("must be a count >= 1 or a percentage like 50%%, got %q", s)
+	}
+	return n, 0, nil
 }
 
 type validator struct{ errs []error }

@@ -94,6 +94,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		Desired:            g.Min,
 		Template:           g.Template,
 		EvaluationInterval: g.Scaling.EvaluationInterval,
+		Scaling:            g.Scaling,
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired

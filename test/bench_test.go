@@ -32,7 +32,7 @@ func benchScale(b *testing.B, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	group := fmt.Sprintf("bench%d", n)
-	s, _ := startInProcess(b, ctx, group, n)
+	s, _ := startInProcess(b, ctx, config.Prometheus{}, testDriverGroup(group, 0, n))
 	u, _ := url.Parse(testDriverURI)
 	direct, err := libvirt.ConnectToURI(u)
 	if err != nil {

@@ -34,7 +34,7 @@ func TestGroupHistoryFromARealRunReplays(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s, c := startInProcess(t, ctx, "hist", 3)
+	s, c := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup("hist", 0, 3))
 	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	settle := func(n int) {
 		t.Helper()
@@ -93,9 +93,19 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testDriverGroup is a group of tiny VMs on the test driver's host.
+func testDriverGroup(name string, lo, hi int) config.Group {
+	zero := time.Duration(0)
+	return config.Group{
+		Name: name, Hosts: []string{"testhost"}, Min: lo, Max: hi,
+		Scaling:  config.Scaling{EvaluationInterval: time.Second},
+		Template: config.Template{DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
+	}
+}
+
 // startInProcess runs the embedded server and a worker in this process with
-// one group on the test driver, started and ready to scale.
-func startInProcess(tb testing.TB, ctx context.Context, group string, max int) (*starter.Starter, client.Client) {
+// the groups on the test driver, started and ready to scale.
+func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, groups ...config.Group) (*starter.Starter, client.Client) {
 	tb.Helper()
 	logger := slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
 	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
@@ -110,27 +120,29 @@ func startInProcess(tb testing.TB, ctx context.Context, group string, max int) (
 	tb.Cleanup(c.Close)
 	hosts := activities.NewHosts(logger)
 	tb.Cleanup(func() { _ = hosts.Close() })
+	cfg := &config.Config{
+		Version:    config.Version,
+		Controller: config.Controller{Prometheus: prom},
+		Autoscale: config.Autoscale{
+			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool}},
+			Groups: groups,
+		},
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		tb.Fatalf("test config: %v", err)
+	}
 	const queue = "in-process"
-	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts}, sdkworker.Options{})
+	cfg.Controller.Temporal.TaskQueue = queue
+	pr, err := activities.NewPrometheus(cfg.Controller.Prometheus)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts}, pr, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-
-	zero := time.Duration(0)
-	cfg := &config.Config{
-		Version: config.Version,
-		Autoscale: config.Autoscale{
-			Hosts: []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool}},
-			Groups: []config.Group{{
-				Name: group, Hosts: []string{"testhost"}, Min: 0, Max: max,
-				Scaling:  config.Scaling{EvaluationInterval: time.Second},
-				Template: config.Template{DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
-			}},
-		},
-	}
-	cfg.ApplyDefaults()
-	cfg.Controller.Temporal.TaskQueue = queue
 	s := &starter.Starter{Client: c, Config: cfg}
 	if err := s.EnsureGroups(ctx); err != nil {
 		tb.Fatal(err)

@@ -13,10 +13,10 @@ import (
 )
 
 // New returns a worker on taskQueue with every PremiScale workflow and the
-// libvirt activities registered.
-func New(c client.Client, taskQueue string, lv *activities.Libvirt, opts sdkworker.Options) sdkworker.Worker {
+// libvirt and Prometheus activities registered.
+func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activities.Prometheus, opts sdkworker.Options) sdkworker.Worker {
 	w := sdkworker.New(c, taskQueue, opts)
-	Register(w, lv)
+	Register(w, lv, prom)
 	return w
 }
 
@@ -34,9 +34,10 @@ type Registry interface {
 }
 
 // Register registers PremiScale's workflows and activities.
-func Register(r Registry, lv *activities.Libvirt) {
+func Register(r Registry, lv *activities.Libvirt, prom *activities.Prometheus) {
 	RegisterWorkflows(r)
 	r.RegisterActivity(lv)
+	r.RegisterActivity(prom)
 }
 
 // RegisterWorkflows registers PremiScale's workflows under stable names, so

@@ -47,6 +47,10 @@ const (
 	changeScaleInCountsProvisioning = "scale-in-counts-provisioning"
 )
 
+// evaluationTimeout bounds one evaluation of a group's checks; each query is
+// bounded tighter by controller.prometheus.queryTimeout in the worker.
+const evaluationTimeout = time.Minute
+
 // DefaultHistoryLimit is the history length at which a group continues as new.
 const DefaultHistoryLimit = 5000
 
@@ -67,6 +71,9 @@ type GroupSpec struct {
 	Hosts              []activities.HostRef `json:"hosts"`
 	Template           config.Template      `json:"template"`
 	EvaluationInterval time.Duration        `json:"evaluationInterval"`
+	// Scaling holds the checks and their limits; its EvaluationInterval is
+	// the one above.
+	Scaling config.Scaling `json:"scaling"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -114,6 +121,18 @@ type GroupState struct {
 	LastError     string    `json:"lastError,omitempty"`
 	LastErrorAt   time.Time `json:"lastErrorAt"`
 	Events        []Event   `json:"events"`
+	// LastScaleAt is when desired last changed (by metrics or by hand); the
+	// cooldowns count from it.
+	LastScaleAt time.Time `json:"lastScaleAt"`
+	// Recommendations are the recent combined recommendations, for the
+	// stabilization windows.
+	Recommendations []policy.Sample `json:"recommendations,omitempty"`
+	// Checks are the last evaluation's results.
+	Checks []policy.CheckResult `json:"checks,omitempty"`
+	// Decision is the last evaluation's decision; Decisions the last
+	// maxEvents distinct ones.
+	Decision  *policy.Decision  `json:"decision,omitempty"`
+	Decisions []policy.Decision `json:"decisions,omitempty"`
 }
 
 // GroupInput starts (or continues) a group workflow.
@@ -154,6 +173,14 @@ type GroupStatus struct {
 	LastObservedAt   time.Time `json:"lastObservedAt"`
 	Events           []Event   `json:"events"`
 	HistoryLength    int       `json:"historyLength"`
+	// Mode and DryRun are the group's scaling mode and dry-run flag.
+	Mode   string `json:"mode"`
+	DryRun bool   `json:"dryRun"`
+	// Checks, Decision and Decisions show the metric evaluation.
+	Checks      []policy.CheckResult `json:"checks"`
+	Decision    *policy.Decision     `json:"decision,omitempty"`
+	Decisions   []policy.Decision    `json:"decisions"`
+	LastScaleAt time.Time            `json:"lastScaleAt"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -245,6 +272,10 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		if workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval {
 			g.observe(ctx)
 			drain()
+			if g.metricsEnabled() && !g.st.Paused {
+				g.evaluate(ctx)
+				drain()
+			}
 		}
 		if !g.st.Paused {
 			g.reconcile(ctx)
@@ -291,6 +322,7 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 				g.st.Desired = req.Desired
 				g.event(ctx, "desired %d -> %d (set-desired)", prev, req.Desired)
 			}
+			g.st.LastScaleAt = workflow.Now(ctx)
 			g.dirty = true
 			return DesiredResult{Previous: prev, Desired: req.Desired}, nil
 		},
@@ -320,6 +352,7 @@ func (g *group) scaleSignal(ctx workflow.Context, n int) {
 		g.event(ctx, "desired %d -> %d (scale signal)", g.st.Desired, clamped)
 		g.st.Desired = clamped
 	}
+	g.st.LastScaleAt = workflow.Now(ctx)
 }
 
 func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
@@ -337,6 +370,7 @@ func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 	if desired != g.st.Desired {
 		g.event(ctx, "desired %d -> %d (configuration)", g.st.Desired, desired)
 		g.st.Desired = desired
+		g.st.LastScaleAt = workflow.Now(ctx)
 	}
 }
 
@@ -603,7 +637,83 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		LastObservedAt:   g.lastObservedAt,
 		Events:           events,
 		HistoryLength:    workflow.GetInfo(ctx).GetCurrentHistoryLength(),
+		Mode:             g.spec.Scaling.Mode,
+		DryRun:           g.spec.Scaling.DryRun,
+		Checks:           append([]policy.CheckResult{}, g.st.Checks...),
+		Decision:         g.st.Decision,
+		Decisions:        append([]policy.Decision{}, g.st.Decisions...),
+		LastScaleAt:      g.st.LastScaleAt,
 	}
+}
+
+// metricsEnabled reports whether the group resizes itself by its checks.
+func (g *group) metricsEnabled() bool {
+	sc := g.spec.Scaling
+	return len(sc.Checks) > 0 && sc.Mode != "" && sc.Mode != config.ModeOff
+}
+
+// evaluate runs the group's checks (one local activity, queries in
+// parallel) and applies policy: combine, decide, and resize if decided.
+func (g *group) evaluate(ctx workflow.Context) {
+	var p *activities.Prometheus
+	sc := g.spec.Scaling
+	in := activities.QueryInput{Queries: make([]activities.NamedQuery, len(sc.Checks))}
+	for i, c := range sc.Checks {
+		in.Queries[i] = activities.NamedQuery{Name: c.Name, Query: c.Query}
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: evaluationTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var out activities.QueryOutput
+	err := workflow.ExecuteLocalActivity(lctx, p.Query, in).Get(ctx, &out)
+	results := make([]policy.CheckResult, len(sc.Checks))
+	for i, c := range sc.Checks {
+		results[i] = policy.CheckResult{Name: c.Name, OnError: c.OnError}
+		switch {
+		case err != nil:
+			results[i].Error = "evaluation failed: " + rootCause(err)
+		case i < len(out.Results):
+			results[i].Value, results[i].Error = out.Results[i].Value, out.Results[i].Error
+		default:
+			results[i].Error = "no result"
+		}
+	}
+	rec, results, hold := policy.Combine(sc.Checks, results, g.count(MemberRunning), g.st.Desired, g.spec.Min, g.spec.Max)
+	outLimits, oerr := policy.LimitsFrom(sc.ScaleOut, config.DefaultScaleOutCooldown, config.DefaultScaleOutWindow)
+	inLimits, ierr := policy.LimitsFrom(sc.ScaleIn, config.DefaultScaleInCooldown, config.DefaultScaleInWindow)
+	if oerr != nil || ierr != nil {
+		// Validation rejects these; an old spec that slipped through scales uncapped.
+		g.logger.Warn("bad maxStep, ignoring it", "group", g.spec.Name, "scale_out", oerr, "scale_in", ierr)
+	}
+	now := workflow.Now(ctx)
+	d, hist := policy.Decide(policy.DecideInput{
+		Now: now, Desired: g.st.Desired, Provisioning: g.count(MemberProvisioning),
+		Recommendation: rec, HoldReason: hold, Mode: sc.Mode, DryRun: sc.DryRun,
+		ScaleOut: outLimits, ScaleIn: inLimits, LastScaleAt: g.st.LastScaleAt, History: g.st.Recommendations,
+	})
+	g.st.Recommendations = hist
+	g.st.Checks = results
+	g.st.Decision = &d
+	if n := len(g.st.Decisions); n > 0 && sameDecision(g.st.Decisions[n-1], d) {
+		g.st.Decisions[n-1] = d
+	} else {
+		g.st.Decisions = append(g.st.Decisions, d)
+		if len(g.st.Decisions) > maxEvents {
+			g.st.Decisions = g.st.Decisions[len(g.st.Decisions)-maxEvents:]
+		}
+	}
+	if d.Applies() {
+		g.event(ctx, "desired %d -> %d (metrics: %s)", d.From, d.To, d.Reason)
+		g.st.Desired = d.To
+		g.st.LastScaleAt = now
+		g.dirty = true
+	}
+}
+
+// sameDecision reports whether two decisions say the same, ignoring when.
+func sameDecision(a, b policy.Decision) bool {
+	return a.Action == b.Action && a.From == b.From && a.To == b.To && a.Reason == b.Reason
 }
 
 // rootCause strips Temporal's wrapping ("child workflow execution error ...:

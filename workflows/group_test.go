@@ -182,7 +182,7 @@ func newEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
-	worker.Register(env, &activities.Libvirt{})
+	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
 	var a *activities.Libvirt
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
@@ -285,7 +285,7 @@ func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
-	worker.Register(env, &activities.Libvirt{})
+	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
 	var a *activities.Libvirt
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)

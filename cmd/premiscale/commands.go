@@ -120,6 +120,28 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	if len(st.Strays) > 0 {
 		fmt.Fprintf(out, "\nPremiScale domains of this group that are not members (left alone): %s\n", strings.Join(st.Strays, ", "))
 	}
+	if len(st.Checks) > 0 {
+		fmt.Fprintf(out, "\nchecks (mode %s%s):\n", st.Mode, map[bool]string{true: ", dry run", false: ""}[st.DryRun])
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CHECK\tVALUE\tRECOMMENDATION\tERROR")
+		for _, c := range st.Checks {
+			if c.Error != "" {
+				fmt.Fprintf(tw, "  %s\t-\t-\t%s (onError %s)\n", c.Name, c.Error, c.OnError)
+				continue
+			}
+			fmt.Fprintf(tw, "  %s\t%g\t%d\t\n", c.Name, c.Value, c.Recommendation)
+		}
+		_ = tw.Flush()
+	}
+	if st.Decision != nil {
+		fmt.Fprintf(out, "\ndecision (%s): %s\n", st.Decision.At.Format(time.TimeOnly), st.Decision.Reason)
+	}
+	if len(st.Decisions) > 0 {
+		fmt.Fprintln(out, "\nrecent decisions:")
+		for _, d := range st.Decisions {
+			fmt.Fprintf(out, "  %s  %-9s %d -> %d  %s\n", d.At.Format(time.RFC3339), d.Action, d.From, d.To, d.Reason)
+		}
+	}
 	if st.LastError != "" {
 		fmt.Fprintf(out, "\nlast error (%s): %s\n", st.LastErrorAt.Format(time.RFC3339), st.LastError)
 	}

@@ -55,7 +55,11 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 
 	hosts := activities.NewHosts(logger)
 	defer func() { _ = hosts.Close() }()
-	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, sdkworker.Options{})
+	prom, err := activities.NewPrometheus(cfg.Controller.Prometheus)
+	if err != nil {
+		return err
+	}
+	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, prom, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
 	}

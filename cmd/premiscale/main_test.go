@@ -33,7 +33,7 @@ func TestHelpShowsTheSeedsFlags(t *testing.T) {
 }
 
 func TestValidateAcceptsTheExamples(t *testing.T) {
-	for _, f := range []string{"demo.yaml", "test-driver.yaml"} {
+	for _, f := range []string{"demo.yaml", "test-driver.yaml", "metrics.yaml"} {
 		out, err := execute(t, "--validate", "-c", filepath.Join("..", "..", "deploy", "examples", f))
 		if err != nil || !strings.Contains(out, "valid") {
 			t.Errorf("--validate %s: %v %q", f, err, out)
