@@ -35,6 +35,7 @@ type exporter struct {
 	total float64
 	srv   *http.Server
 	addr  string
+	a, b  prometheus.Gauge
 }
 
 func startExporter(t *testing.T, lv *libvirt.Libvirt, group string) *exporter {
@@ -52,6 +53,12 @@ func startExporter(t *testing.T, lv *libvirt.Libvirt, group string) *exporter {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "premiscale_test_high", Help: "Always 10.",
 	}, func() float64 { return 10 }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "premiscale_test_one", Help: "Always 1.",
+	}, func() float64 { return 1 }))
+	e.a = prometheus.NewGauge(prometheus.GaugeOpts{Name: "premiscale_test_a", Help: "Settable."})
+	e.b = prometheus.NewGauge(prometheus.GaugeOpts{Name: "premiscale_test_b", Help: "Settable."})
+	reg.MustRegister(e.a, e.b)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -226,4 +233,63 @@ func TestPrometheusTargetValueScalesOutInAndHoldsOnMissingData(t *testing.T) {
 		t.Errorf("dry-run group: desired %d, decisions %+v; want 1 and a 'would scale 1 -> 4'", ds.Desired, ds.Decisions)
 	}
 	checkExactly(t, lv, dry, 1)
+}
+
+func TestPrometheusChecksThatDisagreeFollowTheRuleAndABrokenQueryHolds(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	const two, broken = "promtwo", "prombroken"
+	exp := startExporter(t, lv, two)
+	promAddr, _ := startPrometheus(t, exp.addr)
+
+	zero, second := time.Duration(0), time.Second
+	pass := func(name, query string, onError string) config.Check {
+		return config.Check{Name: name, Query: query, Strategy: config.StrategyPassThrough, OnError: onError}
+	}
+	g := testDriverGroup(two, 1, 5)
+	g.Scaling.Checks = []config.Check{pass("a", "premiscale_test_a", ""), pass("b", "premiscale_test_b", "")}
+	g.Scaling.ScaleOut = config.Direction{Cooldown: &zero}
+	g.Scaling.ScaleIn = config.Direction{Cooldown: &zero, StabilizationWindow: &zero}
+	b := testDriverGroup(broken, 1, 5)
+	three := 3
+	b.Desired = &three
+	b.Scaling.Checks = []config.Check{pass("one", "premiscale_test_one", ""), pass("typo", "sum(premiscale_test_one", "")}
+	b.Scaling.ScaleIn = config.Direction{Cooldown: &second, StabilizationWindow: &zero}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	exp.a.Set(1)
+	exp.b.Set(3)
+	s, _ := startInProcess(t, ctx, config.Prometheus{Address: "http://" + promAddr, QueryTimeout: 2 * time.Second}, g, b)
+
+	steps := []struct {
+		a, b float64
+		want int
+		rule string
+	}{
+		{1, 3, 3, "two scale-outs: the larger size wins"},
+		{4, 2, 4, "scale-out beats scale-in"},
+		{2, 2, 2, "both scale in: to the larger size"},
+		{1, 2, 2, "no change beats scale-in"},
+	}
+	for _, st := range steps {
+		exp.a.Set(st.a)
+		exp.b.Set(st.b)
+		waitStatus(t, s, two, 60*time.Second, fmt.Sprintf("a=%v b=%v -> %d (%s)", st.a, st.b, st.want, st.rule), func(gs workflows.GroupStatus) bool {
+			return gs.Desired == st.want && gs.Settled() && len(gs.Checks) == 2 &&
+				gs.Checks[0].Error == "" && gs.Checks[0].Value == st.a && gs.Checks[1].Value == st.b
+		})
+		checkExactly(t, lv, two, st.want)
+	}
+
+	// The group with a broken query stays at 3 although its healthy check
+	// asks for 1, and says why.
+	st := waitStatus(t, s, broken, 30*time.Second, "held on a broken query", func(gs workflows.GroupStatus) bool {
+		return gs.Decision != nil && gs.Decision.Action == policy.ActionHeld && strings.Contains(gs.Decision.Reason, "check typo failed")
+	})
+	time.Sleep(3 * time.Second)
+	if st, _ = s.Status(ctx, broken); st.Desired != 3 {
+		t.Fatalf("broken query let the group shrink to %d", st.Desired)
+	}
+	t.Logf("%s", st.Decision.Reason)
+	checkExactly(t, lv, broken, 3)
 }
