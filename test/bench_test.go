@@ -8,10 +8,14 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/workflows/policy"
 )
 
 // BenchmarkScaleToRunning measures the time from `scale 0 -> N` to all N
@@ -128,4 +132,124 @@ func directCleanup(lv *libvirt.Libvirt, pool libvirt.StoragePool, name string) {
 	if vol, err := lv.StorageVolLookupByName(pool, activities.VolumeName(name)); err == nil {
 		_ = lv.StorageVolDelete(vol, 0)
 	}
+}
+
+// BenchmarkDecisionLatency measures how long a group takes to act on a
+// metric change: from the moment Prometheus first returns the new value to
+// the first clone of the scale-out, on the in-process controller with the
+// real Prometheus and the test driver. Evaluations run on the group's
+// timer, so the wait is up to one evaluation interval; the goal is at most
+// interval + 200 ms.
+func BenchmarkDecisionLatency(b *testing.B) {
+	for _, interval := range []time.Duration{time.Second, 3 * time.Second} {
+		b.Run(fmt.Sprintf("interval=%s", interval), func(b *testing.B) { benchDecision(b, interval) })
+	}
+}
+
+func benchDecision(b *testing.B, interval time.Duration) {
+	lv := requireLibvirt(b, testDriverURI)
+	group := fmt.Sprintf("lat%d", interval/time.Second)
+	exp := startExporter(b, lv, group)
+	exp.set(0.5)
+	promAddr, _ := startPrometheus(b, exp.addr)
+	promClient, err := api.NewClient(api.Config{Address: "http://" + promAddr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	papi := promv1.NewAPI(promClient)
+
+	target, tol, zero := 0.5, 0.1, time.Duration(0)
+	g := testDriverGroup(group, 1, 3)
+	g.Scaling.EvaluationInterval = interval
+	g.Scaling.Checks = []config.Check{{Name: "load", Query: "premiscale_test_load_per_vm", Strategy: config.StrategyTargetValue, Target: &target, Tolerance: &tol}}
+	g.Scaling.ScaleOut = config.Direction{Cooldown: &zero}
+	g.Scaling.ScaleIn = config.Direction{Cooldown: &zero, StabilizationWindow: &zero}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	s, _ := startInProcess(b, ctx, config.Prometheus{Address: "http://" + promAddr, QueryTimeout: 2 * time.Second}, g)
+	settled := func(n int) {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer wcancel()
+		for {
+			st, err := s.Status(wctx, group)
+			if err == nil && st.Desired == n && st.Settled() {
+				return
+			}
+			if wctx.Err() != nil {
+				b.Fatalf("group %s did not settle at %d: %+v", group, n, st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	promSees := func(want float64) {
+		for ctx.Err() == nil {
+			v, _, _, err := papi.Query(ctx, "premiscale_test_load_per_vm", time.Now())
+			if vec, ok := v.(model.Vector); err == nil && ok && len(vec) == 1 && float64(vec[0].Value) == want {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	settled(1)
+	var total, worst time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		exp.set(1.5)
+		promSees(1.5)
+		t0 := time.Now()
+		for len(viewGroup(b, lv, group).volumes) < 2 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat := time.Since(t0)
+		total += lat
+		worst = max(worst, lat)
+		settled(3)
+		exp.set(0.5) // 0.17 per VM at 3: back to 1
+		settled(1)
+		promSees(0.5)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "mean-ms")
+	b.ReportMetric(float64(worst.Milliseconds()), "max-ms")
+	b.ReportMetric(float64(interval.Milliseconds()), "interval-ms")
+	b.ReportMetric(float64(worst)/float64(interval+200*time.Millisecond), "max/(interval+200ms)")
+}
+
+// BenchmarkEvaluation is the cost of one evaluation's parts: the query
+// activity against the real Prometheus (one check), and the pure decision
+// (combine + decide) it feeds.
+func BenchmarkEvaluation(b *testing.B) {
+	lv := requireLibvirt(b, testDriverURI)
+	exp := startExporter(b, lv, "evalbench")
+	exp.set(0.5)
+	promAddr, _ := startPrometheus(b, exp.addr)
+	p, err := activities.NewPrometheus(config.Prometheus{Address: "http://" + promAddr, QueryTimeout: 2 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := activities.QueryInput{Queries: []activities.NamedQuery{{Name: "load", Query: "premiscale_test_load_per_vm"}}}
+	b.Run("query", func(b *testing.B) {
+		for b.Loop() {
+			out, _ := p.Query(context.Background(), in)
+			if out.Results[0].Error != "" {
+				b.Fatal(out.Results[0].Error)
+			}
+		}
+	})
+	target := 0.5
+	checks := []config.Check{{Name: "load", Strategy: config.StrategyTargetValue, Target: &target}}
+	now := time.Now()
+	hist := make([]policy.Sample, 20)
+	for i := range hist {
+		hist[i] = policy.Sample{At: now.Add(-time.Duration(20-i) * 15 * time.Second), Size: 3}
+	}
+	b.Run("decide", func(b *testing.B) {
+		for b.Loop() {
+			rec, _, hold := policy.Combine(checks, []policy.CheckResult{{Name: "load", Value: 0.9}}, 3, 3, 1, 10)
+			policy.Decide(policy.DecideInput{Now: now, Desired: 3, Recommendation: rec, HoldReason: hold, Mode: config.ModeOn,
+				ScaleIn: policy.DirectionLimits{Window: 5 * time.Minute}, History: hist})
+		}
+	})
 }

@@ -38,7 +38,7 @@ type exporter struct {
 	a, b  prometheus.Gauge
 }
 
-func startExporter(t *testing.T, lv *libvirt.Libvirt, group string) *exporter {
+func startExporter(t testing.TB, lv *libvirt.Libvirt, group string) *exporter {
 	t.Helper()
 	e := &exporter{}
 	reg := prometheus.NewRegistry()
@@ -78,7 +78,7 @@ func (e *exporter) set(total float64) {
 
 // startPrometheus runs the apt-installed Prometheus on loopback, scraping
 // the exporter every second, and waits until the target is up.
-func startPrometheus(t *testing.T, target string) (addr string, proc *os.Process) {
+func startPrometheus(t testing.TB, target string) (addr string, proc *os.Process) {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -119,7 +119,7 @@ func startPrometheus(t *testing.T, target string) (addr string, proc *os.Process
 	return "", nil
 }
 
-func waitStatus(t *testing.T, s *starter.Starter, group string, timeout time.Duration, what string, ok func(workflows.GroupStatus) bool) workflows.GroupStatus {
+func waitStatus(t testing.TB, s *starter.Starter, group string, timeout time.Duration, what string, ok func(workflows.GroupStatus) bool) workflows.GroupStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

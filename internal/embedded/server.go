@@ -290,6 +290,10 @@ func dynamicConfig() dynamicconfig.StaticClient {
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8096,
 		// List/count calls per second, 10 by default: status commands list workflows (the dev server uses 100).
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		// Timers fire up to this late (1s by default): group evaluations run on
+		// a timer, and decision latency is measured against their interval.
+		// One process on SQLite can afford reading timer tasks more often.
+		dynamicconfig.TimerProcessorMaxTimeShift.Key(): 100 * time.Millisecond,
 	}
 }
 
