@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/premiscale/premiscale/workflows"
+	"github.com/premiscale/premiscale/workflows/policy"
 )
 
 func execute(t *testing.T, args ...string) (string, error) {
@@ -78,5 +82,28 @@ func TestBadArgumentsAreNamed(t *testing.T) {
 				t.Errorf("err = %v, want it to name %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestStatusShowsChecksAndDecisions(t *testing.T) {
+	at := time.Date(2026, 11, 27, 12, 4, 10, 0, time.UTC)
+	st := workflows.GroupStatus{
+		Group: "web", Desired: 3, Running: 3, Min: 1, Max: 10, Mode: "on",
+		Checks: []policy.CheckResult{
+			{Name: "cpu", Value: 0.42, Recommendation: 2},
+			{Name: "queue", Error: "query returned no data", OnError: "hold"},
+		},
+		Decision: &policy.Decision{At: at, From: 3, To: 3, Action: policy.ActionHeld, Reason: "held: check queue failed: query returned no data"},
+		Decisions: []policy.Decision{
+			{At: at.Add(-time.Minute), From: 1, To: 3, Action: policy.ActionScaleOut, Reason: "scale out 1 -> 3 (recommended 3)"},
+		},
+	}
+	var out bytes.Buffer
+	printStatus(&out, []workflows.GroupStatus{st}, true)
+	for _, want := range []string{"cpu", "0.42", "queue", "query returned no data (onError hold)",
+		"decision (12:04:10): held: check queue failed", "scale-out", "1 -> 3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
 	}
 }
