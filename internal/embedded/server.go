@@ -101,6 +101,31 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 
 	address := net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(opts.Port))
+	var srv temporal.Server
+	for attempt := 1; ; attempt++ {
+		srv, err = build(opts, sqlCfg, address, logger)
+		if err == nil || attempt == maxPortAttempts || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		// An internal service's port was taken between choosing and binding it.
+		logger.l.Warn("embedded temporal: internal port taken, retrying with new ports", "attempt", attempt, "error", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{srv: srv, logger: logger, address: address}
+	if err := waitReady(ctx, address, opts.Namespace); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// maxPortAttempts bounds Start's retries when an internal port is taken.
+const maxPortAttempts = 5
+
+// build configures (with fresh internal ports), creates and starts a server.
+func build(opts Options, sqlCfg *config.SQL, address string, logger warnLogger) (temporal.Server, error) {
 	cfg, hosts, err := serverConfig(opts, sqlCfg, address)
 	if err != nil {
 		return nil, err
@@ -120,14 +145,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded temporal: build server: %w", err)
 	}
 	if err := recoverFatal(srv.Start); err != nil {
+		_ = recoverFatal(func() error { return srv.Stop() })
 		return nil, fmt.Errorf("embedded temporal: start server on %s: %w", address, err)
 	}
-	s := &Server{srv: srv, logger: logger, address: address}
-	if err := waitReady(ctx, address, opts.Namespace); err != nil {
-		_ = s.Stop()
-		return nil, err
-	}
-	return s, nil
+	return srv, nil
 }
 
 // Address returns the host:port a client dials to reach the frontend.
@@ -244,11 +265,13 @@ func serverConfig(opts Options, sqlCfg *config.SQL, address string) (*config.Con
 	hosts := map[primitives.ServiceName]static.Hosts{
 		primitives.FrontendService: static.SingleLocalHost(net.JoinHostPort(DefaultHost, strconv.Itoa(opts.Port))),
 	}
-	for _, name := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
-		port, err := freePort()
-		if err != nil {
-			return nil, nil, fmt.Errorf("embedded temporal: pick port for %s: %w", name, err)
-		}
+	internal := []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService}
+	ports, err := freePorts(len(internal))
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded temporal: pick ports for internal services: %w", err)
+	}
+	for i, name := range internal {
+		port := ports[i]
 		services[string(name)] = config.Service{RPC: config.RPC{GRPCPort: port, BindOnIP: DefaultHost}}
 		hosts[name] = static.SingleLocalHost(net.JoinHostPort(DefaultHost, strconv.Itoa(port)))
 	}
@@ -329,14 +352,21 @@ func waitReady(ctx context.Context, address, ns string) error {
 	}
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(DefaultHost, "0"))
-	if err != nil {
-		return 0, err
+// freePorts asks the kernel for n distinct free loopback TCP ports, holding
+// them all open until every one is chosen so that none is handed out twice.
+// Another process may still take one before the server binds it; Start
+// retries with new ports when that happens.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(DefaultHost, "0"))
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = l.Close() }()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 // dialHost turns a wildcard listen address into one a client can dial.

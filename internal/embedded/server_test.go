@@ -136,10 +136,11 @@ func TestWorkflowsSurviveRestartOnSameDatabase(t *testing.T) {
 		t.Skip("starts a Temporal server twice")
 	}
 	dbPath := filepath.Join(t.TempDir(), "temporal.db")
-	port, err := freePort()
+	ports, err := freePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := ports[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
