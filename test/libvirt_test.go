@@ -288,3 +288,55 @@ func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
 		t.Fatalf("redialed connection does not work: %v", err)
 	}
 }
+
+func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
+
+	var before activities.Inventory
+	if err := run(t, env, a.HostInventory, activities.InventoryInput{Host: host}, &before); err != nil {
+		t.Fatal(err)
+	}
+	if before.CPUs < 1 || before.MemoryBytes == 0 || before.PoolCapacityBytes == 0 {
+		t.Fatalf("inventory = %+v, want the node's CPUs, memory and the pool's size", before)
+	}
+
+	// One PremiScale VM (2 vCPUs, 128 MiB) joins the host.
+	vm := fmt.Sprintf("itinv-%d", time.Now().UnixNano()%100000)
+	ref := activities.DomainRef{Host: host, Group: "itinv", VM: vm}
+	tmpl := config.Template{VCPUs: 2, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: vm, DiskSize: "64MiB"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = run(t, env, a.UndefineDomain, ref, nil)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
+	})
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Template: tmpl}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var after activities.Inventory
+	if err := run(t, env, a.HostInventory, activities.InventoryInput{Host: host}, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Domains != before.Domains+1 || after.AllocatedVCPUs != before.AllocatedVCPUs+2 || after.AllocatedMemoryBytes != before.AllocatedMemoryBytes+128<<20 {
+		t.Errorf("after defining a 2-vCPU 128 MiB VM: %d domains, %d vCPUs, %d bytes; before %d, %d, %d",
+			after.Domains, after.AllocatedVCPUs, after.AllocatedMemoryBytes, before.Domains, before.AllocatedVCPUs, before.AllocatedMemoryBytes)
+	}
+	var ours bool
+	for _, d := range after.Owned {
+		ours = ours || (d.Name == vm && d.Owner.Group == "itinv")
+	}
+	if !ours {
+		t.Errorf("owned = %+v, want %s of group itinv", after.Owned, vm)
+	}
+	for _, d := range after.Owned {
+		if d.Name == "test" {
+			t.Errorf("the test driver's own domain is listed as PremiScale's")
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/digitalocean/go-libvirt"
+)
+
+// InventoryInput names the host to take stock of.
+type InventoryInput struct {
+	Host HostRef `json:"host"`
+}
+
+// Inventory is a host's capacity and what its domains claim, as placement
+// needs it. Sizes are in bytes.
+type Inventory struct {
+	CPUs            int    `json:"cpus"`
+	MemoryBytes     uint64 `json:"memoryBytes"`
+	FreeMemoryBytes uint64 `json:"freeMemoryBytes"`
+	// AllocatedVCPUs and AllocatedMemoryBytes sum every defined domain's
+	// vCPUs and maximum memory, PremiScale's or not, running or not.
+	AllocatedVCPUs       int    `json:"allocatedVCPUs"`
+	AllocatedMemoryBytes uint64 `json:"allocatedMemoryBytes"`
+	Domains              int    `json:"domains"`
+	// PoolCapacityBytes and PoolAvailableBytes describe the host's pool.
+	PoolCapacityBytes  uint64 `json:"poolCapacityBytes"`
+	PoolAvailableBytes uint64 `json:"poolAvailableBytes"`
+	// Owned lists the domains that carry PremiScale's mark.
+	Owned []DomainInfo `json:"owned"`
+}
+
+// HostInventory reports a host's CPUs and memory (NodeGetInfo), free
+// memory (NodeGetFreeMemory), its pool's capacity and free space, and what
+// every defined domain claims, with PremiScale's own domains listed.
+// Read-only, so always safe to retry. Fails without retry if the pool does
+// not exist.
+func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Inventory, error) {
+	lv, err := l.conn(ctx, in.Host)
+	if err != nil {
+		return Inventory{}, err
+	}
+	_, memKiB, cpus, _, _, _, _, _, err := lv.NodeGetInfo()
+	if err != nil {
+		return Inventory{}, fmt.Errorf("host %s node info: %w", in.Host.Name, err)
+	}
+	free, err := lv.NodeGetFreeMemory()
+	if err != nil {
+		return Inventory{}, fmt.Errorf("host %s free memory: %w", in.Host.Name, err)
+	}
+	inv := Inventory{CPUs: int(cpus), MemoryBytes: memKiB << 10, FreeMemoryBytes: free, Owned: []DomainInfo{}}
+	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ErrNoStoragePool) {
+			return Inventory{}, nonRetryable(ErrTypeInvalidConfig, "host %s: storage pool %q not found", in.Host.Name, in.Host.Pool)
+		}
+		return Inventory{}, fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
+	}
+	if _, capacity, _, available, err := lv.StoragePoolGetInfo(pool); err != nil {
+		return Inventory{}, fmt.Errorf("pool %q info: %w", in.Host.Pool, err)
+	} else {
+		inv.PoolCapacityBytes, inv.PoolAvailableBytes = capacity, available
+	}
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return Inventory{}, fmt.Errorf("list domains on %s: %w", in.Host.Name, err)
+	}
+	for _, dom := range doms {
+		state, maxMemKiB, _, vcpus, _, err := lv.DomainGetInfo(dom)
+		if libvirt.IsNotFound(err) {
+			continue // undefined while we listed
+		}
+		if err != nil {
+			return Inventory{}, fmt.Errorf("domain %s info: %w", dom.Name, err)
+		}
+		inv.Domains++
+		inv.AllocatedVCPUs += int(vcpus)
+		inv.AllocatedMemoryBytes += maxMemKiB << 10
+		doc, err := lv.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			continue
+		}
+		if owner, ok, _ := parseOwner(doc); ok {
+			s := libvirt.DomainState(state)
+			inv.Owned = append(inv.Owned, DomainInfo{Name: dom.Name, Owner: owner, Running: s == libvirt.DomainRunning, State: stateName(s)})
+		}
+	}
+	return inv, nil
+}
