@@ -37,6 +37,11 @@ type HostRef struct {
 	Name string `json:"name"`
 	URI  string `json:"uri"`
 	Pool string `json:"pool"`
+	// ReservedMemoryBytes, ReservedCPUs and CPUOvercommit shape placement.
+	ReservedMemoryBytes uint64  `json:"reservedMemoryBytes,omitempty"`
+	ReservedCPUs        int     `json:"reservedCPUs,omitempty"`
+	CPUOvercommit       float64 `json:"cpuOvercommit,omitempty"`
+	MemoryOvercommit    float64 `json:"memoryOvercommit,omitempty"`
 }
 
 // DomainRef names one VM of a group on a host.

@@ -166,6 +166,20 @@ type Host struct {
 	URI string `koanf:"uri" json:"uri"`
 	// Pool is the libvirt storage pool that holds base and VM volumes.
 	Pool string `koanf:"pool" json:"pool"`
+	// Reserved is kept for the host itself and never given to VMs.
+	Reserved Reserved `koanf:"reserved" json:"reserved"`
+	// CPUOvercommit is how many vCPUs each schedulable CPU may carry; 1
+	// (the default) means none.
+	CPUOvercommit float64 `koanf:"cpuOvercommit" json:"cpuOvercommit"`
+	// MemoryOvercommit is how much VM memory each byte of schedulable host
+	// memory may carry; 1 (the default) means none.
+	MemoryOvercommit float64 `koanf:"memoryOvercommit" json:"memoryOvercommit"`
+}
+
+// Reserved is host capacity kept out of placement.
+type Reserved struct {
+	Memory string `koanf:"memory" json:"memory,omitempty"`
+	CPUs   int    `koanf:"cpus" json:"cpus,omitempty"`
 }
 
 // Group is an autoscaling group: VMs from one template held between Min and Max.
@@ -176,9 +190,26 @@ type Group struct {
 	Max   int      `koanf:"max" json:"max"`
 	// Desired is the size when the group is first created, or when this value
 	// changes in the file; nil means Min.
-	Desired  *int     `koanf:"desired" json:"desired,omitempty"`
-	Scaling  Scaling  `koanf:"scaling" json:"scaling"`
-	Template Template `koanf:"template" json:"template"`
+	Desired   *int      `koanf:"desired" json:"desired,omitempty"`
+	Scaling   Scaling   `koanf:"scaling" json:"scaling"`
+	Placement Placement `koanf:"placement" json:"placement"`
+	Template  Template  `koanf:"template" json:"template"`
+}
+
+// Placement strategies a group may use.
+const (
+	PlacementSpread  = "spread"
+	PlacementVacancy = "vacancy"
+	PlacementBinpack = "binpack"
+	PlacementRandom  = "random"
+)
+
+// Placement chooses the host of each new VM.
+type Placement struct {
+	// Strategy is spread (default), vacancy, binpack or random.
+	Strategy string `koanf:"strategy" json:"strategy"`
+	// MaxPerHost caps the group's VMs on one host; 0 means no cap.
+	MaxPerHost int `koanf:"maxPerHost" json:"maxPerHost,omitempty"`
 }
 
 // Scaling configures how a group is evaluated and resized by its checks.
@@ -303,7 +334,14 @@ func (c *Config) ApplyDefaults() {
 		ctl.Prometheus.QueryTimeout = DefaultQueryTimeout
 	}
 	for i := range c.Autoscale.Hosts {
-		setStr(&c.Autoscale.Hosts[i].Pool, DefaultPool)
+		h := &c.Autoscale.Hosts[i]
+		setStr(&h.Pool, DefaultPool)
+		if h.CPUOvercommit == 0 {
+			h.CPUOvercommit = 1
+		}
+		if h.MemoryOvercommit == 0 {
+			h.MemoryOvercommit = 1
+		}
 	}
 	for i := range c.Autoscale.Groups {
 		g := &c.Autoscale.Groups[i]
@@ -316,6 +354,7 @@ func (c *Config) ApplyDefaults() {
 			d := g.Min
 			g.Desired = &d
 		}
+		setStr(&g.Placement.Strategy, PlacementSpread)
 		sc := &g.Scaling
 		if sc.EvaluationInterval == 0 {
 			sc.EvaluationInterval = DefaultEvaluationInterval

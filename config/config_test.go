@@ -295,3 +295,30 @@ func TestParseMaxStep(t *testing.T) {
 		}
 	}
 }
+
+func TestPlacementAndHostCapacityErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default", cpuOvercommit: 0.5, memoryOvercommit: -1, reserved: {memory: lots, cpus: -2}}
+  groups:
+    - {name: web, max: 3, template: {diskSize: 1GiB}, placement: {strategy: scatter, maxPerHost: -1}}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken placement loaded without error")
+	}
+	for _, want := range []string{
+		"autoscale.hosts[0].cpuOvercommit: must be >= 1, got 0.5",
+		"autoscale.hosts[0].memoryOvercommit: must be >= 1, got -1",
+		"autoscale.hosts[0].reserved.memory:",
+		"autoscale.hosts[0].reserved.cpus: must be >= 0",
+		"autoscale.groups[0].placement.strategy: must be one of spread, vacancy, binpack, random",
+		"autoscale.groups[0].placement.maxPerHost: must be >= 0",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+}

@@ -82,6 +82,20 @@ func (c *Config) Validate() error {
 		if h.Pool == "" {
 			v.add(p+".pool", "must not be empty")
 		}
+		if h.Reserved.Memory != "" {
+			if _, err := ParseSize(h.Reserved.Memory); err != nil {
+				v.add(p+".reserved.memory", "%v", err)
+			}
+		}
+		if h.Reserved.CPUs < 0 {
+			v.add(p+".reserved.cpus", "must be >= 0, got %d", h.Reserved.CPUs)
+		}
+		if h.CPUOvercommit < 1 || math.IsInf(h.CPUOvercommit, 0) || math.IsNaN(h.CPUOvercommit) {
+			v.add(p+".cpuOvercommit", "must be >= 1, got %v", h.CPUOvercommit)
+		}
+		if h.MemoryOvercommit < 1 || math.IsInf(h.MemoryOvercommit, 0) || math.IsNaN(h.MemoryOvercommit) {
+			v.add(p+".memoryOvercommit", "must be >= 1, got %v", h.MemoryOvercommit)
+		}
 	}
 
 	groups := map[string]bool{}
@@ -121,6 +135,10 @@ func (c *Config) Validate() error {
 			v.add(p+".scaling.evaluationInterval", "must be >= %s, got %s", MinEvaluationInterval, g.Scaling.EvaluationInterval)
 		}
 		v.scaling(p+".scaling", g.Scaling)
+		v.oneOf(p+".placement.strategy", g.Placement.Strategy, []string{PlacementSpread, PlacementVacancy, PlacementBinpack, PlacementRandom})
+		if g.Placement.MaxPerHost < 0 {
+			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
+		}
 		v.template(p+".template", g.Template)
 	}
 	return v.err()

@@ -95,13 +95,19 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		Template:           g.Template,
 		EvaluationInterval: g.Scaling.EvaluationInterval,
 		Scaling:            g.Scaling,
+		Placement:          g.Placement,
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
 	}
 	for _, name := range g.Hosts {
 		if h, ok := cfg.Host(name); ok {
-			spec.Hosts = append(spec.Hosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
+			reserved, _ := config.ParseSize(h.Reserved.Memory) // validated; empty is 0
+			spec.Hosts = append(spec.Hosts, activities.HostRef{
+				Name: h.Name, URI: h.URI, Pool: h.Pool,
+				ReservedMemoryBytes: reserved, ReservedCPUs: h.Reserved.CPUs,
+				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
+			})
 		}
 	}
 	return spec

@@ -81,7 +81,7 @@ controller:
     embedded: {port: %d}
 autoscale:
   hosts:
-    - {name: testhost, uri: "%s", pool: %s}
+    - {name: testhost, uri: "%s", pool: %s, cpuOvercommit: 16, memoryOvercommit: 16}
   groups:
     - name: %s
       min: 0

@@ -124,7 +124,9 @@ func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, 
 		Version:    config.Version,
 		Controller: config.Controller{Prometheus: prom},
 		Autoscale: config.Autoscale{
-			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool}},
+			// The test driver's node is 16 CPUs and 3 GiB, and its own "test"
+			// domain claims 8 GiB: overcommit so that placement finds room.
+			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
 			Groups: groups,
 		},
 	}

@@ -45,6 +45,9 @@ const (
 	// changeScaleInCountsProvisioning: scale-in ranks VMs still being
 	// provisioned as the newest (before: running members only).
 	changeScaleInCountsProvisioning = "scale-in-counts-provisioning"
+	// changePlacementByInventory: scale-out takes each host's inventory and
+	// places by capacity (before: fewest members, no inventory).
+	changePlacementByInventory = "placement-by-inventory"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -74,6 +77,8 @@ type GroupSpec struct {
 	// Scaling holds the checks and their limits; its EvaluationInterval is
 	// the one above.
 	Scaling config.Scaling `json:"scaling"`
+	// Placement chooses each new VM's host.
+	Placement config.Placement `json:"placement"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -490,7 +495,18 @@ func (g *group) reconcile(ctx workflow.Context) {
 		if now.Before(g.st.BackoffUntil) {
 			return
 		}
-		for range g.st.Desired - active {
+		n := g.st.Desired - active
+		if workflow.GetVersion(ctx, changePlacementByInventory, workflow.DefaultVersion, 1) >= 1 {
+			hosts, err := g.placeMany(ctx, n)
+			for _, h := range hosts {
+				g.provisionOn(ctx, h)
+			}
+			if err != nil {
+				g.backoff(ctx, fmt.Sprintf("cannot place %d of %d new VMs: %s", n-len(hosts), n, err))
+			}
+			return
+		}
+		for range n {
 			if !g.provision(ctx) {
 				return
 			}
@@ -532,6 +548,85 @@ func (g *group) provision(ctx workflow.Context) bool {
 		g.fail(ctx, "no hosts configured")
 		return false
 	}
+	g.provisionOn(ctx, hostName)
+	return true
+}
+
+// backoff records a failure to grow and holds scale-out for a while,
+// longer after each consecutive failure.
+func (g *group) backoff(ctx workflow.Context, msg string) {
+	g.st.Failures++
+	d := policy.Backoff(g.st.Failures, g.spec.EvaluationInterval, 10*time.Minute)
+	g.st.BackoffUntil = workflow.Now(ctx).Add(d)
+	g.fail(ctx, fmt.Sprintf("%s (retrying after %s)", msg, d))
+}
+
+// vmShape is what one VM of the template needs from a host.
+func vmShape(t config.Template) policy.VMShape {
+	mem, _ := config.ParseSize(t.Memory) // validated
+	var disk uint64
+	if t.BaseVolume == "" && t.DiskSize != "" {
+		disk, _ = config.ParseSize(t.DiskSize)
+	}
+	return policy.VMShape{VCPUs: t.VCPUs, MemoryBytes: mem, DiskBytes: disk}
+}
+
+// placeMany takes every host's inventory and places n new VMs by the
+// group's strategy. A host whose inventory fails counts as unreachable.
+// It returns the hosts chosen and, if not all n fit, why.
+func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
+	var a *activities.Libvirt
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	})
+	futures := make([]workflow.Future, len(g.spec.Hosts))
+	for i, h := range g.spec.Hosts {
+		futures[i] = workflow.ExecuteActivity(actx, a.HostInventory, activities.InventoryInput{Host: h})
+	}
+	shape := vmShape(g.spec.Template)
+	caps := make([]policy.HostCapacity, len(g.spec.Hosts))
+	for i, h := range g.spec.Hosts {
+		hc := policy.HostCapacity{
+			Name: h.Name, ReservedCPUs: h.ReservedCPUs, ReservedMemoryBytes: h.ReservedMemoryBytes,
+			CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
+		}
+		var inv activities.Inventory
+		if err := futures[i].Get(ctx, &inv); err != nil {
+			g.logger.Warn("host inventory failed", "group", g.spec.Name, "host", h.Name, "error", err)
+		} else {
+			hc.Reachable = true
+			hc.CPUs, hc.MemoryBytes, hc.PoolAvailableBytes = inv.CPUs, inv.MemoryBytes, inv.PoolAvailableBytes
+			hc.AllocatedVCPUs, hc.AllocatedMemoryBytes = inv.AllocatedVCPUs, inv.AllocatedMemoryBytes
+			defined := map[string]bool{}
+			for _, d := range inv.Owned {
+				defined[d.Name] = true
+			}
+			for _, m := range g.st.Members {
+				if m.Host != h.Name || (m.State != MemberRunning && m.State != MemberProvisioning) {
+					continue
+				}
+				hc.GroupMembers++
+				if m.State == MemberProvisioning && !defined[m.Name] {
+					hc.InFlightVCPUs += shape.VCPUs
+					hc.InFlightMemoryBytes += shape.MemoryBytes
+					hc.InFlightDiskBytes += shape.DiskBytes
+				}
+			}
+		}
+		caps[i] = hc
+	}
+	seeds := make([]string, n)
+	for i := range seeds {
+		seeds[i] = g.spec.Name + "-" + strconv.Itoa(g.st.NextSeq+i)
+	}
+	return policy.PlaceMany(policy.PlaceInput{
+		Strategy: g.spec.Placement.Strategy, Hosts: caps, VM: shape, MaxPerHost: g.spec.Placement.MaxPerHost,
+	}, n, seeds)
+}
+
+// provisionOn starts provisioning one new member on hostName.
+func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 	host, _ := g.host(hostName)
 	seq := g.st.NextSeq
 	g.st.NextSeq++
@@ -562,17 +657,13 @@ func (g *group) provision(ctx workflow.Context) bool {
 		m.UpdatedAt = workflow.Now(ctx)
 		if err != nil {
 			g.removeMember(name)
-			g.st.Failures++
-			backoff := policy.Backoff(g.st.Failures, g.spec.EvaluationInterval, 10*time.Minute)
-			g.st.BackoffUntil = workflow.Now(ctx).Add(backoff)
-			g.fail(ctx, fmt.Sprintf("provisioning %s on %s failed (retrying after %s): %s", name, hostName, backoff, rootCause(err)))
+			g.backoff(ctx, fmt.Sprintf("provisioning %s on %s failed: %s", name, hostName, rootCause(err)))
 			return
 		}
 		m.State = MemberRunning
 		g.st.Failures = 0
 		g.event(ctx, "%s is running on %s", name, hostName)
 	})
-	return true
 }
 
 func (g *group) decommission(ctx workflow.Context, m *Member) {

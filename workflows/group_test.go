@@ -36,6 +36,8 @@ type fakeLibvirt struct {
 	// defineErr, if set, fails DefineDomain for the VM names it holds.
 	defineErr map[string]error
 	calls     []string
+	// memoryGiB is each host's memory; 0 means 64.
+	memoryGiB map[string]uint64
 }
 
 func newFake(hosts ...string) *fakeLibvirt {
@@ -128,6 +130,23 @@ func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsIn
 	return out, nil
 }
 
+func (f *fakeLibvirt) HostInventory(_ context.Context, in activities.InventoryInput) (activities.Inventory, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	mem := uint64(64)
+	if m, ok := f.memoryGiB[in.Host.Name]; ok {
+		mem = m
+	}
+	inv := activities.Inventory{CPUs: 16, MemoryBytes: mem << 30, PoolAvailableBytes: 1 << 40, Owned: []activities.DomainInfo{}}
+	for name, running := range f.domains[in.Host.Name] {
+		inv.Domains++
+		inv.AllocatedVCPUs++
+		inv.AllocatedMemoryBytes += 256 << 20
+		inv.Owned = append(inv.Owned, activities.DomainInfo{Name: name, Running: running})
+	}
+	return inv, nil
+}
+
 // running lists the running domains on every host, sorted.
 func (f *fakeLibvirt) running() []string {
 	f.mu.Lock()
@@ -192,6 +211,7 @@ func newEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
 	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
 	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
+	env.OnActivity(a.HostInventory, mock.Anything, mock.Anything).Return(f.HostInventory)
 	return env
 }
 
@@ -295,6 +315,7 @@ func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
 	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
 	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
 	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
+	env.OnActivity(a.HostInventory, mock.Anything, mock.Anything).Return(f.HostInventory)
 
 	env.RegisterDelayedCallback(func() { setDesired(t, env, 2) }, time.Minute)
 	env.RegisterDelayedCallback(func() {
@@ -507,4 +528,47 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func TestInsufficientCapacityCreatesNothingAndSaysWhy(t *testing.T) {
+	f := newFake("h1", "h2")
+	// 256 MiB VMs; h1 has room for 2 (counting its 256 MiB per domain), h2 for none.
+	f.memoryGiB = map[string]uint64{"h1": 0, "h2": 0}
+	env := newEnv(t, f)
+	s := spec(0, 0, 5, "h1", "h2")
+	s.Hosts[0].ReservedMemoryBytes = 0
+	f.memoryGiB["h1"] = 1 // 1 GiB: 4 VMs of 256 MiB
+	steps(env,
+		func() { setDesired(t, env, 5) },
+		func() {
+			st := status(t, env)
+			if st.Running != 4 || len(f.running()) != 4 {
+				t.Errorf("running %d (%v), want the 4 that fit on h1", st.Running, f.running())
+			}
+			if !strings.Contains(st.LastError, "insufficient capacity") || !strings.Contains(st.LastError, "h2:") {
+				t.Errorf("last error = %q, want insufficient capacity with each host's reason", st.LastError)
+			}
+			if st.Provisioning != 0 || f.volumeCount() != 4 {
+				t.Errorf("half-made VMs: %d provisioning, %d volumes", st.Provisioning, f.volumeCount())
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
+}
+
+func TestPlacementStrategyBinpackFillsOneHostFirst(t *testing.T) {
+	f := newFake("h1", "h2")
+	f.memoryGiB = map[string]uint64{"h1": 1, "h2": 1} // 4 VMs of 256 MiB each
+	env := newEnv(t, f)
+	s := spec(0, 0, 5, "h1", "h2")
+	s.Placement = config.Placement{Strategy: config.PlacementBinpack}
+	steps(env,
+		func() { setDesired(t, env, 3) },
+		func() {
+			if got := f.perHost(); got["h1"] != 3 || got["h2"] != 0 {
+				t.Errorf("binpack 3 = %v, want all on h1", got)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
 }

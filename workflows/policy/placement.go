@@ -35,9 +35,11 @@ type HostCapacity struct {
 	// ReservedCPUs and ReservedMemoryBytes are kept for the host itself.
 	ReservedCPUs        int
 	ReservedMemoryBytes uint64
-	// CPUOvercommit multiplies the schedulable CPUs into vCPUs; below 1
-	// (including unset) means 1.
-	CPUOvercommit float64
+	// CPUOvercommit multiplies the schedulable CPUs into vCPUs, and
+	// MemoryOvercommit the schedulable memory; below 1 (including unset)
+	// means 1.
+	CPUOvercommit    float64
+	MemoryOvercommit float64
 	// AllocatedVCPUs and AllocatedMemoryBytes sum the domains defined on
 	// the host, PremiScale's or not.
 	AllocatedVCPUs       int
@@ -81,7 +83,12 @@ func (h HostCapacity) vcpuRoom() int {
 }
 
 func (h HostCapacity) memoryRoom() int64 {
-	return int64(h.MemoryBytes) - int64(h.ReservedMemoryBytes) - int64(h.AllocatedMemoryBytes) - int64(h.InFlightMemoryBytes)
+	over := h.MemoryOvercommit
+	if over < 1 {
+		over = 1
+	}
+	schedulable := int64(float64(int64(h.MemoryBytes)-int64(h.ReservedMemoryBytes)) * over)
+	return schedulable - int64(h.AllocatedMemoryBytes) - int64(h.InFlightMemoryBytes)
 }
 
 func (h HostCapacity) diskRoom() int64 {

@@ -65,6 +65,16 @@ func TestPlaceNeverOvercommitsAndExplainsNoFit(t *testing.T) {
 		{"cpu reservation counts", func() HostCapacity { h := host("h", 2, 8); h.ReservedCPUs = 2; return h }(), small, 0, false, "vCPUs free"},
 		{"vcpus full without overcommit", func() HostCapacity { h := host("h", 4, 8); h.AllocatedVCPUs = 4; return h }(), small, 0, false, "vCPUs free"},
 		{"overcommit makes room", func() HostCapacity { h := host("h", 4, 8); h.AllocatedVCPUs = 4; h.CPUOvercommit = 2; return h }(), small, 0, true, ""},
+		{"memory overcommit makes room", func() HostCapacity {
+			h := host("h", 4, 8)
+			h.AllocatedMemoryBytes, h.MemoryOvercommit = 8*gib, 1.5
+			return h
+		}(), small, 0, true, ""},
+		{"memory overcommit applies after the reservation", func() HostCapacity {
+			h := host("h", 4, 8)
+			h.ReservedMemoryBytes, h.AllocatedMemoryBytes, h.MemoryOvercommit = 4*gib, 8*gib, 2
+			return h
+		}(), small, 0, false, "memory free"},
 		{"overcommit applies after the reservation", func() HostCapacity {
 			h := host("h", 4, 8)
 			h.ReservedCPUs, h.CPUOvercommit, h.AllocatedVCPUs = 2, 2, 4
