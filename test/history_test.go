@@ -22,9 +22,10 @@ import (
 	"github.com/premiscale/premiscale/workflows"
 )
 
-// recordedHistory is the group workflow history the workflows package
-// replays in its unit tests. RECORD_HISTORY=1 rewrites it from this run.
-const recordedHistory = "../workflows/testdata/group_history.json"
+// RECORD_HISTORY=NAME saves this run's history as
+// workflows/testdata/NAME_history.json, which the workflows package replays
+// in its unit tests from then on. Keep old files: they prove that running
+// workflows recorded by older code still replay.
 
 // TestGroupHistoryFromARealRunReplays drives a group on the embedded server
 // and the test driver through scale-out, scale-in, pause and resume, then
@@ -74,7 +75,8 @@ func TestGroupHistoryFromARealRunReplays(t *testing.T) {
 	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of a fresh history failed: %v", err)
 	}
-	if os.Getenv("RECORD_HISTORY") == "1" {
+	if name := os.Getenv("RECORD_HISTORY"); name != "" {
+		recordedHistory := "../workflows/testdata/" + name + "_history.json"
 		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(hist)
 		if err != nil {
 			t.Fatal(err)
