@@ -12,31 +12,32 @@ const Version = "v1alpha1"
 
 // Default values, named once so that documentation, defaults and tests agree.
 const (
-	DefaultConfigPath         = "/opt/premiscale/config.yaml"
-	DefaultLogFile            = "/opt/premiscale/controller.log"
-	DefaultStateDir           = "/opt/premiscale/state"
-	DefaultLogLevel           = "info"
-	DefaultLogFormat          = "text"
-	DefaultNamespace          = "default"
-	DefaultTaskQueue          = "premiscale"
-	DefaultEmbeddedHost       = "127.0.0.1"
-	DefaultEmbeddedPort       = 7233
-	DefaultPool               = "default"
-	DefaultEvaluationInterval = 15 * time.Second
-	DefaultVCPUs              = 1
-	DefaultMemory             = "512MiB"
-	DefaultDomainType         = "kvm"
-	DefaultArch               = "x86_64"
-	DefaultNetworkType        = NetworkNone
-	DefaultShutdownTimeout    = 30 * time.Second
-	DefaultQueryTimeout       = 10 * time.Second
-	DefaultTolerance          = 0.1
-	DefaultScaleOutCooldown   = 60 * time.Second
-	DefaultScaleInCooldown    = 300 * time.Second
-	DefaultScaleOutWindow     = 0 * time.Second
-	DefaultScaleInWindow      = 300 * time.Second
-	DefaultMode               = ModeOn
-	DefaultOnError            = OnErrorHold
+	DefaultConfigPath             = "/opt/premiscale/config.yaml"
+	DefaultLogFile                = "/opt/premiscale/controller.log"
+	DefaultStateDir               = "/opt/premiscale/state"
+	DefaultLogLevel               = "info"
+	DefaultLogFormat              = "text"
+	DefaultNamespace              = "default"
+	DefaultTaskQueue              = "premiscale"
+	DefaultEmbeddedHost           = "127.0.0.1"
+	DefaultEmbeddedPort           = 7233
+	DefaultPool                   = "default"
+	DefaultEvaluationInterval     = 15 * time.Second
+	DefaultVCPUs                  = 1
+	DefaultMemory                 = "512MiB"
+	DefaultDomainType             = "kvm"
+	DefaultArch                   = "x86_64"
+	DefaultNetworkType            = NetworkNone
+	DefaultShutdownTimeout        = 30 * time.Second
+	DefaultQueryTimeout           = 10 * time.Second
+	DefaultTolerance              = 0.1
+	DefaultScaleOutCooldown       = 60 * time.Second
+	DefaultScaleInCooldown        = 300 * time.Second
+	DefaultScaleOutWindow         = 0 * time.Second
+	DefaultScaleInWindow          = 300 * time.Second
+	DefaultMode                   = ModeOn
+	DefaultOnError                = OnErrorHold
+	DefaultHostFailureGracePeriod = 2 * time.Minute
 )
 
 // Scaling modes of a group.
@@ -193,7 +194,10 @@ type Group struct {
 	Desired   *int      `koanf:"desired" json:"desired,omitempty"`
 	Scaling   Scaling   `koanf:"scaling" json:"scaling"`
 	Placement Placement `koanf:"placement" json:"placement"`
-	Template  Template  `koanf:"template" json:"template"`
+	// HostFailureGracePeriod is how long a host may stay unreachable before
+	// its members are replaced on other hosts.
+	HostFailureGracePeriod time.Duration `koanf:"hostFailureGracePeriod" json:"hostFailureGracePeriod"`
+	Template               Template      `koanf:"template" json:"template"`
 }
 
 // Placement strategies a group may use.
@@ -355,6 +359,9 @@ func (c *Config) ApplyDefaults() {
 			g.Desired = &d
 		}
 		setStr(&g.Placement.Strategy, PlacementSpread)
+		if g.HostFailureGracePeriod == 0 {
+			g.HostFailureGracePeriod = DefaultHostFailureGracePeriod
+		}
 		sc := &g.Scaling
 		if sc.EvaluationInterval == 0 {
 			sc.EvaluationInterval = DefaultEvaluationInterval

@@ -136,6 +136,9 @@ func (c *Config) Validate() error {
 		}
 		v.scaling(p+".scaling", g.Scaling)
 		v.oneOf(p+".placement.strategy", g.Placement.Strategy, []string{PlacementSpread, PlacementVacancy, PlacementBinpack, PlacementRandom})
+		if g.HostFailureGracePeriod < 0 {
+			v.add(p+".hostFailureGracePeriod", "must be >= 0, got %s", g.HostFailureGracePeriod)
+		}
 		if g.Placement.MaxPerHost < 0 {
 			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
 		}

@@ -88,14 +88,15 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 // SpecFromConfig turns a configured group into the workflow's GroupSpec.
 func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	spec := workflows.GroupSpec{
-		Name:               g.Name,
-		Min:                g.Min,
-		Max:                g.Max,
-		Desired:            g.Min,
-		Template:           g.Template,
-		EvaluationInterval: g.Scaling.EvaluationInterval,
-		Scaling:            g.Scaling,
-		Placement:          g.Placement,
+		Name:                   g.Name,
+		Min:                    g.Min,
+		Max:                    g.Max,
+		Desired:                g.Min,
+		Template:               g.Template,
+		EvaluationInterval:     g.Scaling.EvaluationInterval,
+		Scaling:                g.Scaling,
+		Placement:              g.Placement,
+		HostFailureGracePeriod: g.HostFailureGracePeriod,
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired

@@ -79,6 +79,9 @@ type GroupSpec struct {
 	Scaling config.Scaling `json:"scaling"`
 	// Placement chooses each new VM's host.
 	Placement config.Placement `json:"placement"`
+	// HostFailureGracePeriod is how long a host may stay unreachable before
+	// its members count as lost; zero means DefaultHostFailureGracePeriod.
+	HostFailureGracePeriod time.Duration `json:"hostFailureGracePeriod,omitempty"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -94,6 +97,10 @@ const (
 	MemberDecommissioning MemberState = "decommissioning"
 	// MemberFailed: its decommissioning failed; it is retried every evaluation.
 	MemberFailed MemberState = "failed"
+	// MemberLost: its host has been unreachable for longer than the grace
+	// period; it no longer counts and is replaced elsewhere, and it is
+	// decommissioned once its host answers again.
+	MemberLost MemberState = "lost"
 )
 
 // Member is one VM of a group.
@@ -138,6 +145,8 @@ type GroupState struct {
 	// maxEvents distinct ones.
 	Decision  *policy.Decision  `json:"decision,omitempty"`
 	Decisions []policy.Decision `json:"decisions,omitempty"`
+	// HostsDown maps an unreachable host to when it was first seen so.
+	HostsDown map[string]time.Time `json:"hostsDown,omitempty"`
 }
 
 // GroupInput starts (or continues) a group workflow.
@@ -169,6 +178,7 @@ type GroupStatus struct {
 	Provisioning     int       `json:"provisioning"`
 	Decommissioning  int       `json:"decommissioning"`
 	Failed           int       `json:"failed"`
+	Lost             int       `json:"lost"`
 	Members          []Member  `json:"members"`
 	UnreachableHosts []string  `json:"unreachableHosts"`
 	Strays           []string  `json:"strays"`
@@ -459,6 +469,7 @@ func (g *group) observe(ctx workflow.Context) {
 	}
 	g.unreachable = unreachable
 	g.lastObservedAt = workflow.Now(ctx)
+	g.trackHostFailures(ctx, reachable)
 	slices.Sort(strays)
 	g.strays = strays
 
@@ -468,6 +479,9 @@ func (g *group) observe(ctx workflow.Context) {
 			continue
 		}
 		switch m.State {
+		case MemberLost:
+			g.event(ctx, "host %s answers again; decommissioning lost member %s", m.Host, m.Name)
+			g.decommission(ctx, m)
 		case MemberRunning:
 			d, ok := seen[m.Name]
 			switch {
@@ -481,6 +495,51 @@ func (g *group) observe(ctx workflow.Context) {
 		case MemberFailed:
 			g.event(ctx, "retrying decommissioning of %s", m.Name)
 			g.decommission(ctx, m)
+		}
+	}
+}
+
+// DefaultHostFailureGracePeriod is how long a host may stay unreachable
+// before its members are replaced elsewhere.
+const DefaultHostFailureGracePeriod = 2 * time.Minute
+
+// trackHostFailures records since when each host has been unreachable and,
+// past the grace period, marks its running members lost so that reconcile
+// replaces them on hosts that answer. A host that answers again is
+// forgotten; observe then decommissions its lost members.
+func (g *group) trackHostFailures(ctx workflow.Context, reachable map[string]bool) {
+	now := workflow.Now(ctx)
+	grace := g.spec.HostFailureGracePeriod
+	if grace <= 0 {
+		grace = DefaultHostFailureGracePeriod
+	}
+	for _, h := range g.spec.Hosts {
+		if reachable[h.Name] {
+			if _, was := g.st.HostsDown[h.Name]; was {
+				g.event(ctx, "host %s answers again", h.Name)
+				delete(g.st.HostsDown, h.Name)
+			}
+			continue
+		}
+		if g.st.HostsDown == nil {
+			g.st.HostsDown = map[string]time.Time{}
+		}
+		since, was := g.st.HostsDown[h.Name]
+		if !was {
+			g.st.HostsDown[h.Name] = now
+			g.event(ctx, "host %s unreachable; its members are replaced if it stays so for %s", h.Name, grace)
+			continue
+		}
+		if now.Sub(since) < grace || g.st.Paused {
+			continue
+		}
+		for i := range g.st.Members {
+			m := &g.st.Members[i]
+			if m.Host == h.Name && m.State == MemberRunning {
+				m.State, m.UpdatedAt = MemberLost, now
+				g.event(ctx, "member %s lost: host %s unreachable since %s; replacing it", m.Name, h.Name, since.UTC().Format(time.TimeOnly))
+				g.dirty = true
+			}
 		}
 	}
 }
@@ -719,6 +778,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		Provisioning:     g.count(MemberProvisioning),
 		Decommissioning:  g.count(MemberDecommissioning),
 		Failed:           g.count(MemberFailed),
+		Lost:             g.count(MemberLost),
 		Members:          members,
 		UnreachableHosts: append([]string{}, g.unreachable...),
 		Strays:           append([]string{}, g.strays...),

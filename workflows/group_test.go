@@ -38,6 +38,26 @@ type fakeLibvirt struct {
 	calls     []string
 	// memoryGiB is each host's memory; 0 means 64.
 	memoryGiB map[string]uint64
+	// down hosts answer every call with an error.
+	down map[string]bool
+}
+
+func (f *fakeLibvirt) isDown(host string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down[host] {
+		return fmt.Errorf("connect %s: connection refused", host)
+	}
+	return nil
+}
+
+func (f *fakeLibvirt) setDown(host string, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down == nil {
+		f.down = map[string]bool{}
+	}
+	f.down[host] = down
 }
 
 func newFake(hosts ...string) *fakeLibvirt {
@@ -92,6 +112,9 @@ func (f *fakeLibvirt) WaitRunning(_ context.Context, ref activities.DomainRef) e
 }
 
 func (f *fakeLibvirt) StopDomain(_ context.Context, in activities.StopDomainInput) error {
+	if err := f.isDown(in.Domain.Host.Name); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("stop " + in.Domain.VM)
@@ -118,6 +141,9 @@ func (f *fakeLibvirt) DeleteVolume(_ context.Context, in activities.DeleteVolume
 }
 
 func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsInput) (activities.ListDomainsOutput, error) {
+	if err := f.isDown(in.Host.Name); err != nil {
+		return activities.ListDomainsOutput{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := activities.ListDomainsOutput{}
@@ -131,6 +157,9 @@ func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsIn
 }
 
 func (f *fakeLibvirt) HostInventory(_ context.Context, in activities.InventoryInput) (activities.Inventory, error) {
+	if err := f.isDown(in.Host.Name); err != nil {
+		return activities.Inventory{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	mem := uint64(64)
@@ -570,5 +599,48 @@ func TestPlacementStrategyBinpackFillsOneHostFirst(t *testing.T) {
 			}
 		},
 	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
+}
+
+func TestDeadHostsMembersAreReplacedAfterGraceAndCleanedWhenItReturns(t *testing.T) {
+	f := newFake("h1", "h2")
+	env := newEnv(t, f)
+	s := spec(2, 0, 5, "h1", "h2")
+	s.HostFailureGracePeriod = 2 * time.Minute
+	env.RegisterDelayedCallback(func() {
+		if got := f.perHost(); got["h1"] != 1 || got["h2"] != 1 {
+			t.Errorf("before the failure = %v, want one VM on each host", got)
+		}
+		f.setDown("h2", true)
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if st.Lost != 0 || len(f.running()) != 2 || !slices.Contains(st.UnreachableHosts, "h2") {
+			t.Errorf("inside the grace period: %d lost, running %v, unreachable %v; want nothing replaced yet and h2 shown", st.Lost, f.running(), st.UnreachableHosts)
+		}
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if st.Lost != 1 || st.Running != 2 {
+			t.Errorf("after the grace period: %d lost, %d running; want web-2 lost and replaced on h1", st.Lost, st.Running)
+		}
+		if got := f.perHost(); got["h1"] != 2 {
+			t.Errorf("per host = %v, want the replacement on h1", got)
+		}
+		f.setDown("h2", false)
+	}, 4*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if st.Lost != 0 || st.Running != 2 || len(st.Members) != 2 {
+			t.Errorf("after h2 returned: %+v; want 2 running members and nothing lost", st)
+		}
+		if got := f.perHost(); got["h2"] != 0 || got["h1"] != 2 {
+			t.Errorf("per host = %v, want h2's stale VM gone", got)
+		}
+		if n := f.volumeCount(); n != 2 {
+			t.Errorf("volumes = %d, want 2 (nothing leaked)", n)
+		}
+		env.CancelWorkflow()
+	}, 6*time.Minute)
 	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
 }

@@ -97,10 +97,10 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 
 func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tMIN\tMAX\tPAUSED")
+	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED")
 	for _, st := range all {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", st.Group, st.Desired, st.Running,
-			st.Provisioning, st.Decommissioning, st.Failed, st.Min, st.Max, st.Paused)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", st.Group, st.Desired, st.Running,
+			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused)
 	}
 	_ = tw.Flush()
 	if !detail {
