@@ -704,15 +704,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 	f := workflow.ExecuteChildWorkflow(cctx, ProvisionVM, ProvisionInput{
 		Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template,
 	})
-	g.inflight++
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		err := f.Get(ctx, nil)
-		g.inflight--
-		g.dirty = true
-		m := g.member(name)
-		if m == nil {
-			return
-		}
+	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
 		m.UpdatedAt = workflow.Now(ctx)
 		if err != nil {
 			g.removeMember(name)
@@ -722,6 +714,21 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 		m.State = MemberRunning
 		g.st.Failures = 0
 		g.event(ctx, "%s is running on %s", name, hostName)
+	})
+}
+
+// whenDone waits for a child workflow in a workflow goroutine, counting it
+// as in flight meanwhile, then hands the member (if it is still one) and the
+// child's error to done, and wakes the main loop.
+func (g *group) whenDone(ctx workflow.Context, f workflow.ChildWorkflowFuture, name string, done func(workflow.Context, *Member, error)) {
+	g.inflight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		err := f.Get(ctx, nil)
+		g.inflight--
+		g.dirty = true
+		if m := g.member(name); m != nil {
+			done(ctx, m, err)
+		}
 	})
 }
 
@@ -744,15 +751,7 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 	f := workflow.ExecuteChildWorkflow(cctx, DecommissionVM, DecommissionInput{
 		Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace(),
 	})
-	g.inflight++
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		err := f.Get(ctx, nil)
-		g.inflight--
-		g.dirty = true
-		m := g.member(name)
-		if m == nil {
-			return
-		}
+	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
 		if err != nil {
 			m.State = MemberFailed
 			m.Error = rootCause(err)

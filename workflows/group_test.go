@@ -224,7 +224,9 @@ func spec(desired, lo, hi int, hosts ...string) workflows.GroupSpec {
 	return s
 }
 
-func newEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
+// newEnv is a test environment whose libvirt activities are f's. With
+// bootDelay, WaitRunning takes that long (virtual time).
+func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
@@ -235,7 +237,11 @@ func newEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
 	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(f.StartDomain)
-	env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything).Return(f.WaitRunning)
+	wait := env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything)
+	if len(bootDelay) > 0 {
+		wait = wait.After(bootDelay[0])
+	}
+	wait.Return(f.WaitRunning)
 	env.OnActivity(a.StopDomain, mock.Anything, mock.Anything).Return(f.StopDomain)
 	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
 	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
@@ -330,21 +336,7 @@ func TestScaleInRemovesNewestFirstAndDeletesVolumes(t *testing.T) {
 
 func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
 	f := newFake("h1")
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-	env := s.NewTestWorkflowEnvironment()
-	env.SetTestTimeout(30 * time.Second)
-	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
-	var a *activities.Libvirt
-	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
-	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
-	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(f.StartDomain)
-	env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything).After(30 * time.Second).Return(f.WaitRunning) // slow boots
-	env.OnActivity(a.StopDomain, mock.Anything, mock.Anything).Return(f.StopDomain)
-	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
-	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
-	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
-	env.OnActivity(a.HostInventory, mock.Anything, mock.Anything).Return(f.HostInventory)
+	env := newEnv(t, f, 30*time.Second) // slow boots
 
 	env.RegisterDelayedCallback(func() { setDesired(t, env, 2) }, time.Minute)
 	env.RegisterDelayedCallback(func() {

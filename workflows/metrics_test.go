@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
@@ -55,6 +56,19 @@ func (m *fakeMetric) Query(_ context.Context, in activities.QueryInput) (activit
 	return out, nil
 }
 
+// newMetricEnv is newEnv with Prometheus answering load from a fakeMetric;
+// with perVM, load is spread over f's running VMs.
+func newMetricEnv(t *testing.T, f *fakeLibvirt, load float64, perVM bool) (*testsuite.TestWorkflowEnvironment, *fakeMetric) {
+	m := &fakeMetric{values: map[string]float64{"load": load}, errs: map[string]string{}}
+	if perVM {
+		m.perVM = f
+	}
+	env := newEnv(t, f)
+	var p *activities.Prometheus
+	env.OnActivity(p.Query, mock.Anything, mock.Anything).Return(m.Query)
+	return env, m
+}
+
 func dur(d time.Duration) *time.Duration { return &d }
 func fl(v float64) *float64              { return &v }
 
@@ -78,10 +92,7 @@ func metricSpec(edit func(*config.Scaling)) workflows.GroupSpec {
 
 func TestLoadScalesOutThenInAfterTheWindow(t *testing.T) {
 	f := newFake("h1")
-	m := &fakeMetric{values: map[string]float64{"load": 0.5}, errs: map[string]string{}, perVM: f}
-	env := newEnv(t, f)
-	var p *activities.Prometheus
-	env.OnActivity(p.Query, mock.Anything, mock.Anything).Return(m.Query)
+	env, m := newMetricEnv(t, f, 0.5, true)
 
 	env.RegisterDelayedCallback(func() { m.set("load", 1.5) }, time.Minute) // 3x what one VM should carry
 	env.RegisterDelayedCallback(func() {
@@ -117,10 +128,7 @@ func TestLoadScalesOutThenInAfterTheWindow(t *testing.T) {
 
 func TestFailingCheckNeverScalesInAndSaysWhy(t *testing.T) {
 	f := newFake("h1")
-	m := &fakeMetric{values: map[string]float64{"load": 0.5}, errs: map[string]string{}}
-	env := newEnv(t, f)
-	var p *activities.Prometheus
-	env.OnActivity(p.Query, mock.Anything, mock.Anything).Return(m.Query)
+	env, m := newMetricEnv(t, f, 0.5, false)
 	env.RegisterDelayedCallback(func() { setDesired(t, env, 4) }, 30*time.Second)
 	env.RegisterDelayedCallback(func() { m.fail("load", "query returned no data") }, time.Minute)
 	env.RegisterDelayedCallback(func() {
@@ -141,10 +149,7 @@ func TestFailingCheckNeverScalesInAndSaysWhy(t *testing.T) {
 
 func TestDryRunDecidesButChangesNothing(t *testing.T) {
 	f := newFake("h1")
-	m := &fakeMetric{values: map[string]float64{"load": 2.0}, errs: map[string]string{}}
-	env := newEnv(t, f)
-	var p *activities.Prometheus
-	env.OnActivity(p.Query, mock.Anything, mock.Anything).Return(m.Query)
+	env, _ := newMetricEnv(t, f, 2.0, false)
 	env.RegisterDelayedCallback(func() {
 		st := status(t, env)
 		if st.Desired != 1 || len(f.running()) != 1 {
@@ -160,10 +165,7 @@ func TestDryRunDecidesButChangesNothing(t *testing.T) {
 
 func TestManualScaleStartsTheCooldown(t *testing.T) {
 	f := newFake("h1")
-	m := &fakeMetric{values: map[string]float64{"load": 0.5}, errs: map[string]string{}}
-	env := newEnv(t, f)
-	var p *activities.Prometheus
-	env.OnActivity(p.Query, mock.Anything, mock.Anything).Return(m.Query)
+	env, m := newMetricEnv(t, f, 0.5, false)
 	spec := metricSpec(func(s *config.Scaling) {
 		s.ScaleIn = config.Direction{Cooldown: dur(5 * time.Minute), StabilizationWindow: dur(0)}
 	})

@@ -186,16 +186,7 @@ func newWorkerCmd(gf *globalFlags) *cobra.Command {
 		Short: "Run a worker only, against the Temporal service the config names",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(gf)
-			if err != nil {
-				return err
-			}
-			logger, closeLog, err := newLogger(cfg.Controller.Log)
-			if err != nil {
-				return err
-			}
-			defer closeLog()
-			return runController(cmd.Context(), cfg, logger, false)
+			return run(cmd.Context(), gf, false)
 		},
 	}
 }

@@ -72,16 +72,7 @@ Environment:
 			if validate {
 				return runValidate(cmd.OutOrStdout(), &gf)
 			}
-			cfg, err := loadConfig(&gf)
-			if err != nil {
-				return err
-			}
-			logger, closeLog, err := newLogger(cfg.Controller.Log)
-			if err != nil {
-				return err
-			}
-			defer closeLog()
-			return runController(cmd.Context(), cfg, logger, true)
+			return run(cmd.Context(), &gf, true)
 		},
 	}
 	root.SetVersionTemplate("premiscale {{.Version}}\n")
@@ -99,6 +90,21 @@ Environment:
 
 	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false), newWorkerCmd(&gf))
 	return root
+}
+
+// run loads the config, sets up logging and runs the controller (or, with
+// controller false, a worker alone) until ctx ends.
+func run(ctx context.Context, gf *globalFlags, controller bool) error {
+	cfg, err := loadConfig(gf)
+	if err != nil {
+		return err
+	}
+	logger, closeLog, err := newLogger(cfg.Controller.Log)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	return runController(ctx, cfg, logger, controller)
 }
 
 // loadConfig loads the config file with flag overrides.
