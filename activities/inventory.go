@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/digitalocean/go-libvirt"
 )
@@ -86,4 +88,46 @@ func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Invento
 		}
 	}
 	return inv, nil
+}
+
+// ListOwnedInput names the host to scan for PremiScale's resources.
+type ListOwnedInput struct {
+	Host HostRef `json:"host"`
+}
+
+// ListOwnedOutput lists what PremiScale owns on a host, of every group.
+type ListOwnedOutput struct {
+	Domains []DomainInfo `json:"domains"`
+	// Volumes are the pool's volumes named with VolumePrefix.
+	Volumes []string `json:"volumes"`
+}
+
+// ListOwned reports every domain on the host that carries PremiScale's mark
+// (of any group) and every volume in the host's pool named with
+// VolumePrefix. Read-only, so always safe to retry.
+func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
+	doms, err := l.ListDomains(ctx, ListDomainsInput{Host: in.Host})
+	if err != nil {
+		return ListOwnedOutput{}, err
+	}
+	lv, err := l.conn(ctx, in.Host)
+	if err != nil {
+		return ListOwnedOutput{}, err
+	}
+	out := ListOwnedOutput{Domains: doms.Domains, Volumes: []string{}}
+	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
+	if err != nil {
+		return ListOwnedOutput{}, fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
+	}
+	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		return ListOwnedOutput{}, fmt.Errorf("list volumes of pool %q: %w", in.Host.Pool, err)
+	}
+	for _, v := range vols {
+		if strings.HasPrefix(v.Name, VolumePrefix) {
+			out.Volumes = append(out.Volumes, v.Name)
+		}
+	}
+	sort.Strings(out.Volumes)
+	return out, nil
 }

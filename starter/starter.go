@@ -250,3 +250,101 @@ func (s *Starter) explain(name string, err error) error {
 	}
 	return fmt.Errorf("group %s: %w", name, err)
 }
+
+// Orphan is a resource that carries PremiScale's mark but that no
+// configured group counts among its members.
+type Orphan struct {
+	Host   string `json:"host"`
+	Kind   string `json:"kind"` // "domain" or "volume"
+	Name   string `json:"name"`
+	Group  string `json:"group"`
+	Reason string `json:"reason"`
+}
+
+// OrphanReport is what Orphans found.
+type OrphanReport struct {
+	Orphans []Orphan `json:"orphans"`
+	// Unscanned lists hosts that could not be scanned, with the reason.
+	Unscanned []string `json:"unscanned"`
+}
+
+// Orphans scans every configured host (through the ScanOwned workflow, so
+// the workers' libvirt connections do the reading) and reports PremiScale's
+// domains and volumes that belong to no member of any configured group. It
+// only reports. Members are read before and after the scan, so a VM created
+// or removed meanwhile is not reported.
+func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
+	members := map[string]bool{} // group/vm
+	volumes := map[string]bool{}
+	collect := func() error {
+		for _, g := range s.Config.Autoscale.Groups {
+			st, err := s.Status(ctx, g.Name)
+			if err != nil {
+				return err
+			}
+			for _, m := range st.Members {
+				members[g.Name+"/"+m.Name] = true
+				volumes[m.Volume] = true
+			}
+		}
+		return nil
+	}
+	if err := collect(); err != nil {
+		return OrphanReport{}, err
+	}
+	in := workflows.ScanInput{}
+	for _, h := range s.Config.Autoscale.Hosts {
+		in.Hosts = append(in.Hosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
+	}
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        "premiscale/scan/" + time.Now().UTC().Format("20060102T150405.000000000"),
+		TaskQueue: s.Config.Controller.Temporal.TaskQueue,
+	}, workflows.ScanWorkflowName, in)
+	if err != nil {
+		return OrphanReport{}, fmt.Errorf("start scan: %w", err)
+	}
+	var out workflows.ScanOutput
+	if err := run.Get(ctx, &out); err != nil {
+		return OrphanReport{}, fmt.Errorf("scan: %w", err)
+	}
+	if err := collect(); err != nil {
+		return OrphanReport{}, err
+	}
+	configured := map[string]bool{}
+	for _, g := range s.Config.Autoscale.Groups {
+		configured[g.Name] = true
+	}
+	rep := OrphanReport{Orphans: []Orphan{}, Unscanned: []string{}}
+	for _, h := range out.Hosts {
+		if h.Error != "" {
+			rep.Unscanned = append(rep.Unscanned, h.Host+": "+h.Error)
+			continue
+		}
+		for _, d := range h.Domains {
+			if members[d.Owner.Group+"/"+d.Name] {
+				continue
+			}
+			reason := "not a member of group " + d.Owner.Group
+			if !configured[d.Owner.Group] {
+				reason = "group " + d.Owner.Group + " is not configured"
+			}
+			rep.Orphans = append(rep.Orphans, Orphan{Host: h.Host, Kind: "domain", Name: d.Name, Group: d.Owner.Group, Reason: reason})
+		}
+		for _, v := range h.Volumes {
+			if volumes[v] {
+				continue
+			}
+			rep.Orphans = append(rep.Orphans, Orphan{Host: h.Host, Kind: "volume", Name: v, Group: volumeGroup(v), Reason: "no member uses it"})
+		}
+	}
+	return rep, nil
+}
+
+// volumeGroup reads the group out of a volume named VolumeName(group-N).
+func volumeGroup(vol string) string {
+	vm := strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2")
+	if i := strings.LastIndex(vm, "-"); i > 0 {
+		return vm[:i]
+	}
+	return ""
+}

@@ -46,4 +46,5 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.GroupWorkflow, workflow.RegisterOptions{Name: workflows.GroupWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: workflows.ProvisionVMName})
 	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
+	r.RegisterWorkflowWithOptions(workflows.ScanOwned, workflow.RegisterOptions{Name: workflows.ScanWorkflowName})
 }

@@ -56,13 +56,23 @@ func newScaleCmd(gf *globalFlags) *cobra.Command {
 
 func newStatusCmd(gf *globalFlags) *cobra.Command {
 	var output string
+	var orphans bool
 	cmd := &cobra.Command{
-		Use:   "status [GROUP]",
+		Use:   "status [GROUP] [--orphans]",
 		Short: "Show groups, their members and recent events",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
+			}
+			if orphans {
+				return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+					rep, err := s.Orphans(cmd.Context())
+					if err != nil {
+						return err
+					}
+					return printOrphans(cmd.OutOrStdout(), rep, output)
+				})
 			}
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
 				names := args
@@ -92,7 +102,30 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&orphans, "orphans", false, "scan every host for PremiScale domains and volumes that no group's member owns")
 	return cmd
+}
+
+func printOrphans(out io.Writer, rep starter.OrphanReport, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	if len(rep.Orphans) == 0 {
+		fmt.Fprintln(out, "no orphans")
+	} else {
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOST\tKIND\tNAME\tGROUP\tREASON")
+		for _, o := range rep.Orphans {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Host, o.Kind, o.Name, o.Group, o.Reason)
+		}
+		_ = tw.Flush()
+	}
+	for _, u := range rep.Unscanned {
+		fmt.Fprintf(out, "not scanned: %s\n", u)
+	}
+	return nil
 }
 
 func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
