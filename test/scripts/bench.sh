@@ -38,7 +38,8 @@ PremiScale side by side.
 
 *PremiScale*: \`set-desired\` Update to a group workflow on the embedded
 Temporal server (SQLite, WAL), one worker, until the status Query shows N
-running and nothing in flight (polled every 10 ms). *Direct*: the same libvirt
+running and nothing in flight (polled every 10 ms); it also takes the host's
+inventory to place the VMs. *Direct*: the same libvirt
 calls (create qcow2 volume, define, start, read state) made with go-libvirt
 in a plain sequential loop, no Temporal.
 
