@@ -210,7 +210,6 @@ type group struct {
 	dirty bool
 	// inflight counts child workflows whose result is still awaited.
 	inflight       int
-	unreachable    []string
 	strays         []string
 	lastObservedAt time.Time
 	logger         interface {
@@ -451,11 +450,10 @@ func (g *group) observe(ctx workflow.Context) {
 	}
 	seen := map[string]activities.DomainInfo{}
 	reachable := map[string]bool{}
-	var unreachable, strays []string
+	var strays []string
 	for i, f := range futures {
 		var out activities.ListDomainsOutput
 		if err := f.Get(ctx, &out); err != nil {
-			unreachable = append(unreachable, g.spec.Hosts[i].Name)
 			g.logger.Warn("host unreachable", "group", g.spec.Name, "host", g.spec.Hosts[i].Name, "error", err)
 			continue
 		}
@@ -467,7 +465,6 @@ func (g *group) observe(ctx workflow.Context) {
 			}
 		}
 	}
-	g.unreachable = unreachable
 	g.lastObservedAt = workflow.Now(ctx)
 	g.trackHostFailures(ctx, reachable)
 	slices.Sort(strays)
@@ -497,6 +494,24 @@ func (g *group) observe(ctx workflow.Context) {
 			g.decommission(ctx, m)
 		}
 	}
+}
+
+// hostDown reports whether the last observation could not reach the host.
+func (g *group) hostDown(name string) bool {
+	_, down := g.st.HostsDown[name]
+	return down
+}
+
+// unreachableHosts lists the hosts the last observation could not reach, in
+// configuration order.
+func (g *group) unreachableHosts() []string {
+	out := []string{}
+	for _, h := range g.spec.Hosts {
+		if g.hostDown(h.Name) {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }
 
 // DefaultHostFailureGracePeriod is how long a host may stay unreachable
@@ -600,7 +615,7 @@ func (g *group) provision(ctx workflow.Context) bool {
 				n++
 			}
 		}
-		loads = append(loads, policy.HostLoad{Name: h.Name, Members: n, Reachable: !slices.Contains(g.unreachable, h.Name)})
+		loads = append(loads, policy.HostLoad{Name: h.Name, Members: n, Reachable: !g.hostDown(h.Name)})
 	}
 	hostName, ok := policy.PickHost(loads)
 	if !ok {
@@ -779,7 +794,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		Failed:           g.count(MemberFailed),
 		Lost:             g.count(MemberLost),
 		Members:          members,
-		UnreachableHosts: append([]string{}, g.unreachable...),
+		UnreachableHosts: g.unreachableHosts(),
 		Strays:           append([]string{}, g.strays...),
 		LastError:        g.st.LastError,
 		LastErrorAt:      g.st.LastErrorAt,
