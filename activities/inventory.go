@@ -100,11 +100,15 @@ type ListOwnedOutput struct {
 	Domains []DomainInfo `json:"domains"`
 	// Volumes are the pool's volumes named with VolumePrefix.
 	Volumes []string `json:"volumes"`
+	// VolumeUsers maps each of those volumes that some domain (anyone's)
+	// has as a disk to the names of those domains.
+	VolumeUsers map[string][]string `json:"volumeUsers,omitempty"`
 }
 
 // ListOwned reports every domain on the host that carries PremiScale's mark
 // (of any group) and every volume in the host's pool named with
-// VolumePrefix. Read-only, so always safe to retry.
+// VolumePrefix, with the domains using each. Read-only, so always safe to
+// retry.
 func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
 	doms, err := l.ListDomains(ctx, ListDomainsInput{Host: in.Host})
 	if err != nil {
@@ -129,5 +133,17 @@ func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOu
 		}
 	}
 	sort.Strings(out.Volumes)
+	users, err := volumeUsers(lv, in.Host.Pool)
+	if err != nil {
+		return ListOwnedOutput{}, err
+	}
+	for _, v := range out.Volumes {
+		if u := users[v]; len(u) > 0 {
+			if out.VolumeUsers == nil {
+				out.VolumeUsers = map[string][]string{}
+			}
+			out.VolumeUsers[v] = u
+		}
+	}
 	return out, nil
 }

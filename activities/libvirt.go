@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -30,6 +31,8 @@ const (
 	ErrTypeBootFailed = "BootFailed"
 	// ErrTypeMissing: a resource an earlier step created has vanished.
 	ErrTypeMissing = "Missing"
+	// ErrTypeInUse: a volume to delete is still a disk of some domain.
+	ErrTypeInUse = "InUse"
 )
 
 // HostRef says which hypervisor an activity acts on.
@@ -470,6 +473,10 @@ func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
 type DeleteVolumeInput struct {
 	Host HostRef `json:"host"`
 	VM   string  `json:"vm"`
+	// IfUnused refuses (ErrTypeInUse) while any domain on the host, of
+	// anyone, has the volume as a disk: set when the volume is an orphan
+	// rather than the disk of a VM just undefined.
+	IfUnused bool `json:"ifUnused,omitempty"`
 }
 
 // DeleteVolume deletes VolumeName(vm) from the host's pool. Idempotent: a
@@ -495,6 +502,15 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 			return nil
 		}
 		return fmt.Errorf("lookup volume %q: %w", name, err)
+	}
+	if in.IfUnused {
+		user, err := volumeUser(lv, in.Host.Pool, vol)
+		if err != nil {
+			return err
+		}
+		if user != "" {
+			return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
+		}
 	}
 	if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
 		return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)
@@ -581,4 +597,65 @@ func stateName(s libvirt.DomainState) string {
 		return "suspended"
 	}
 	return "unknown"
+}
+
+// volumeUser returns the name of a domain on the host that has vol as a
+// disk, or "" if none does.
+func volumeUser(lv *libvirt.Libvirt, pool string, vol libvirt.StorageVol) (string, error) {
+	users, err := volumeUsers(lv, pool)
+	if err != nil {
+		return "", err
+	}
+	if u := users[vol.Name]; len(u) > 0 {
+		return u[0], nil
+	}
+	return "", nil
+}
+
+// volumeUsers maps each volume of the pool that some domain on the host
+// (anyone's) has as a disk, by pool and volume name or by path, to those
+// domains' names.
+func volumeUsers(lv *libvirt.Libvirt, pool string) (map[string][]string, error) {
+	var poolDir string
+	if p, err := lv.StoragePoolLookupByName(pool); err == nil {
+		if doc, err := lv.StoragePoolGetXMLDesc(p, 0); err == nil {
+			var px libvirtxml.StoragePool
+			if px.Unmarshal(doc) == nil && px.Target != nil {
+				poolDir = px.Target.Path
+			}
+		}
+	}
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list domains: %w", err)
+	}
+	users := map[string][]string{}
+	for _, dom := range doms {
+		doc, err := lv.DomainGetXMLDesc(dom, 0)
+		if libvirt.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("domain %s xml: %w", dom.Name, err)
+		}
+		var dx libvirtxml.Domain
+		if err := dx.Unmarshal(doc); err != nil {
+			return nil, fmt.Errorf("domain %s xml: %w", dom.Name, err)
+		}
+		if dx.Devices == nil {
+			continue
+		}
+		for _, d := range dx.Devices.Disks {
+			src := d.Source
+			switch {
+			case src == nil:
+			case src.Volume != nil && src.Volume.Pool == pool:
+				users[src.Volume.Volume] = append(users[src.Volume.Volume], dom.Name)
+			case src.File != nil && poolDir != "" && filepath.Dir(src.File.File) == filepath.Clean(poolDir):
+				name := filepath.Base(src.File.File)
+				users[name] = append(users[name], dom.Name)
+			}
+		}
+	}
+	return users, nil
 }

@@ -38,6 +38,18 @@ const (
 	DefaultMode                   = ModeOn
 	DefaultOnError                = OnErrorHold
 	DefaultHostFailureGracePeriod = 2 * time.Minute
+	DefaultOrphanAction           = OrphansReport
+	DefaultOrphanGracePeriod      = 10 * time.Minute
+	DefaultOrphanScanInterval     = time.Minute
+)
+
+// What the controller does with orphans: PremiScale-marked domains and
+// volumes that belong to no member of any configured group.
+const (
+	// OrphansReport only lists them (premiscale status --orphans).
+	OrphansReport = "report"
+	// OrphansDelete also removes those that stayed orphans for the grace period.
+	OrphansDelete = "delete"
 )
 
 // Scaling modes of a group.
@@ -156,8 +168,21 @@ type Embedded struct {
 
 // Autoscale lists the hypervisors and the groups of VMs kept on them.
 type Autoscale struct {
-	Hosts  []Host  `koanf:"hosts" json:"hosts"`
-	Groups []Group `koanf:"groups" json:"groups"`
+	Hosts   []Host  `koanf:"hosts" json:"hosts"`
+	Groups  []Group `koanf:"groups" json:"groups"`
+	Orphans Orphans `koanf:"orphans" json:"orphans"`
+}
+
+// Orphans says what happens to PremiScale-marked domains and volumes that no
+// member of any configured group owns.
+type Orphans struct {
+	// Action is OrphansReport (default) or OrphansDelete.
+	Action string `koanf:"action" json:"action"`
+	// GracePeriod is how long a resource must stay an orphan, seen by every
+	// scan, before it is deleted.
+	GracePeriod time.Duration `koanf:"gracePeriod" json:"gracePeriod"`
+	// ScanInterval is how often the hosts are scanned when Action is delete.
+	ScanInterval time.Duration `koanf:"scanInterval" json:"scanInterval"`
 }
 
 // Host is one libvirt hypervisor.
@@ -336,6 +361,14 @@ func (c *Config) ApplyDefaults() {
 	}
 	if ctl.Prometheus.QueryTimeout == 0 {
 		ctl.Prometheus.QueryTimeout = DefaultQueryTimeout
+	}
+	o := &c.Autoscale.Orphans
+	setStr(&o.Action, DefaultOrphanAction)
+	if o.GracePeriod == 0 {
+		o.GracePeriod = DefaultOrphanGracePeriod
+	}
+	if o.ScanInterval == 0 {
+		o.ScanInterval = DefaultOrphanScanInterval
 	}
 	for i := range c.Autoscale.Hosts {
 		h := &c.Autoscale.Hosts[i]

@@ -304,6 +304,7 @@ autoscale:
     - {name: h1, uri: "test:///default", cpuOvercommit: 0.5, memoryOvercommit: -1, reserved: {memory: lots, cpus: -2}}
   groups:
     - {name: web, max: 3, template: {diskSize: 1GiB}, placement: {strategy: scatter, maxPerHost: -1}}
+  orphans: {action: purge, gracePeriod: -1m, scanInterval: 10ms}
 `
 	_, err := load(writeConfig(t, body), noEnv, nil)
 	if err == nil {
@@ -316,6 +317,9 @@ autoscale:
 		"autoscale.hosts[0].reserved.cpus: must be >= 0",
 		"autoscale.groups[0].placement.strategy: must be one of spread, vacancy, binpack, random",
 		"autoscale.groups[0].placement.maxPerHost: must be >= 0",
+		"autoscale.orphans.action: must be one of report, delete",
+		"autoscale.orphans.gracePeriod: must not be negative",
+		"autoscale.orphans.scanInterval: must be >= 1s",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q", want)

@@ -98,6 +98,15 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	o := c.Autoscale.Orphans
+	v.oneOf("autoscale.orphans.action", o.Action, []string{OrphansReport, OrphansDelete})
+	if o.GracePeriod < 0 {
+		v.add("autoscale.orphans.gracePeriod", "must not be negative, got %s", o.GracePeriod)
+	}
+	if o.ScanInterval < time.Second {
+		v.add("autoscale.orphans.scanInterval", "must be >= 1s, got %s", o.ScanInterval)
+	}
+
 	groups := map[string]bool{}
 	for i, g := range c.Autoscale.Groups {
 		p := fmt.Sprintf("autoscale.groups[%d]", i)

@@ -253,13 +253,7 @@ func (s *Starter) explain(name string, err error) error {
 
 // Orphan is a resource that carries PremiScale's mark but that no
 // configured group counts among its members.
-type Orphan struct {
-	Host   string `json:"host"`
-	Kind   string `json:"kind"` // "domain" or "volume"
-	Name   string `json:"name"`
-	Group  string `json:"group"`
-	Reason string `json:"reason"`
-}
+type Orphan = workflows.Orphan
 
 // OrphanReport is what Orphans found.
 type OrphanReport struct {
@@ -274,8 +268,7 @@ type OrphanReport struct {
 // only reports. Members are read before and after the scan, so a VM created
 // or removed meanwhile is not reported.
 func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
-	members := map[string]bool{} // group/vm
-	volumes := map[string]bool{}
+	members := workflows.NewMemberSet(s.Config.GroupNames())
 	collect := func() error {
 		for _, g := range s.Config.Autoscale.Groups {
 			st, err := s.Status(ctx, g.Name)
@@ -283,8 +276,7 @@ func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 				return err
 			}
 			for _, m := range st.Members {
-				members[g.Name+"/"+m.Name] = true
-				volumes[m.Volume] = true
+				members.Add(g.Name, activities.MemberRef{Name: m.Name, Volume: m.Volume})
 			}
 		}
 		return nil
@@ -292,14 +284,10 @@ func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 	if err := collect(); err != nil {
 		return OrphanReport{}, err
 	}
-	in := workflows.ScanInput{}
-	for _, h := range s.Config.Autoscale.Hosts {
-		in.Hosts = append(in.Hosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
-	}
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        "premiscale/scan/" + time.Now().UTC().Format("20060102T150405.000000000"),
 		TaskQueue: s.Config.Controller.Temporal.TaskQueue,
-	}, workflows.ScanWorkflowName, in)
+	}, workflows.ScanWorkflowName, workflows.ScanInput{Hosts: s.hostRefs()})
 	if err != nil {
 		return OrphanReport{}, fmt.Errorf("start scan: %w", err)
 	}
@@ -310,41 +298,54 @@ func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 	if err := collect(); err != nil {
 		return OrphanReport{}, err
 	}
-	configured := map[string]bool{}
-	for _, g := range s.Config.Autoscale.Groups {
-		configured[g.Name] = true
-	}
-	rep := OrphanReport{Orphans: []Orphan{}, Unscanned: []string{}}
-	for _, h := range out.Hosts {
-		if h.Error != "" {
-			rep.Unscanned = append(rep.Unscanned, h.Host+": "+h.Error)
-			continue
-		}
-		for _, d := range h.Domains {
-			if members[d.Owner.Group+"/"+d.Name] {
-				continue
-			}
-			reason := "not a member of group " + d.Owner.Group
-			if !configured[d.Owner.Group] {
-				reason = "group " + d.Owner.Group + " is not configured"
-			}
-			rep.Orphans = append(rep.Orphans, Orphan{Host: h.Host, Kind: "domain", Name: d.Name, Group: d.Owner.Group, Reason: reason})
-		}
-		for _, v := range h.Volumes {
-			if volumes[v] {
-				continue
-			}
-			rep.Orphans = append(rep.Orphans, Orphan{Host: h.Host, Kind: "volume", Name: v, Group: volumeGroup(v), Reason: "no member uses it"})
-		}
-	}
+	var rep OrphanReport
+	rep.Orphans, rep.Unscanned = workflows.FindOrphans(out, members)
 	return rep, nil
 }
 
-// volumeGroup reads the group out of a volume named VolumeName(group-N).
-func volumeGroup(vol string) string {
-	vm := strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2")
-	if i := strings.LastIndex(vm, "-"); i > 0 {
-		return vm[:i]
+func (s *Starter) hostRefs() []activities.HostRef {
+	refs := make([]activities.HostRef, 0, len(s.Config.Autoscale.Hosts))
+	for _, h := range s.Config.Autoscale.Hosts {
+		refs = append(refs, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
 	}
-	return ""
+	return refs
+}
+
+// EnsureOrphanCollector starts the orphan collector, or hands it the
+// current configuration, when orphans are to be deleted; otherwise it tells
+// a running collector to end. Call it after EnsureGroups.
+func (s *Starter) EnsureOrphanCollector(ctx context.Context) error {
+	o := s.Config.Autoscale.Orphans
+	spec := workflows.OrphanSpec{
+		Hosts:        s.hostRefs(),
+		Groups:       s.Config.GroupNames(),
+		Delete:       o.Action == config.OrphansDelete,
+		GracePeriod:  o.GracePeriod,
+		ScanInterval: o.ScanInterval,
+	}
+	if !spec.Delete {
+		err := s.Client.SignalWorkflow(ctx, workflows.OrphanWorkflowID, "", workflows.SignalOrphanSpec, spec)
+		var notFound *serviceerror.NotFound
+		if err != nil && !errors.As(err, &notFound) {
+			return fmt.Errorf("stop orphan collector: %w", err)
+		}
+		return nil
+	}
+	_, err := s.Client.SignalWithStartWorkflow(ctx, workflows.OrphanWorkflowID, workflows.SignalOrphanSpec, spec,
+		client.StartWorkflowOptions{ID: workflows.OrphanWorkflowID, TaskQueue: s.Config.Controller.Temporal.TaskQueue},
+		workflows.OrphanWorkflowName, workflows.OrphanInput{Spec: spec})
+	if err != nil {
+		return fmt.Errorf("ensure orphan collector: %w", err)
+	}
+	return nil
+}
+
+// OrphanCollectorStatus reads the running collector's state.
+func (s *Starter) OrphanCollectorStatus(ctx context.Context) (workflows.OrphanStatus, error) {
+	var st workflows.OrphanStatus
+	v, err := s.Client.QueryWorkflow(ctx, workflows.OrphanWorkflowID, "", workflows.QueryOrphans)
+	if err != nil {
+		return st, fmt.Errorf("query orphan collector: %w", err)
+	}
+	return st, v.Get(&st)
 }

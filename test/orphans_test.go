@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/workflows"
 )
 
 func TestOrphansReportsOwnedLeftoversButNeverMembersOrForeignDomains(t *testing.T) {
@@ -74,5 +77,155 @@ func TestOrphansReportsOwnedLeftoversButNeverMembersOrForeignDomains(t *testing.
 	}
 	if len(rep.Unscanned) != 0 {
 		t.Errorf("unscanned = %v", rep.Unscanned)
+	}
+}
+
+func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const group = "coll"
+	s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 4))
+	if _, err := s.Scale(ctx, group, 2); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	if _, err := s.WaitSettled(wctx, group, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+
+	hosts := activities.NewHosts(nil)
+	defer hosts.Close()
+	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "testhost", URI: testDriverURI, Pool: testPool}
+	suffix := time.Now().UnixNano() % 100000
+	// An owned orphan domain of an unconfigured group, with its volume.
+	ghost := fmt.Sprintf("ghost-%d", suffix)
+	ghostRef := activities.DomainRef{Host: host, Group: "ghost", VM: ghost}
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: ghost, DiskSize: "64MiB"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ghostRef, Volume: activities.VolumeName(ghost), Template: tmpl}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A volume of the group that no member uses.
+	leftover := group + "-99"
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: leftover, DiskSize: "64MiB"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A domain without PremiScale's mark whose disk is a volume named like
+	// PremiScale's: neither may be touched.
+	foreign := fmt.Sprintf("foreign-%d", suffix)
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: foreign, DiskSize: "64MiB"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64'>hvm</type></os>
+<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
+		foreign, testPool, activities.VolumeName(foreign)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = lv.DomainUndefine(dom)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: foreign}, nil)
+		_ = run(t, env, a.UndefineDomain, ghostRef, nil)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: ghost}, nil)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: leftover}, nil)
+	})
+
+	const grace = 4 * time.Second
+	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: grace, ScanInterval: time.Second}
+	started := time.Now()
+	if err := s.EnsureOrphanCollector(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The group keeps changing size while the collector runs: members being
+	// created or removed are never orphans.
+	if _, err := s.Scale(ctx, group, 4); err != nil {
+		t.Fatal(err)
+	}
+
+	exists := func() (ghostDom, ghostVol, leftoverVol bool) {
+		v := viewGroup(t, lv, "ghost")
+		o := viewGroup(t, lv, group)
+		return len(v.defined) > 0 && contains(v.defined, ghost), contains(v.volumes, activities.VolumeName(ghost)), contains(o.volumes, activities.VolumeName(leftover))
+	}
+	for {
+		gd, gv, lvol := exists()
+		if !gd && !gv && !lvol {
+			break
+		}
+		if time.Since(started) < grace-time.Second && (!gd || !gv || !lvol) {
+			t.Fatalf("orphans deleted %s after the collector started, before the %s grace period (domain %v volume %v leftover %v)",
+				time.Since(started), grace, gd, gv, lvol)
+		}
+		if time.Since(started) > grace+30*time.Second {
+			st, _ := s.OrphanCollectorStatus(ctx)
+			t.Fatalf("orphans still there %s after start (domain %v volume %v leftover %v); collector: %+v", time.Since(started), gd, gv, lvol, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("owned orphans deleted %s after the collector started (grace %s)", time.Since(started).Round(time.Millisecond), grace)
+
+	// Let the collector run a few more rounds past the grace period of
+	// everything else, then check nothing else was touched.
+	time.Sleep(grace + 2*time.Second)
+	if _, err := s.WaitSettled(wctx, group, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	checkExactly(t, lv, group, 4)
+	fv := viewGroup(t, lv, "foreign")
+	if !contains(fv.defined, foreign) {
+		t.Errorf("unmarked domain %s was removed", foreign)
+	}
+	if !contains(fv.volumes, activities.VolumeName(foreign)) {
+		t.Errorf("volume %s, the disk of an unmarked domain, was removed", activities.VolumeName(foreign))
+	}
+	if _, err := lv.DomainLookupByName("test"); err != nil {
+		t.Errorf("the test driver's own domain: %v", err)
+	}
+	st, err := s.OrphanCollectorStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := map[string]bool{}
+	for _, o := range st.Deleted {
+		deleted[o.Kind+" "+o.Name] = true
+	}
+	for _, want := range []string{"domain " + ghost, "volume " + activities.VolumeName(ghost), "volume " + activities.VolumeName(leftover)} {
+		if !deleted[want] {
+			t.Errorf("collector's deletions %v lack %s", deleted, want)
+		}
+	}
+	for _, o := range st.Deleted {
+		if o.Group == group && o.Kind == "domain" || o.Name == foreign || o.Name == activities.VolumeName(foreign) {
+			t.Errorf("collector deleted %s %s", o.Kind, o.Name)
+		}
+	}
+	for _, o := range st.Orphans {
+		if o.Name == activities.VolumeName(foreign) {
+			t.Errorf("the disk of unmarked domain %s is listed as an orphan: %+v", foreign, o)
+		}
+	}
+	if st.LastError != "" {
+		t.Errorf("collector's last error: %s", st.LastError)
+	}
+
+	// Back to report: the collector ends.
+	s.Config.Autoscale.Orphans.Action = config.OrphansReport
+	if err := s.EnsureOrphanCollector(ctx); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.OrphanWorkflowID, "")
+	for i := 0; err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		desc, err = s.Client.DescribeWorkflowExecution(ctx, workflows.OrphanWorkflowID, "")
+	}
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Errorf("collector after action report: %v %v, want completed", desc.GetWorkflowExecutionInfo().GetStatus(), err)
 	}
 }

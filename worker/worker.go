@@ -13,10 +13,12 @@ import (
 )
 
 // New returns a worker on taskQueue with every PremiScale workflow and the
-// libvirt and Prometheus activities registered.
+// libvirt, Prometheus and group-reading activities registered; the latter
+// read the group workflows through c.
 func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activities.Prometheus, opts sdkworker.Options) sdkworker.Worker {
 	w := sdkworker.New(c, taskQueue, opts)
 	Register(w, lv, prom)
+	w.RegisterActivity(&activities.Groups{Client: c})
 	return w
 }
 
@@ -47,4 +49,5 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: workflows.ProvisionVMName})
 	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
 	r.RegisterWorkflowWithOptions(workflows.ScanOwned, workflow.RegisterOptions{Name: workflows.ScanWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.OrphanCollector, workflow.RegisterOptions{Name: workflows.OrphanWorkflowName})
 }

@@ -22,7 +22,9 @@ type HostScan struct {
 	Host    string                  `json:"host"`
 	Domains []activities.DomainInfo `json:"domains"`
 	Volumes []string                `json:"volumes"`
-	Error   string                  `json:"error,omitempty"`
+	// VolumeUsers maps volumes to the domains that have them as a disk.
+	VolumeUsers map[string][]string `json:"volumeUsers,omitempty"`
+	Error       string              `json:"error,omitempty"`
 }
 
 // ScanOutput holds one HostScan per host, in order.
@@ -35,24 +37,30 @@ type ScanOutput struct {
 // `premiscale status --orphans` compares the result with the groups'
 // members.
 func ScanOwned(ctx workflow.Context, in ScanInput) (ScanOutput, error) {
+	return scanHosts(ctx, in.Hosts), nil
+}
+
+// scanHosts lists PremiScale's resources on every host at once; a host that
+// cannot be read carries the reason in its Error.
+func scanHosts(ctx workflow.Context, hosts []activities.HostRef) ScanOutput {
 	var a *activities.Libvirt
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: quickActivityTimeout,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
 	})
-	futures := make([]workflow.Future, len(in.Hosts))
-	for i, h := range in.Hosts {
+	futures := make([]workflow.Future, len(hosts))
+	for i, h := range hosts {
 		futures[i] = workflow.ExecuteActivity(actx, a.ListOwned, activities.ListOwnedInput{Host: h})
 	}
-	out := ScanOutput{Hosts: make([]HostScan, len(in.Hosts))}
+	out := ScanOutput{Hosts: make([]HostScan, len(hosts))}
 	for i, f := range futures {
 		var res activities.ListOwnedOutput
-		out.Hosts[i] = HostScan{Host: in.Hosts[i].Name}
+		out.Hosts[i] = HostScan{Host: hosts[i].Name}
 		if err := f.Get(ctx, &res); err != nil {
 			out.Hosts[i].Error = rootCause(err)
 			continue
 		}
-		out.Hosts[i].Domains, out.Hosts[i].Volumes = res.Domains, res.Volumes
+		out.Hosts[i].Domains, out.Hosts[i].Volumes, out.Hosts[i].VolumeUsers = res.Domains, res.Volumes, res.VolumeUsers
 	}
-	return out, nil
+	return out
 }

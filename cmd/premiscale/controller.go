@@ -67,12 +67,18 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	logger.Info("worker started", "address", cfg.TemporalAddress(), "namespace", t.Namespace, "task_queue", t.TaskQueue)
 
 	if controller {
-		if err := (&starter.Starter{Client: c, Config: cfg}).EnsureGroups(ctx); err != nil {
+		s := &starter.Starter{Client: c, Config: cfg}
+		if err := s.EnsureGroups(ctx); err != nil {
 			return err
 		}
 		for _, g := range cfg.Autoscale.Groups {
 			logger.Info("group ensured", "group", g.Name, "min", g.Min, "max", g.Max)
 		}
+		if err := s.EnsureOrphanCollector(ctx); err != nil {
+			return err
+		}
+		o := cfg.Autoscale.Orphans
+		logger.Info("orphans", "action", o.Action, "grace_period", o.GracePeriod, "scan_interval", o.ScanInterval)
 	}
 	<-ctx.Done()
 	logger.Info("shutting down")

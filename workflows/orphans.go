@@ -1,0 +1,327 @@
+package workflows
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+)
+
+// Names of the orphan collector, its signal and its query.
+const (
+	OrphanWorkflowName = "OrphanCollector"
+	// OrphanWorkflowID is the one collector per namespace and task queue.
+	OrphanWorkflowID = "premiscale/orphans"
+	// SignalOrphanSpec carries a new OrphanSpec; one without Delete ends
+	// the collector.
+	SignalOrphanSpec = "spec"
+	// QueryOrphans returns OrphanStatus.
+	QueryOrphans = "status"
+)
+
+// Kinds of orphan.
+const (
+	OrphanDomain = "domain"
+	OrphanVolume = "volume"
+)
+
+// orphanRounds is how many scans one run makes before continuing as new.
+const orphanRounds = 500
+
+// Orphan is a resource that carries PremiScale's mark but that no member of
+// any configured group owns.
+type Orphan struct {
+	Host   string `json:"host"`
+	Kind   string `json:"kind"` // OrphanDomain or OrphanVolume
+	Name   string `json:"name"`
+	Group  string `json:"group"`
+	Reason string `json:"reason"`
+	// FirstSeen is when the collector first saw it orphaned (zero when the
+	// orphan comes from a one-off report).
+	FirstSeen time.Time `json:"firstSeen,omitzero"`
+	// DeletedAt is set once the collector deleted it.
+	DeletedAt time.Time `json:"deletedAt,omitzero"`
+}
+
+func (o Orphan) key() string { return o.Host + "/" + o.Kind + "/" + o.Name }
+
+// MemberSet is every member of the configured groups, by name and volume.
+type MemberSet struct {
+	// Members holds "group/vm".
+	Members map[string]bool
+	Volumes map[string]bool
+	// Configured holds the configured groups' names.
+	Configured map[string]bool
+}
+
+// NewMemberSet builds a MemberSet for the configured groups.
+func NewMemberSet(configured []string) MemberSet {
+	s := MemberSet{Members: map[string]bool{}, Volumes: map[string]bool{}, Configured: map[string]bool{}}
+	for _, g := range configured {
+		s.Configured[g] = true
+	}
+	return s
+}
+
+// Add records one member of group; its volume counts both as recorded and
+// as VolumeName(vm), so a member whose disk is still being created owns it.
+func (s MemberSet) Add(group string, m activities.MemberRef) {
+	s.Members[group+"/"+m.Name] = true
+	s.Volumes[activities.VolumeName(m.Name)] = true
+	if m.Volume != "" {
+		s.Volumes[m.Volume] = true
+	}
+}
+
+// FindOrphans compares a scan with the members. Hosts that could not be
+// scanned are returned in unscanned ("host: reason") and contribute no
+// orphans. Pure and deterministic; the output is sorted by host, kind, name.
+func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanned []string) {
+	orphans, unscanned = []Orphan{}, []string{}
+	for _, h := range scan.Hosts {
+		if h.Error != "" {
+			unscanned = append(unscanned, h.Host+": "+h.Error)
+			continue
+		}
+		orphanDomains := map[string]bool{}
+		for _, d := range h.Domains {
+			if members.Members[d.Owner.Group+"/"+d.Name] {
+				continue
+			}
+			orphanDomains[d.Name] = true
+			reason := "not a member of group " + d.Owner.Group
+			if !members.Configured[d.Owner.Group] {
+				reason = "group " + d.Owner.Group + " is not configured"
+			}
+			orphans = append(orphans, Orphan{Host: h.Host, Kind: OrphanDomain, Name: d.Name, Group: d.Owner.Group, Reason: reason})
+		}
+		for _, v := range h.Volumes {
+			if members.Volumes[v] {
+				continue
+			}
+			// A volume is an orphan only if no domain uses it, or only
+			// orphan domains do (deleting them frees it).
+			if slices.ContainsFunc(h.VolumeUsers[v], func(d string) bool { return !orphanDomains[d] }) {
+				continue
+			}
+			orphans = append(orphans, Orphan{Host: h.Host, Kind: OrphanVolume, Name: v, Group: VolumeGroup(v), Reason: "no member uses it"})
+		}
+	}
+	slices.SortFunc(orphans, func(a, b Orphan) int { return strings.Compare(a.key(), b.key()) })
+	return orphans, unscanned
+}
+
+// VolumeGroup reads the group out of a volume named VolumeName(group-N).
+func VolumeGroup(vol string) string {
+	vm := volumeVM(vol)
+	if i := strings.LastIndex(vm, "-"); i > 0 {
+		return vm[:i]
+	}
+	return ""
+}
+
+// volumeVM is the VM a volume named VolumeName(vm) belongs to.
+func volumeVM(vol string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2")
+}
+
+// AgeOrphans carries the first-seen clock of every orphan from one scan to
+// the next: an orphan keeps its clock while every scan sees it, one no
+// longer seen is forgotten, and the orphans of an unscanned host keep their
+// clocks untouched. It stamps each orphan's FirstSeen and returns the new
+// clocks. Pure.
+func AgeOrphans(prev map[string]time.Time, orphans []Orphan, unscannedHosts []string, now time.Time) map[string]time.Time {
+	next := make(map[string]time.Time, len(orphans))
+	for k, t := range prev {
+		host, _, _ := strings.Cut(k, "/")
+		if slices.Contains(unscannedHosts, host) {
+			next[k] = t
+		}
+	}
+	for i := range orphans {
+		k := orphans[i].key()
+		t, ok := prev[k]
+		if !ok {
+			t = now
+		}
+		next[k] = t
+		orphans[i].FirstSeen = t
+	}
+	return next
+}
+
+// DueOrphans returns the orphans that have been orphans for at least grace,
+// domains first (a volume is freed by deleting its domain).
+func DueOrphans(orphans []Orphan, grace time.Duration, now time.Time) []Orphan {
+	var due []Orphan
+	for _, kind := range []string{OrphanDomain, OrphanVolume} {
+		for _, o := range orphans {
+			if o.Kind == kind && !o.FirstSeen.IsZero() && now.Sub(o.FirstSeen) >= grace {
+				due = append(due, o)
+			}
+		}
+	}
+	return due
+}
+
+// OrphanSpec configures the collector.
+type OrphanSpec struct {
+	Hosts []activities.HostRef `json:"hosts"`
+	// Groups are the configured groups, whose members are not orphans.
+	Groups       []string      `json:"groups"`
+	Delete       bool          `json:"delete"`
+	GracePeriod  time.Duration `json:"gracePeriod"`
+	ScanInterval time.Duration `json:"scanInterval"`
+}
+
+// OrphanInput starts (or continues) the collector.
+type OrphanInput struct {
+	Spec      OrphanSpec           `json:"spec"`
+	FirstSeen map[string]time.Time `json:"firstSeen,omitempty"`
+	Deleted   []Orphan             `json:"deleted,omitempty"`
+}
+
+// OrphanStatus is the answer to QueryOrphans.
+type OrphanStatus struct {
+	Spec       OrphanSpec `json:"spec"`
+	Orphans    []Orphan   `json:"orphans"`
+	Unscanned  []string   `json:"unscanned"`
+	LastScanAt time.Time  `json:"lastScanAt"`
+	LastError  string     `json:"lastError,omitempty"`
+	// Deleted are the most recent deletions, newest last.
+	Deleted []Orphan `json:"deleted"`
+}
+
+// keptDeletions bounds OrphanStatus.Deleted.
+const keptDeletions = 50
+
+// OrphanCollector scans every host each ScanInterval and deletes the
+// PremiScale domains and volumes that stayed orphans for GracePeriod:
+//
+//	scan: members -> ListOwned on every host -> members again -> FindOrphans
+//	age:  AgeOrphans (unscanned hosts keep their clocks)
+//	act:  DueOrphans -> undefine domain | delete volume if no domain uses it
+//
+// Members are read before and after the scan, so a VM created or removed
+// meanwhile is not an orphan; a round whose members cannot all be read does
+// nothing. Deletions go through the ownership-checked activities, so a
+// domain without PremiScale's mark is never touched. It ends when a spec
+// without Delete arrives.
+func OrphanCollector(ctx workflow.Context, in OrphanInput) error {
+	st := OrphanStatus{Spec: in.Spec, Orphans: []Orphan{}, Unscanned: []string{}, Deleted: in.Deleted}
+	firstSeen := in.FirstSeen
+	if err := workflow.SetQueryHandler(ctx, QueryOrphans, func() (OrphanStatus, error) { return st, nil }); err != nil {
+		return err
+	}
+	specs := workflow.GetSignalChannel(ctx, SignalOrphanSpec)
+	drain := func() {
+		var s OrphanSpec
+		for specs.ReceiveAsync(&s) {
+			st.Spec = s
+		}
+	}
+	logger := workflow.GetLogger(ctx)
+	for round := 0; ; round++ {
+		drain()
+		if !st.Spec.Delete {
+			logger.Info("orphan deletion is off; collector ends")
+			return nil
+		}
+		firstSeen = collectOrphans(ctx, &st, firstSeen)
+		if round+1 >= orphanRounds || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			drain()
+			return workflow.NewContinueAsNewError(ctx, OrphanWorkflowName, OrphanInput{Spec: st.Spec, FirstSeen: firstSeen, Deleted: st.Deleted})
+		}
+		timerCtx, cancel := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(timerCtx, st.Spec.ScanInterval), func(workflow.Future) {})
+		sel.AddReceive(specs, func(workflow.ReceiveChannel, bool) {})
+		sel.Select(ctx)
+		cancel()
+	}
+}
+
+// collectOrphans runs one round and returns the new first-seen clocks.
+func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string]time.Time) map[string]time.Time {
+	var (
+		g *activities.Groups
+		a *activities.Libvirt
+	)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	in := activities.GroupMembersInput{}
+	for _, name := range st.Spec.Groups {
+		in.Groups = append(in.Groups, activities.GroupQuery{Name: name, WorkflowID: GroupWorkflowID(name), QueryType: QueryStatus})
+	}
+	members := NewMemberSet(st.Spec.Groups)
+	readMembers := func() error {
+		var out activities.GroupMembersOutput
+		if err := workflow.ExecuteActivity(actx, g.GroupMembers, in).Get(ctx, &out); err != nil {
+			return err
+		}
+		for group, ms := range out.Members {
+			for _, m := range ms {
+				members.Add(group, m)
+			}
+		}
+		return nil
+	}
+	if err := readMembers(); err != nil {
+		st.LastError = "read members: " + rootCause(err)
+		return firstSeen
+	}
+	scan := scanHosts(ctx, st.Spec.Hosts)
+	if err := readMembers(); err != nil {
+		st.LastError = "read members: " + rootCause(err)
+		return firstSeen
+	}
+	now := workflow.Now(ctx)
+	orphans, unscanned := FindOrphans(scan, members)
+	var unscannedHosts []string
+	for _, h := range scan.Hosts {
+		if h.Error != "" {
+			unscannedHosts = append(unscannedHosts, h.Host)
+		}
+	}
+	firstSeen = AgeOrphans(firstSeen, orphans, unscannedHosts, now)
+	st.Orphans, st.Unscanned, st.LastScanAt, st.LastError = orphans, unscanned, now, ""
+
+	hosts := map[string]activities.HostRef{}
+	for _, h := range st.Spec.Hosts {
+		hosts[h.Name] = h
+	}
+	var errs []error
+	for _, o := range DueOrphans(orphans, st.Spec.GracePeriod, now) {
+		host := hosts[o.Host]
+		var err error
+		switch o.Kind {
+		case OrphanDomain:
+			err = workflow.ExecuteActivity(actx, a.UndefineDomain, activities.DomainRef{Host: host, Group: o.Group, VM: o.Name}).Get(ctx, nil)
+		case OrphanVolume:
+			err = workflow.ExecuteActivity(actx, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: volumeVM(o.Name), IfUnused: true}).Get(ctx, nil)
+		}
+		if err != nil {
+			errs = append(errs, errors.New(o.Kind+" "+o.Name+" on "+o.Host+": "+rootCause(err)))
+			continue
+		}
+		workflow.GetLogger(ctx).Info("deleted orphan", "host", o.Host, "kind", o.Kind, "name", o.Name, "group", o.Group, "reason", o.Reason)
+		o.DeletedAt = workflow.Now(ctx)
+		st.Deleted = append(st.Deleted, o)
+		delete(firstSeen, o.key())
+		st.Orphans = slices.DeleteFunc(st.Orphans, func(x Orphan) bool { return x.key() == o.key() })
+	}
+	if len(st.Deleted) > keptDeletions {
+		st.Deleted = st.Deleted[len(st.Deleted)-keptDeletions:]
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.LastError = "delete: " + err.Error()
+	}
+	return firstSeen
+}
