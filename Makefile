@@ -9,13 +9,18 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test run lint bench clean
+.PHONY: build test run lint bench crash clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
 
 test:
 	test/scripts/test.sh
+
+# The long crash-safety run: KILLS SIGKILLs of the controller (CI runs 50).
+KILLS ?= 500
+crash:
+	TEST_PACKAGES=./test test/scripts/test.sh -run TestKillLoop -v -crash.kills=$(KILLS)
 
 run: build
 	test/scripts/run.sh $(BIN) $(CONFIG)

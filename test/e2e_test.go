@@ -151,14 +151,17 @@ func (c *controller) checkLogForPanics() {
 // reportFailedWorkflowTasks logs every WorkflowTaskFailed event in the
 // group's history and fails the test on one caused by non-determinism: no
 // crash may leave the workflow unable to replay its own history.
-func (c *controller) reportFailedWorkflowTasks(port int) {
+func (c *controller) reportFailedWorkflowTasks(port int) { c.reportFailedWorkflowTasksOf(port, "e2e") }
+
+// reportFailedWorkflowTasksOf is reportFailedWorkflowTasks for group.
+func (c *controller) reportFailedWorkflowTasksOf(port int, group string) {
 	cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		c.t.Logf("history check: %v", err)
 		return
 	}
 	defer cl.Close()
-	it := cl.GetWorkflowHistory(context.Background(), workflows.GroupWorkflowID("e2e"), "", false, 0)
+	it := cl.GetWorkflowHistory(context.Background(), workflows.GroupWorkflowID(group), "", false, 0)
 	n := 0
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -168,7 +171,7 @@ func (c *controller) reportFailedWorkflowTasks(port int) {
 		}
 		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil {
 			n++
-			c.t.Logf("history: event %d WorkflowTaskFailed cause %s: %.300s", ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
+			c.t.Logf("history of %s: event %d WorkflowTaskFailed cause %s: %.300s", group, ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
 			if a.GetCause() == enumspb.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR {
 				c.t.Errorf("non-determinism recorded in the group's history at event %d", ev.GetEventId())
 			}
@@ -226,6 +229,12 @@ type libvirtView struct {
 
 func viewGroup(t testing.TB, lv *libvirt.Libvirt, group string) libvirtView {
 	t.Helper()
+	return viewGroupIn(t, lv, testPool, group)
+}
+
+// viewGroupIn is viewGroup for a host whose PremiScale pool is pool.
+func viewGroupIn(t testing.TB, lv *libvirt.Libvirt, pool, group string) libvirtView {
+	t.Helper()
 	v := libvirtView{diskOf: map[string]string{}}
 	var doms []libvirt.Domain
 	var err error
@@ -270,11 +279,11 @@ func viewGroup(t testing.TB, lv *libvirt.Libvirt, group string) libvirtView {
 			}
 		}
 	}
-	pool, err := lv.StoragePoolLookupByName(testPool)
+	p, err := lv.StoragePoolLookupByName(pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
+	vols, _, err := lv.StoragePoolListAllVolumes(p, 1, 0)
 	if err != nil {
 		t.Fatalf("list volumes: %v", err)
 	}

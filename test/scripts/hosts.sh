@@ -30,6 +30,11 @@
 #                               host I lives in $PREMISCALE_HOSTS_DIR/hI)
 #   PREMISCALE_HOSTS_BASE_PORT  port of h1 (default 16601; hI gets BASE+I-1)
 # State (pidfiles, ports, which daemons we started): /run/premiscale-hosts/hI.
+# Host directories stay after stop (a later start re-attaches guests left
+# running). A new host copies an existing QEMU capability cache, so starting
+# takes ~2 s instead of ~8 s of QEMU probing per host.
+# Hosts share the machine's cgroups: libvirt names a guest's cgroup
+# machine/qemu-ID-NAME.libvirt-qemu, so give guests distinct names across hosts.
 # Needs root. Idempotent: start twice or stop twice is harmless.
 set -euo pipefail
 
@@ -304,7 +309,8 @@ launch() {
   sd="$(host_state "$i")"
   if ! daemon_pid "$i" virtlogd >/dev/null; then
     rm -f "$sd/virtlogd.pid"
-    in_host_ns "$i" /usr/sbin/virtlogd -d -p "$sd/virtlogd.pid"
+    in_host_ns "$i" /usr/sbin/virtlogd -d -p "$sd/virtlogd.pid" ||
+      die "h$i: virtlogd failed to start (see $(host_dir "$i")/log/virtlogd.log)"
     record_owned "$i" virtlogd
     wait_pidfile "$i" virtlogd || die "h$i: virtlogd did not start (see $(host_dir "$i")/log/)"
   fi
@@ -313,7 +319,10 @@ launch() {
     return 0
   fi
   rm -f "$sd/libvirtd.pid"
-  in_host_ns "$i" /usr/sbin/libvirtd -d --listen -p "$sd/libvirtd.pid"
+  if ! in_host_ns "$i" /usr/sbin/libvirtd -d --listen -p "$sd/libvirtd.pid"; then
+    tail -n 3 "$(host_dir "$i")/log/libvirtd.log" 2>/dev/null | sed 's/^/  /' >&2 || true
+    die "h$i: libvirtd failed to start (is port $(host_port "$i") taken? see $(host_dir "$i")/log/libvirtd.log)"
+  fi
   record_owned "$i" libvirtd
 }
 

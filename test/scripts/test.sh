@@ -2,9 +2,12 @@
 # Usage: test/scripts/test.sh [go test args...]
 #
 # What `make test` runs: installs the Debian packages the tests need if any is
-# missing, starts virtlogd + libvirtd (unless already running), builds the tiny
-# guest, runs every Go test with real libvirtd required, then stops only the
-# daemons it started. Extra arguments go to `go test` (e.g. -run Foo).
+# missing, starts virtlogd + libvirtd (unless already running) and three more
+# independent libvirtd hosts on loopback ports (test/scripts/hosts.sh), builds
+# the tiny guest, runs every Go test with real libvirtd required, then stops
+# only the daemons it started. Extra arguments go to `go test` (e.g. -run Foo);
+# TEST_PACKAGES (default ./...) narrows the packages: `make crash KILLS=500`
+# is the long crash-safety run (TEST_PACKAGES=./test -run TestKillLoop).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,10 +16,18 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 test/scripts/deps.sh
 test/scripts/libvirtd.sh start
 trap 'test/scripts/libvirtd.sh stop' EXIT
+if [[ -z "$(test/scripts/hosts.sh uris)" ]]; then
+  # No hosts running: start them from empty directories, so that nothing a
+  # previous run left behind is in their state.
+  rm -rf "${PREMISCALE_HOSTS_DIR:-/var/lib/premiscale-hosts}"
+fi
+test/scripts/hosts.sh start 3
+trap 'test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
 test/guest/build.sh
 
 export REQUIRE_LIBVIRT=1
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
-log "go test ${GO_TEST_FLAGS:-} ./... $*"
+packages="${TEST_PACKAGES:-./...}"
+log "go test ${GO_TEST_FLAGS:-} $packages $*"
 # shellcheck disable=SC2086
-go test -count=1 ${GO_TEST_FLAGS:-} -timeout 40m ./... "$@"
+go test -count=1 ${GO_TEST_FLAGS:-} -timeout 60m $packages "$@"
