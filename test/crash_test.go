@@ -416,4 +416,3 @@ func TestThreeQEMUHostsSpreadBinpackAndHostFailure(t *testing.T) {
 	c.reportFailedWorkflowTasksOf(port, "sp")
 	c.reportFailedWorkflowTasksOf(port, "bp")
 }
-
