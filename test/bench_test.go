@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os/exec"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,4 +255,152 @@ func BenchmarkEvaluation(b *testing.B) {
 				ScaleIn: policy.DirectionLimits{Window: 5 * time.Minute}, History: hist})
 		}
 	})
+}
+
+// BenchmarkPlacement places 1,000 VMs over 100 simulated hosts of mixed
+// sizes with each strategy (policy.PlaceMany, pure). The baseline, measured
+// in the same run, is a round-robin loop doing the same fit bookkeeping
+// without choosing: the ratio is what choosing by capacity costs.
+func BenchmarkPlacement(b *testing.B) {
+	const nHosts, nVMs = 100, 1000
+	hosts := make([]policy.HostCapacity, nHosts)
+	for i := range hosts {
+		hosts[i] = policy.HostCapacity{
+			Name: fmt.Sprintf("hv%03d", i), Reachable: true,
+			CPUs: 32 + 32*(i%3), MemoryBytes: uint64(128+128*(i%4)) << 30,
+			ReservedCPUs: 2, ReservedMemoryBytes: 8 << 30, CPUOvercommit: 2, MemoryOvercommit: 1,
+			AllocatedVCPUs: 4 * (i % 5), AllocatedMemoryBytes: uint64(16*(i%5)) << 30,
+			PoolAvailableBytes: 4 << 40,
+		}
+	}
+	vm := policy.VMShape{VCPUs: 2, MemoryBytes: 8 << 30, DiskBytes: 40 << 30}
+	seeds := make([]string, nVMs)
+	for i := range seeds {
+		seeds[i] = fmt.Sprintf("web-%d", i+1)
+	}
+	var baseline time.Duration
+	b.Run("baseline=roundrobin", func(b *testing.B) {
+		for b.Loop() {
+			hs := append([]policy.HostCapacity(nil), hosts...)
+			for i := range nVMs {
+				h := &hs[i%nHosts]
+				h.InFlightVCPUs += vm.VCPUs
+				h.InFlightMemoryBytes += vm.MemoryBytes
+				h.InFlightDiskBytes += vm.DiskBytes
+				h.GroupMembers++
+			}
+		}
+		baseline = b.Elapsed() / time.Duration(b.N)
+	})
+	for _, strategy := range []string{policy.PlaceSpread, policy.PlaceVacancy, policy.PlaceBinpack, policy.PlaceRandom} {
+		b.Run("strategy="+strategy, func(b *testing.B) {
+			var placed []string
+			for b.Loop() {
+				var err error
+				placed, err = policy.PlaceMany(policy.PlaceInput{Strategy: strategy, Hosts: hosts, VM: vm}, nVMs, seeds)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			per := b.Elapsed() / time.Duration(b.N)
+			used := map[string]int{}
+			for _, h := range placed {
+				used[h]++
+			}
+			most := 0
+			for _, n := range used {
+				most = max(most, n)
+			}
+			b.ReportMetric(float64(per.Microseconds())/nVMs, "µs/vm")
+			b.ReportMetric(float64(len(used)), "hosts-used")
+			b.ReportMetric(float64(most), "max-per-host")
+			if baseline > 0 {
+				b.ReportMetric(float64(per)/float64(baseline), "ratio")
+			}
+		})
+	}
+}
+
+// BenchmarkParallelScaleOut scales a group 0 -> 100 over three test-driver
+// hosts, each its own libvirtd (test/scripts/hosts.sh), with the controller
+// in process (embedded Temporal, one worker), to all running and settled.
+// The baseline, in the same iteration: the same libvirt calls for 100 VMs
+// made directly with go-libvirt, all 100 at once (one goroutine per VM),
+// spread round-robin over the three hosts.
+func BenchmarkParallelScaleOut(b *testing.B) {
+	const n = 100
+	hostsOut, err := exec.Command(hostsScript, "uris").Output()
+	var hosts []libvirtHost
+	for _, line := range strings.Split(strings.TrimSpace(string(hostsOut)), "\n") {
+		var h libvirtHost
+		if _, serr := fmt.Sscanf(line, "h%d %d", &h.num, &h.port); serr == nil {
+			h.name = fmt.Sprintf("h%d", h.num)
+			hosts = append(hosts, h)
+		}
+	}
+	if err != nil || len(hosts) < 3 {
+		b.Skipf("need 3 libvirtd hosts from test/scripts/hosts.sh (make bench starts them): %v", err)
+	}
+	hosts = hosts[:3]
+	conns := make([]*libvirt.Libvirt, len(hosts))
+	pools := make([]libvirt.StoragePool, len(hosts))
+	cfgHosts := make([]config.Host, len(hosts))
+	for i, h := range hosts {
+		conns[i] = requireLibvirt(b, h.testURI()) // keeps each test driver's state alive
+		if pools[i], err = conns[i].StoragePoolLookupByName(testPool); err != nil {
+			b.Fatal(err)
+		}
+		cfgHosts[i] = config.Host{Name: h.name, URI: h.testURI(), Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	const group = "par"
+	g := testDriverGroup(group, 0, n)
+	g.Hosts = nil
+	for _, h := range hosts {
+		g.Hosts = append(g.Hosts, h.name)
+	}
+	s, _ := startInProcessOn(b, ctx, config.Prometheus{}, cfgHosts, g)
+	scale := func(want int) time.Duration {
+		start := time.Now()
+		if _, err := s.Scale(ctx, group, want); err != nil {
+			b.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer wcancel()
+		if _, err := s.WaitSettled(wctx, group, 10*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var directTotal, psTotal time.Duration
+	for i := 0; b.Loop(); i++ {
+		names := make([]string, n)
+		for j := range n {
+			names[j] = fmt.Sprintf("pdirect-%d-%d", i, j)
+		}
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for j, name := range names {
+			wg.Go(func() { directProvision(b, conns[j%3], pools[j%3], name) })
+		}
+		wg.Wait()
+		directTotal += time.Since(t0)
+		for j, name := range names {
+			directCleanup(conns[j%3], pools[j%3], name)
+		}
+		psTotal += scale(n)
+		counts := make([]int, len(conns))
+		for j, lv := range conns {
+			counts[j] = len(viewGroup(b, lv, group).running)
+		}
+		if counts[0]+counts[1]+counts[2] != n {
+			b.Fatalf("after scale-out the hosts hold %v running, want %d in all", counts, n)
+		}
+		scale(0)
+	}
+	iters := float64(b.N)
+	b.ReportMetric(float64(directTotal.Microseconds())/iters/n/1000, "direct-ms/vm")
+	b.ReportMetric(float64(psTotal.Microseconds())/iters/n/1000, "premiscale-ms/vm")
+	b.ReportMetric(float64(psTotal)/float64(directTotal), "ratio")
 }

@@ -109,6 +109,15 @@ func testDriverGroup(name string, lo, hi int) config.Group {
 // the groups on the test driver, started and ready to scale.
 func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, groups ...config.Group) (*starter.Starter, client.Client) {
 	tb.Helper()
+	// The test driver's node is 16 CPUs and 3 GiB, and its own "test"
+	// domain claims 8 GiB: overcommit so that placement finds room.
+	hosts := []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}}
+	return startInProcessOn(tb, ctx, prom, hosts, groups...)
+}
+
+// startInProcessOn is startInProcess with the given hosts.
+func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus, hostList []config.Host, groups ...config.Group) (*starter.Starter, client.Client) {
+	tb.Helper()
 	logger := slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
 	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
 	if err != nil {
@@ -125,12 +134,7 @@ func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, 
 	cfg := &config.Config{
 		Version:    config.Version,
 		Controller: config.Controller{Prometheus: prom},
-		Autoscale: config.Autoscale{
-			// The test driver's node is 16 CPUs and 3 GiB, and its own "test"
-			// domain claims 8 GiB: overcommit so that placement finds room.
-			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
-			Groups: groups,
-		},
+		Autoscale:  config.Autoscale{Hosts: hostList, Groups: groups},
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
