@@ -94,7 +94,7 @@ MID2
 
 ## Placement: 1,000 VMs over 100 simulated hosts (pure)
 
-\`policy.PlaceMany\` with each strategy, 2 vCPU / 8 GiB / 40 GiB VMs over 100
+`policy.PlaceMany` with each strategy, 2 vCPU / 8 GiB / 40 GiB VMs over 100
 hosts of 32-96 CPUs and 128-512 GiB with reservations, overcommit and
 existing domains. Baseline in the same run: a round-robin loop doing the same
 bookkeeping without choosing (so the ratio is the cost of choosing by
@@ -113,7 +113,7 @@ MID3
 ## Parallel scale-out 0 -> 100 over three libvirtd hosts
 
 Three independent libvirtd daemons (test/scripts/hosts.sh, test driver over
-\`test+tcp://127.0.0.1:PORT/default\`), the in-process controller placing by
+`test+tcp://127.0.0.1:PORT/default`), the in-process controller placing by
 spread, until all 100 run and the group settles. Baseline in the same
 iteration: the same libvirt calls for 100 VMs made with go-libvirt all at
 once (a goroutine per VM), round-robin over the three hosts.
