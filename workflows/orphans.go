@@ -137,7 +137,8 @@ func volumeVM(vol string) string {
 // clocks. Pure.
 func AgeOrphans(prev map[string]time.Time, orphans []Orphan, unscannedHosts []string, now time.Time) map[string]time.Time {
 	next := make(map[string]time.Time, len(orphans))
-	for k, t := range prev {
+	// Copying map entries: the order cannot change the result.
+	for k, t := range prev { //workflowcheck:ignore
 		host, _, _ := strings.Cut(k, "/")
 		if slices.Contains(unscannedHosts, host) {
 			next[k] = t
@@ -266,7 +267,8 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 		if err := workflow.ExecuteActivity(actx, g.GroupMembers, in).Get(ctx, &out); err != nil {
 			return err
 		}
-		for group, ms := range out.Members {
+		// Filling sets: the order cannot change the result.
+		for group, ms := range out.Members { //workflowcheck:ignore
 			for _, m := range ms {
 				members.Add(group, m)
 			}
