@@ -138,7 +138,8 @@ func volumeVM(vol string) string {
 func AgeOrphans(prev map[string]time.Time, orphans []Orphan, unscannedHosts []string, now time.Time) map[string]time.Time {
 	next := make(map[string]time.Time, len(orphans))
 	// Copying map entries: the order cannot change the result.
-	for k, t := range prev { //workflowcheck:ignore
+	//workflowcheck:ignore
+	for k, t := range prev {
 		host, _, _ := strings.Cut(k, "/")
 		if slices.Contains(unscannedHosts, host) {
 			next[k] = t
@@ -268,7 +269,8 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 			return err
 		}
 		// Filling sets: the order cannot change the result.
-		for group, ms := range out.Members { //workflowcheck:ignore
+		//workflowcheck:ignore
+		for group, ms := range out.Members {
 			for _, m := range ms {
 				members.Add(group, m)
 			}
