@@ -41,6 +41,40 @@ const (
 	DefaultOrphanAction           = OrphansReport
 	DefaultOrphanGracePeriod      = 10 * time.Minute
 	DefaultOrphanScanInterval     = time.Minute
+	DefaultJoin                   = JoinNone
+	DefaultNodeName               = "{{.VM}}"
+	DefaultReadyTimeout           = 15 * time.Minute
+	DefaultDrainTimeout           = 10 * time.Minute
+	DefaultDrainGracePeriod       = -1 * time.Second
+	DefaultDrainOnTimeout         = DrainAbort
+	DefaultTokenTTL               = 30 * time.Minute
+	DefaultScaleInSelection       = SelectNewest
+)
+
+// How a group's VMs join Kubernetes.
+const (
+	// JoinNone: the VMs are not Kubernetes nodes.
+	JoinNone = "none"
+	// JoinKubeadm: PremiScale creates a bootstrap token per VM and a
+	// NoCloud seed whose user-data runs kubeadm join.
+	JoinKubeadm = "kubeadm"
+	// JoinUserData: the seed carries the group's own user-data template.
+	JoinUserData = "userData"
+)
+
+// What a drain that outlives drain.timeout does.
+const (
+	// DrainAbort uncordons the node and keeps the VM.
+	DrainAbort = "abort"
+	// DrainForce goes on to shut the VM down.
+	DrainForce = "force"
+)
+
+// Which members a scale-in removes first.
+const (
+	SelectNewest    = "newest"
+	SelectOldest    = "oldest"
+	SelectLeastPods = "leastPods"
 )
 
 // What the controller does with orphans: PremiScale-marked domains and
@@ -99,7 +133,29 @@ type Controller struct {
 	Log        Log        `koanf:"log" json:"log"`
 	Temporal   Temporal   `koanf:"temporal" json:"temporal"`
 	Prometheus Prometheus `koanf:"prometheus" json:"prometheus"`
+	Kubernetes Kubernetes `koanf:"kubernetes" json:"kubernetes"`
 }
+
+// Kubernetes says how the controller reaches the cluster its groups' VMs
+// join, and what joining VMs are told about it.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; with InCluster false and no
+	// Kubeconfig, Kubernetes is not used.
+	Kubeconfig string `koanf:"kubeconfig" json:"kubeconfig,omitempty"`
+	// Context selects a context of Kubeconfig; empty means its current one.
+	Context string `koanf:"context" json:"context,omitempty"`
+	// InCluster uses the pod's service account.
+	InCluster bool `koanf:"inCluster" json:"inCluster,omitempty"`
+	// APIServerEndpoint is host:port that kubeadm join dials.
+	APIServerEndpoint string `koanf:"apiServerEndpoint" json:"apiServerEndpoint,omitempty"`
+	// CACertHashes pin the cluster CA for kubeadm join ("sha256:<hex>").
+	CACertHashes []string `koanf:"caCertHashes" json:"caCertHashes,omitempty"`
+	// TokenTTL is the lifetime of each VM's bootstrap token.
+	TokenTTL time.Duration `koanf:"tokenTTL" json:"tokenTTL"`
+}
+
+// Enabled reports whether a cluster is configured.
+func (k Kubernetes) Enabled() bool { return k.InCluster || k.Kubeconfig != "" }
 
 // Prometheus says where the groups' checks are queried. Its credentials stay
 // in the worker: they never enter workflow history.
@@ -223,6 +279,50 @@ type Group struct {
 	// its members are replaced on other hosts.
 	HostFailureGracePeriod time.Duration `koanf:"hostFailureGracePeriod" json:"hostFailureGracePeriod"`
 	Template               Template      `koanf:"template" json:"template"`
+	// Kubernetes makes the group's VMs nodes of the controller's cluster.
+	Kubernetes GroupKubernetes `koanf:"kubernetes" json:"kubernetes"`
+}
+
+// GroupKubernetes is how a group's VMs join the cluster and leave it.
+type GroupKubernetes struct {
+	// Join is JoinNone (default), JoinKubeadm or JoinUserData.
+	Join string `koanf:"join" json:"join"`
+	// NodeName is a Go template of the node name; fields .VM and .Group.
+	NodeName string `koanf:"nodeName" json:"nodeName"`
+	// Labels and Taints are registered by the kubelet with the node.
+	Labels map[string]string `koanf:"labels" json:"labels,omitempty"`
+	Taints []Taint           `koanf:"taints" json:"taints,omitempty"`
+	// UserData is the cloud-init user-data template for JoinUserData (or
+	// UserDataFile, read when the config loads); fields .VM, .Group,
+	// .NodeName, .ProviderID.
+	UserData     string `koanf:"userData" json:"userData,omitempty"`
+	UserDataFile string `koanf:"userDataFile" json:"userDataFile,omitempty"`
+	// ReadyTimeout bounds the wait for the node to be Ready; past it the VM
+	// counts as failed and is replaced.
+	ReadyTimeout time.Duration `koanf:"readyTimeout" json:"readyTimeout"`
+	Drain        Drain         `koanf:"drain" json:"drain"`
+}
+
+// Taint is one node taint.
+type Taint struct {
+	Key    string `koanf:"key" json:"key"`
+	Value  string `koanf:"value" json:"value,omitempty"`
+	Effect string `koanf:"effect" json:"effect"`
+}
+
+// Drain is how a joined VM's node is emptied before the VM is destroyed.
+type Drain struct {
+	// Timeout bounds the drain; past it OnTimeout applies.
+	Timeout time.Duration `koanf:"timeout" json:"timeout"`
+	// GracePeriod is each pod's termination grace period; -1s means each
+	// pod's own.
+	GracePeriod        *time.Duration `koanf:"gracePeriod" json:"gracePeriod,omitempty"`
+	IgnoreDaemonSets   *bool          `koanf:"ignoreDaemonSets" json:"ignoreDaemonSets,omitempty"`
+	DeleteEmptyDirData bool           `koanf:"deleteEmptyDirData" json:"deleteEmptyDirData,omitempty"`
+	// Force also deletes pods no controller manages.
+	Force bool `koanf:"force" json:"force,omitempty"`
+	// OnTimeout is DrainAbort (default) or DrainForce.
+	OnTimeout string `koanf:"onTimeout" json:"onTimeout"`
 }
 
 // Placement strategies a group may use.
@@ -286,6 +386,9 @@ type Direction struct {
 	// MaxStep caps one resize: a count ("2") or a percentage of the current
 	// size ("50%"). Empty means no cap.
 	MaxStep string `koanf:"maxStep" json:"maxStep,omitempty"`
+	// Selection (scaleIn only) picks the members a scale-in removes:
+	// SelectNewest (default), SelectOldest or SelectLeastPods.
+	Selection string `koanf:"selection" json:"selection,omitempty"`
 }
 
 // CooldownOr returns the cooldown, or def when unset.
@@ -362,6 +465,10 @@ func (c *Config) ApplyDefaults() {
 	if ctl.Prometheus.QueryTimeout == 0 {
 		ctl.Prometheus.QueryTimeout = DefaultQueryTimeout
 	}
+	kc := &ctl.Kubernetes
+	if kc.TokenTTL == 0 {
+		kc.TokenTTL = DefaultTokenTTL
+	}
 	o := &c.Autoscale.Orphans
 	setStr(&o.Action, DefaultOrphanAction)
 	if o.GracePeriod == 0 {
@@ -404,6 +511,22 @@ func (c *Config) ApplyDefaults() {
 		setDur(&sc.ScaleIn.Cooldown, DefaultScaleInCooldown)
 		setDur(&sc.ScaleOut.StabilizationWindow, DefaultScaleOutWindow)
 		setDur(&sc.ScaleIn.StabilizationWindow, DefaultScaleInWindow)
+		setStr(&sc.ScaleIn.Selection, DefaultScaleInSelection)
+		k := &g.Kubernetes
+		setStr(&k.Join, DefaultJoin)
+		setStr(&k.NodeName, DefaultNodeName)
+		if k.ReadyTimeout == 0 {
+			k.ReadyTimeout = DefaultReadyTimeout
+		}
+		if k.Drain.Timeout == 0 {
+			k.Drain.Timeout = DefaultDrainTimeout
+		}
+		setDur(&k.Drain.GracePeriod, DefaultDrainGracePeriod)
+		if k.Drain.IgnoreDaemonSets == nil {
+			yes := true
+			k.Drain.IgnoreDaemonSets = &yes
+		}
+		setStr(&k.Drain.OnTimeout, DefaultDrainOnTimeout)
 		for j := range sc.Checks {
 			c := &sc.Checks[j]
 			setStr(&c.OnError, DefaultOnError)

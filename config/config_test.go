@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -324,5 +325,95 @@ autoscale:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q", want)
 		}
+	}
+}
+
+func TestKubernetesErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+controller:
+  kubernetes: {inCluster: true, kubeconfig: /x, tokenTTL: 10s, caCertHashes: ["md5:abc"]}
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: web
+      max: 3
+      scaling: {scaleOut: {selection: oldest}, scaleIn: {selection: biggest}}
+      kubernetes:
+        join: kubeadm
+        nodeName: "{{.VM"
+        labels: {"bad key!": x, ok: "bad value!"}
+        taints: [{key: dedicated, value: gpu, effect: Sometimes}]
+        readyTimeout: 10s
+        drain: {timeout: 0.5s, gracePeriod: -5s, onTimeout: ignore}
+    - name: db
+      max: 1
+      kubernetes: {join: userData}
+    - name: q
+      max: 1
+      scaling: {scaleIn: {selection: leastPods}}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken kubernetes config loaded without error")
+	}
+	for _, want := range []string{
+		"controller.kubernetes: set inCluster or kubeconfig, not both",
+		"controller.kubernetes.tokenTTL: must be >= 1m",
+		`controller.kubernetes.caCertHashes[0]: must be sha256:<64 hex digits>, got "md5:abc"`,
+		"controller.kubernetes.apiServerEndpoint: must be set for kubeadm join (group autoscale.groups[0])",
+		"autoscale.groups[0].scaling.scaleOut.selection: is not a scale-out setting",
+		"autoscale.groups[0].scaling.scaleIn.selection: must be one of newest, oldest, leastPods",
+		"autoscale.groups[0].kubernetes.nodeName:",
+		`autoscale.groups[0].kubernetes.labels: invalid label key "bad key!"`,
+		`autoscale.groups[0].kubernetes.labels.ok: invalid label value "bad value!"`,
+		"autoscale.groups[0].kubernetes.taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute",
+		"autoscale.groups[0].kubernetes.readyTimeout: must be >= 1m",
+		"autoscale.groups[0].kubernetes.drain.timeout: must be >= 1s",
+		"autoscale.groups[0].kubernetes.drain.gracePeriod: must be >= 0s, or -1s",
+		"autoscale.groups[0].kubernetes.drain.onTimeout: must be one of abort, force",
+		"autoscale.groups[1].kubernetes.userData: must be set (or userDataFile) for join userData",
+		"autoscale.groups[2].scaling.scaleIn.selection: leastPods needs the group's VMs to be nodes",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+}
+
+func TestKubernetesDefaultsAndUserDataFile(t *testing.T) {
+	dir := t.TempDir()
+	ud := filepath.Join(dir, "user-data.tmpl")
+	if err := os.WriteFile(ud, []byte("#cloud-config\nhostname: {{.NodeName}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := `
+version: v1alpha1
+controller:
+  kubernetes: {kubeconfig: /etc/kubeconfig}
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - {name: web, max: 3, template: {diskSize: 1GiB}, kubernetes: {join: userData, userDataFile: ` + ud + `}}
+`
+	cfg, err := load(writeConfig(t, body), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Autoscale.Groups[0].Kubernetes
+	if k.UserData != "#cloud-config\nhostname: {{.NodeName}}\n" {
+		t.Errorf("userData = %q, want the file's content", k.UserData)
+	}
+	if k.NodeName != DefaultNodeName || k.ReadyTimeout != 15*time.Minute || k.Drain.Timeout != DefaultDrainTimeout ||
+		*k.Drain.GracePeriod != -time.Second || !*k.Drain.IgnoreDaemonSets || k.Drain.OnTimeout != DrainAbort {
+		t.Errorf("kubernetes defaults not applied: %+v drain %+v", k, k.Drain)
+	}
+	if sel := cfg.Autoscale.Groups[0].Scaling.ScaleIn.Selection; sel != SelectNewest {
+		t.Errorf("scaleIn.selection = %q, want newest", sel)
+	}
+	if cfg.Controller.Kubernetes.TokenTTL != DefaultTokenTTL {
+		t.Errorf("tokenTTL = %s", cfg.Controller.Kubernetes.TokenTTL)
 	}
 }

@@ -100,6 +100,7 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 		return nil, errors.Join(append(errs, decodeErrors(err)...)...)
 	}
 	cfg.ApplyDefaults()
+	errs = append(errs, cfg.readUserDataFiles()...)
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -214,4 +215,28 @@ func unknownKeys(raw any, t reflect.Type, path string) []error {
 
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// readUserDataFiles loads each group's kubernetes.userDataFile into
+// kubernetes.userData, so that the template travels with the group's spec.
+func (c *Config) readUserDataFiles() []error {
+	var errs []error
+	for i := range c.Autoscale.Groups {
+		k := &c.Autoscale.Groups[i].Kubernetes
+		if k.UserDataFile == "" {
+			continue
+		}
+		p := fmt.Sprintf("autoscale.groups[%d].kubernetes.userDataFile", i)
+		if k.UserData != "" {
+			errs = append(errs, fmt.Errorf("%s: set userData or userDataFile, not both", p))
+			continue
+		}
+		b, err := os.ReadFile(k.UserDataFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		k.UserData = string(b)
+	}
+	return errs
 }

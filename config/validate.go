@@ -4,12 +4,14 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"libvirt.org/go/libvirtxml"
@@ -152,8 +154,85 @@ func (c *Config) Validate() error {
 			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
 		}
 		v.template(p+".template", g.Template)
+		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
+		if g.Scaling.ScaleIn.Selection == SelectLeastPods && g.Kubernetes.Join == JoinNone {
+			v.add(p+".scaling.scaleIn.selection", "leastPods needs the group's VMs to be nodes (kubernetes.join)")
+		}
+	}
+	kc := c.Controller.Kubernetes
+	if kc.InCluster && kc.Kubeconfig != "" {
+		v.add("controller.kubernetes", "set inCluster or kubeconfig, not both")
+	}
+	if kc.TokenTTL < time.Minute {
+		v.add("controller.kubernetes.tokenTTL", "must be >= 1m, got %s", kc.TokenTTL)
+	}
+	for i, h := range kc.CACertHashes {
+		if !caHashRE.MatchString(h) {
+			v.add(fmt.Sprintf("controller.kubernetes.caCertHashes[%d]", i), "must be sha256:<64 hex digits>, got %q", h)
+		}
 	}
 	return v.err()
+}
+
+var (
+	caHashRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	// labelKeyRE is a Kubernetes qualified name with an optional DNS prefix.
+	labelKeyRE   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValueRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+func (v *validator) kubernetes(p string, k GroupKubernetes, kc Kubernetes) {
+	v.oneOf(p+".join", k.Join, []string{JoinNone, JoinKubeadm, JoinUserData})
+	if k.Join != JoinNone && !kc.Enabled() {
+		v.add(p+".join", "%s needs controller.kubernetes (kubeconfig or inCluster)", k.Join)
+	}
+	if k.Join == JoinKubeadm {
+		if kc.APIServerEndpoint == "" {
+			v.add("controller.kubernetes.apiServerEndpoint", "must be set for kubeadm join (group %s)", strings.TrimSuffix(p, ".kubernetes"))
+		}
+		if len(kc.CACertHashes) == 0 {
+			v.add("controller.kubernetes.caCertHashes", "must list the cluster CA's hash for kubeadm join (group %s)", strings.TrimSuffix(p, ".kubernetes"))
+		}
+	}
+	if k.Join == JoinUserData && k.UserData == "" {
+		v.add(p+".userData", "must be set (or userDataFile) for join userData")
+	}
+	if _, err := template.New("nodeName").Option("missingkey=error").Parse(k.NodeName); err != nil {
+		v.add(p+".nodeName", "%v", err)
+	}
+	if k.UserData != "" {
+		if _, err := template.New("userData").Option("missingkey=error").Parse(k.UserData); err != nil {
+			v.add(p+".userData", "%v", err)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.Labels)) {
+		if len(key) > 253 || !labelKeyRE.MatchString(key) {
+			v.add(p+".labels", "invalid label key %q", key)
+		}
+		if !labelValueRE.MatchString(k.Labels[key]) {
+			v.add(p+".labels."+key, "invalid label value %q", k.Labels[key])
+		}
+	}
+	for i, t := range k.Taints {
+		tp := fmt.Sprintf("%s.taints[%d]", p, i)
+		if !labelKeyRE.MatchString(t.Key) {
+			v.add(tp+".key", "invalid taint key %q", t.Key)
+		}
+		if !labelValueRE.MatchString(t.Value) {
+			v.add(tp+".value", "invalid taint value %q", t.Value)
+		}
+		v.oneOf(tp+".effect", t.Effect, []string{"NoSchedule", "PreferNoSchedule", "NoExecute"})
+	}
+	if k.ReadyTimeout < time.Minute {
+		v.add(p+".readyTimeout", "must be >= 1m, got %s", k.ReadyTimeout)
+	}
+	if k.Drain.Timeout < time.Second {
+		v.add(p+".drain.timeout", "must be >= 1s, got %s", k.Drain.Timeout)
+	}
+	if g := k.Drain.GracePeriod; g != nil && *g < 0 && *g != -time.Second {
+		v.add(p+".drain.gracePeriod", "must be >= 0s, or -1s for each pod's own, got %s", *g)
+	}
+	v.oneOf(p+".drain.onTimeout", k.Drain.OnTimeout, []string{DrainAbort, DrainForce})
 }
 
 func (v *validator) template(p string, t Template) {
@@ -280,6 +359,10 @@ func (v *validator) scaling(p string, sc Scaling) {
 			v.add(dp+".maxStep", "%v", err)
 		}
 	}
+	if sc.ScaleOut.Selection != "" {
+		v.add(p+".scaleOut.selection", "is not a scale-out setting (see scaleIn.selection)")
+	}
+	v.oneOf(p+".scaleIn.selection", sc.ScaleIn.Selection, []string{SelectNewest, SelectOldest, SelectLeastPods})
 }
 
 // check validates one check's strategy and the parameters beside it.
