@@ -68,6 +68,20 @@ func parseOwner(domainXML string) (Owner, bool, error) {
 // the VM's volume in pool, referenced by pool and volume name so that any
 // pool type works.
 func DomainXML(name string, owner Owner, pool string, t config.Template) (string, error) {
+	return DomainXMLWith(name, owner, pool, t, DomainExtras{})
+}
+
+// DomainExtras are per-VM additions to the template's domain.
+type DomainExtras struct {
+	// UUID fixes the domain's UUID (it is part of a node's provider ID).
+	UUID string `json:"uuid,omitempty"`
+	// Seed is a volume in the pool attached as a read-only CD-ROM (the
+	// NoCloud seed).
+	Seed string `json:"seed,omitempty"`
+}
+
+// DomainXMLWith is DomainXML with the extras.
+func DomainXMLWith(name string, owner Owner, pool string, t config.Template, x DomainExtras) (string, error) {
 	mem, err := config.ParseSize(t.Memory)
 	if err != nil {
 		return "", fmt.Errorf("template.memory: %w", err)
@@ -107,6 +121,20 @@ func DomainXML(name string, owner Owner, pool string, t config.Template) (string
 	}
 	if t.Kernel == "" {
 		d.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+	}
+	d.UUID = x.UUID
+	if x.Seed != "" {
+		target := &libvirtxml.DomainDiskTarget{Dev: "hdc", Bus: "ide"}
+		if strings.Contains(t.Machine, "q35") {
+			target = &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}
+		}
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "cdrom",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{Volume: &libvirtxml.DomainDiskSourceVolume{Pool: pool, Volume: x.Seed}},
+			Target:   target,
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
 	}
 	if t.ConsoleLog {
 		d.Devices.Serials[0].Log = &libvirtxml.DomainChardevLog{

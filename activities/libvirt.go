@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -249,6 +250,8 @@ type DefineDomainInput struct {
 	Domain   DomainRef       `json:"domain"`
 	Volume   string          `json:"volume"`
 	Template config.Template `json:"template"`
+	// Extras fix the UUID and attach the seed, when the VM joins Kubernetes.
+	Extras DomainExtras `json:"extras,omitzero"`
 }
 
 // DefineDomain defines (does not start) the VM's domain, marked with
@@ -266,7 +269,7 @@ func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error 
 		return err
 	}
 	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume}
-	doc, err := DomainXML(in.Domain.VM, owner, in.Domain.Host.Pool, in.Template)
+	doc, err := DomainXMLWith(in.Domain.VM, owner, in.Domain.Host.Pool, in.Template, in.Extras)
 	if err != nil {
 		return nonRetryable(ErrTypeInvalidConfig, "domain %s: %w", in.Domain.VM, err)
 	}
@@ -473,17 +476,28 @@ func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
 type DeleteVolumeInput struct {
 	Host HostRef `json:"host"`
 	VM   string  `json:"vm"`
+	// Volume, if set, deletes that volume (named with VolumePrefix) instead
+	// of the VM's disk and seed.
+	Volume string `json:"volume,omitempty"`
 	// IfUnused refuses (ErrTypeInUse) while any domain on the host, of
 	// anyone, has the volume as a disk: set when the volume is an orphan
 	// rather than the disk of a VM just undefined.
 	IfUnused bool `json:"ifUnused,omitempty"`
 }
 
-// DeleteVolume deletes VolumeName(vm) from the host's pool. Idempotent: a
-// missing volume (or pool) is success. Only volumes named by VolumeName are
-// ever deleted.
+// DeleteVolume deletes the VM's disk, VolumeName(vm), and its seed,
+// SeedVolumeName(vm), from the host's pool; or only Volume, when set.
+// Idempotent: a missing volume (or pool) is success. Only volumes named with
+// VolumePrefix are ever deleted.
 func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error {
 	defer keepAlive(ctx)()
+	names := []string{VolumeName(in.VM), SeedVolumeName(in.VM)}
+	if in.Volume != "" {
+		if !strings.HasPrefix(in.Volume, VolumePrefix) {
+			return nonRetryable(ErrTypeNotOwned, "volume %q is not named as PremiScale's; not deleting it", in.Volume)
+		}
+		names = []string{in.Volume}
+	}
 	lv, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return err
@@ -495,25 +509,26 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 		}
 		return fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
 	}
-	name := VolumeName(in.VM)
-	vol, err := lv.StorageVolLookupByName(pool, name)
-	if err != nil {
-		if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
-			return nil
-		}
-		return fmt.Errorf("lookup volume %q: %w", name, err)
-	}
-	if in.IfUnused {
-		user, err := volumeUser(lv, in.Host.Pool, vol)
+	for _, name := range names {
+		vol, err := lv.StorageVolLookupByName(pool, name)
 		if err != nil {
-			return err
+			if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+				continue
+			}
+			return fmt.Errorf("lookup volume %q: %w", name, err)
 		}
-		if user != "" {
-			return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
+		if in.IfUnused {
+			user, err := volumeUser(lv, in.Host.Pool, vol)
+			if err != nil {
+				return err
+			}
+			if user != "" {
+				return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
+			}
 		}
-	}
-	if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
-		return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)
+		if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+			return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)
+		}
 	}
 	return nil
 }

@@ -101,6 +101,14 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
 	}
+	if k := g.Kubernetes; k.Join != config.JoinNone && k.Join != "" {
+		kc := cfg.Controller.Kubernetes
+		spec.Kubernetes = &workflows.KubernetesSpec{
+			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: k.Taints, UserData: k.UserData,
+			ReadyTimeout: k.ReadyTimeout, Drain: k.Drain,
+			APIServerEndpoint: kc.APIServerEndpoint, CACertHashes: kc.CACertHashes, TokenTTL: kc.TokenTTL,
+		}
+	}
 	for _, name := range g.Hosts {
 		if h, ok := cfg.Host(name); ok {
 			reserved, _ := config.ParseSize(h.Reserved.Memory) // validated; empty is 0

@@ -13,6 +13,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
@@ -118,6 +119,18 @@ func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, 
 // startInProcessOn is startInProcess with the given hosts.
 func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus, hostList []config.Host, groups ...config.Group) (*starter.Starter, client.Client) {
 	tb.Helper()
+	cfg := &config.Config{
+		Version:    config.Version,
+		Controller: config.Controller{Prometheus: prom},
+		Autoscale:  config.Autoscale{Hosts: hostList, Groups: groups},
+	}
+	return startInProcessConfig(tb, ctx, cfg, nil)
+}
+
+// startInProcessConfig is startInProcess for a whole configuration (given
+// without defaults), with kube as the workers' Kubernetes API.
+func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface) (*starter.Starter, client.Client) {
+	tb.Helper()
 	logger := slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
 	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
 	if err != nil {
@@ -131,11 +144,6 @@ func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus
 	tb.Cleanup(c.Close)
 	hosts := activities.NewHosts(logger)
 	tb.Cleanup(func() { _ = hosts.Close() })
-	cfg := &config.Config{
-		Version:    config.Version,
-		Controller: config.Controller{Prometheus: prom},
-		Autoscale:  config.Autoscale{Hosts: hostList, Groups: groups},
-	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("test config: %v", err)
@@ -146,7 +154,7 @@ func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts}, pr, sdkworker.Options{})
+	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts}, pr, &activities.Kubernetes{Client: kube, Hosts: hosts}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		tb.Fatal(err)
 	}

@@ -13,11 +13,14 @@ import (
 )
 
 // New returns a worker on taskQueue with every PremiScale workflow and the
-// libvirt, Prometheus and group-reading activities registered; the latter
-// read the group workflows through c.
-func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activities.Prometheus, opts sdkworker.Options) sdkworker.Worker {
+// libvirt, Prometheus, Kubernetes and group-reading activities registered;
+// the latter read the group workflows through c. kube may have a nil
+// Client: its activities then fail, without retry, for groups that join a
+// cluster.
+func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activities.Prometheus, kube *activities.Kubernetes, opts sdkworker.Options) sdkworker.Worker {
 	w := sdkworker.New(c, taskQueue, opts)
 	Register(w, lv, prom)
+	w.RegisterActivity(kube)
 	w.RegisterActivity(&activities.Groups{Client: c})
 	return w
 }

@@ -85,6 +85,8 @@ type GroupSpec struct {
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
+	// Kubernetes is set when the group's VMs join the cluster as nodes.
+	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
 }
 
 // MemberState is where a member is in its life.
@@ -113,6 +115,8 @@ type Member struct {
 	CreatedAt time.Time   `json:"createdAt"`
 	UpdatedAt time.Time   `json:"updatedAt"`
 	Error     string      `json:"error,omitempty"`
+	// ProviderID is the node's provider ID, for a VM that joins Kubernetes.
+	ProviderID string `json:"providerId,omitempty"`
 }
 
 // Event is one line of a group's recent history, shown by status.
@@ -597,11 +601,42 @@ func (g *group) reconcile(ctx workflow.Context) {
 				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt})
 			}
 		}
-		for _, name := range policy.ScaleInVictims(cands, active-g.st.Desired) {
+		selection := g.spec.Scaling.ScaleIn.Selection
+		if selection == policy.SelectLeastPods {
+			g.countPods(ctx, cands)
+		}
+		for _, name := range policy.ScaleInVictimsBy(cands, active-g.st.Desired, selection) {
 			if m := g.member(name); m.State == MemberRunning {
 				g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
 				g.decommission(ctx, m)
 			}
+		}
+	}
+}
+
+// countPods fills in each candidate's evictable pods from the cluster, for
+// leastPods scale-in. If the cluster cannot be read the counts stay 0 and
+// the choice falls back to newest first, with an event saying so.
+func (g *group) countPods(ctx workflow.Context, cands []policy.Candidate) {
+	var k *activities.Kubernetes
+	in := activities.PodCountsInput{}
+	for _, c := range cands {
+		if m := g.member(c.Name); m != nil && m.ProviderID != "" {
+			in.ProviderIDs = append(in.ProviderIDs, m.ProviderID)
+		}
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	})
+	var out activities.PodCountsOutput
+	if err := workflow.ExecuteActivity(actx, k.PodCounts, in).Get(ctx, &out); err != nil {
+		g.event(ctx, "counting pods for leastPods scale-in failed, choosing newest first: %s", rootCause(err))
+		return
+	}
+	for i := range cands {
+		if m := g.member(cands[i].Name); m != nil {
+			cands[i].Pods = out.Pods[m.ProviderID]
 		}
 	}
 }
@@ -706,9 +741,16 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 	g.st.NextSeq++
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
+	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template}
+	var providerID string
+	if g.spec.Kubernetes != nil {
+		in.Kubernetes = g.spec.Kubernetes
+		in.UUID = domainUUID(workflow.GetInfo(ctx).WorkflowExecution.RunID, name)
+		providerID = ProviderID(g.spec.Name, in.UUID)
+	}
 	g.st.Members = append(g.st.Members, Member{
 		Name: name, Seq: seq, Host: hostName, Volume: activities.VolumeName(name),
-		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now,
+		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now, ProviderID: providerID,
 	})
 	g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -716,9 +758,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, ProvisionVM, ProvisionInput{
-		Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template,
-	})
+	f := workflow.ExecuteChildWorkflow(cctx, ProvisionVM, in)
 	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
 		m.UpdatedAt = workflow.Now(ctx)
 		if err != nil {
@@ -763,10 +803,21 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, DecommissionVM, DecommissionInput{
-		Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace(),
-	})
+	in := DecommissionInput{Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace()}
+	if m.ProviderID != "" {
+		in.Kubernetes, in.ProviderID = g.spec.Kubernetes, m.ProviderID
+	}
+	f := workflow.ExecuteChildWorkflow(cctx, DecommissionVM, in)
 	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
+		if isAppError(err, ErrTypeDrainAborted) {
+			// The node stays, uncordoned: the member serves on, and the
+			// group waits before choosing a victim again.
+			m.State = MemberRunning
+			m.Error = rootCause(err)
+			m.UpdatedAt = workflow.Now(ctx)
+			g.backoff(ctx, fmt.Sprintf("scale-in of %s aborted: %s", name, m.Error))
+			return
+		}
 		if err != nil {
 			m.State = MemberFailed
 			m.Error = rootCause(err)

@@ -73,6 +73,7 @@ func NewMemberSet(configured []string) MemberSet {
 func (s MemberSet) Add(group string, m activities.MemberRef) {
 	s.Members[group+"/"+m.Name] = true
 	s.Volumes[activities.VolumeName(m.Name)] = true
+	s.Volumes[activities.SeedVolumeName(m.Name)] = true
 	if m.Volume != "" {
 		s.Volumes[m.Volume] = true
 	}
@@ -125,9 +126,14 @@ func VolumeGroup(vol string) string {
 	return ""
 }
 
-// volumeVM is the VM a volume named VolumeName(vm) belongs to.
+// volumeVM is the VM a volume named VolumeName(vm) or SeedVolumeName(vm)
+// belongs to.
 func volumeVM(vol string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2")
+	vm := strings.TrimPrefix(vol, activities.VolumePrefix)
+	if s, ok := strings.CutSuffix(vm, ".seed.iso"); ok {
+		return s
+	}
+	return strings.TrimSuffix(vm, ".qcow2")
 }
 
 // AgeOrphans carries the first-seen clock of every orphan from one scan to
@@ -309,7 +315,7 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 		case OrphanDomain:
 			err = workflow.ExecuteActivity(actx, a.UndefineDomain, activities.DomainRef{Host: host, Group: o.Group, VM: o.Name}).Get(ctx, nil)
 		case OrphanVolume:
-			err = workflow.ExecuteActivity(actx, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: volumeVM(o.Name), IfUnused: true}).Get(ctx, nil)
+			err = workflow.ExecuteActivity(actx, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: volumeVM(o.Name), Volume: o.Name, IfUnused: true}).Get(ctx, nil)
 		}
 		if err != nil {
 			errs = append(errs, errors.New(o.Kind+" "+o.Name+" on "+o.Host+": "+rootCause(err)))

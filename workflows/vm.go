@@ -49,6 +49,10 @@ type ProvisionInput struct {
 	Template config.Template    `json:"template"`
 	// BootTimeout bounds the wait for the domain to run; zero means DefaultBootTimeout.
 	BootTimeout time.Duration `json:"bootTimeout,omitempty"`
+	// Kubernetes, when set, makes the VM join the cluster as a node whose
+	// provider ID names UUID, the domain's UUID.
+	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
+	UUID       string          `json:"uuid,omitempty"`
 }
 
 // ProvisionOutput describes the VM that was provisioned.
@@ -57,12 +61,15 @@ type ProvisionOutput struct {
 }
 
 // ProvisionVM creates one VM: clone the disk, define the domain, start it and
-// wait until it runs. If any step fails, or the workflow is cancelled, it
-// compensates: whatever it created is destroyed and deleted before it returns
-// the error, so a failed provisioning leaves nothing behind.
+// wait until it runs. A VM that joins Kubernetes also gets a join token
+// (kubeadm) and a NoCloud seed before it is defined, and is done only once
+// its node is Ready (then its token is deleted). If any step fails, or the
+// workflow is cancelled, it compensates: whatever it created is destroyed
+// and deleted before it returns the error, so a failed provisioning leaves
+// nothing behind.
 //
-//	clone volume -> define domain -> start domain -> wait running -> done
-//	     \______________\_______________\______________\-> compensate -> error
+//	clone volume -> [token -> seed] -> define -> start -> wait running -> [node Ready -> delete token] -> done
+//	     \___________________\___________\________\__________\_______________\-> compensate -> error
 func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, error) {
 	var a *activities.Libvirt
 	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
@@ -87,9 +94,13 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	err := workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
 		Host: in.Host, VM: in.VM, BaseVolume: in.Template.BaseVolume, DiskSize: in.Template.DiskSize,
 	}).Get(ctx, &vol)
+	var extras activities.DomainExtras
+	if err == nil && in.Kubernetes != nil {
+		extras, err = joinCluster(ctx, quick, in)
+	}
 	if err == nil {
 		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
-			Domain: ref, Volume: vol.Volume, Template: in.Template,
+			Domain: ref, Volume: vol.Volume, Template: in.Template, Extras: extras,
 		}).Get(ctx, nil)
 	}
 	if err == nil {
@@ -98,9 +109,16 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	if err == nil {
 		err = workflow.ExecuteActivity(boot, a.WaitRunning, ref).Get(ctx, nil)
 	}
+	if err == nil && in.Kubernetes != nil {
+		err = waitNodeReady(ctx, quick, in)
+	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("provisioning failed, compensating", "group", in.Group, "vm", in.VM, "host", in.Host.Name, "error", err)
-		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0); cerr != nil {
+		var providerID string
+		if in.Kubernetes != nil {
+			providerID = ProviderID(in.Group, in.UUID)
+		}
+		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0, providerID); cerr != nil {
 			return ProvisionOutput{}, fmt.Errorf("provision %s: %w (and cleanup failed: %v)", in.VM, err, cerr)
 		}
 		return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
@@ -114,19 +132,31 @@ type DecommissionInput struct {
 	VM          string             `json:"vm"`
 	Host        activities.HostRef `json:"host"`
 	GracePeriod time.Duration      `json:"gracePeriod"`
+	// Kubernetes and ProviderID are set for a VM that joined the cluster.
+	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
+	ProviderID string          `json:"providerId,omitempty"`
 }
 
-// DecommissionVM removes one VM: shut down (ACPI, bounded by the grace
-// period, then destroy), undefine, delete its volume. Every step is
-// idempotent, so a decommissioning may be repeated at will.
+// DecommissionVM removes one VM: for a node, cordon and drain it first
+// (see drainNode for a drain that times out); then shut down (ACPI, bounded
+// by the grace period, then destroy), undefine, delete the Node object and
+// join tokens, delete its volumes. Every step is idempotent, so a
+// decommissioning may be repeated at will.
 func DecommissionVM(ctx workflow.Context, in DecommissionInput) error {
-	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod)
+	if in.Kubernetes != nil && in.ProviderID != "" {
+		if err := drainNode(ctx, in); err != nil {
+			return err
+		}
+	}
+	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod, in.ProviderID)
 }
 
 // cleanupVM runs the teardown steps in a context that survives cancellation
 // of ctx. A domain that is not PremiScale's stops the domain steps (it is
-// never touched) but not the deletion of PremiScale's own volume.
-func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, grace time.Duration) error {
+// never touched) but not the deletion of PremiScale's own volume. With a
+// providerID, the VM's Node object and join tokens are deleted once the
+// domain is gone.
+func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, grace time.Duration, providerID string) error {
 	var a *activities.Libvirt
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
@@ -147,6 +177,11 @@ func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, 
 	}
 	if err != nil && !isAppError(err, activities.ErrTypeNotOwned) {
 		return fmt.Errorf("remove domain %s: %w", vm, err)
+	}
+	if providerID != "" {
+		if err := forgetNode(dctx, group, vm, providerID); err != nil {
+			return fmt.Errorf("forget node of %s: %w", vm, err)
+		}
 	}
 	if verr := workflow.ExecuteActivity(quick, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}).Get(dctx, nil); verr != nil {
 		return fmt.Errorf("delete volume of %s: %w", vm, verr)

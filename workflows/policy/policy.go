@@ -59,17 +59,32 @@ type Candidate struct {
 	Name      string
 	Seq       int
 	CreatedAt time.Time
+	// Pods is how many pods a drain would evict from the VM's node
+	// (SelectLeastPods only).
+	Pods int
 }
+
+// Scale-in selections (as config.Select*).
+const (
+	SelectNewest    = "newest"
+	SelectOldest    = "oldest"
+	SelectLeastPods = "leastPods"
+)
 
 // ScaleInVictims picks n VMs to remove, newest first: latest CreatedAt, then
 // highest Seq (creation order within the same instant), then name.
 func ScaleInVictims(cands []Candidate, n int) []string {
+	return ScaleInVictimsBy(cands, n, SelectNewest)
+}
+
+// ScaleInVictimsBy picks n VMs to remove by selection: SelectNewest (as
+// ScaleInVictims), SelectOldest (earliest first), or SelectLeastPods (fewest
+// Pods first, newest among equals). Anything else means newest.
+func ScaleInVictimsBy(cands []Candidate, n int, selection string) []string {
 	if n <= 0 {
 		return nil
 	}
-	sorted := append([]Candidate(nil), cands...)
-	sort.SliceStable(sorted, func(i, j int) bool {
-		a, b := sorted[i], sorted[j]
+	newer := func(a, b Candidate) bool {
 		if !a.CreatedAt.Equal(b.CreatedAt) {
 			return a.CreatedAt.After(b.CreatedAt)
 		}
@@ -77,6 +92,19 @@ func ScaleInVictims(cands []Candidate, n int) []string {
 			return a.Seq > b.Seq
 		}
 		return a.Name > b.Name
+	}
+	sorted := append([]Candidate(nil), cands...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		switch selection {
+		case SelectOldest:
+			return newer(b, a)
+		case SelectLeastPods:
+			if a.Pods != b.Pods {
+				return a.Pods < b.Pods
+			}
+		}
+		return newer(a, b)
 	})
 	if n > len(sorted) {
 		n = len(sorted)

@@ -51,10 +51,10 @@ func TestPickHostSpreadsByMembers(t *testing.T) {
 func TestScaleInVictimsNewestFirst(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cands := []Candidate{
-		{"g-1", 1, t0},
-		{"g-2", 2, t0.Add(time.Minute)},
-		{"g-3", 3, t0.Add(time.Minute)},
-		{"g-4", 4, t0.Add(-time.Minute)},
+		{Name: "g-1", Seq: 1, CreatedAt: t0},
+		{Name: "g-2", Seq: 2, CreatedAt: t0.Add(time.Minute)},
+		{Name: "g-3", Seq: 3, CreatedAt: t0.Add(time.Minute)},
+		{Name: "g-4", Seq: 4, CreatedAt: t0.Add(-time.Minute)},
 	}
 	tests := []struct {
 		name string
@@ -70,6 +70,35 @@ func TestScaleInVictimsNewestFirst(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := ScaleInVictims(cands, tt.n); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ScaleInVictims(%d) = %v, want %v", tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestScaleInVictimsBySelection(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cands := []Candidate{
+		{Name: "g-1", Seq: 1, CreatedAt: t0, Pods: 5},
+		{Name: "g-2", Seq: 2, CreatedAt: t0.Add(time.Minute), Pods: 0},
+		{Name: "g-3", Seq: 3, CreatedAt: t0.Add(time.Minute), Pods: 3},
+		{Name: "g-4", Seq: 4, CreatedAt: t0.Add(-time.Minute), Pods: 0},
+	}
+	tests := []struct {
+		selection string
+		n         int
+		want      []string
+	}{
+		{SelectNewest, 2, []string{"g-3", "g-2"}},
+		{SelectOldest, 2, []string{"g-4", "g-1"}},
+		{SelectOldest, 3, []string{"g-4", "g-1", "g-2"}},
+		{SelectLeastPods, 1, []string{"g-2"}}, // 0 pods, and newer than g-4
+		{SelectLeastPods, 3, []string{"g-2", "g-4", "g-3"}},
+		{"", 1, []string{"g-3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.selection, func(t *testing.T) {
+			if got := ScaleInVictimsBy(cands, tt.n, tt.selection); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ScaleInVictimsBy(%d, %q) = %v, want %v", tt.n, tt.selection, got, tt.want)
 			}
 		})
 	}

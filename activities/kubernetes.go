@@ -1,0 +1,407 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+	bootstraputil "k8s.io/cluster-bootstrap/token/util"
+	"k8s.io/kubectl/pkg/drain"
+)
+
+// Labels PremiScale puts on the bootstrap-token Secrets it creates.
+const (
+	LabelGroup = "premiscale.com/group"
+	LabelVM    = "premiscale.com/vm"
+)
+
+// Error types of the Kubernetes activities.
+const (
+	// ErrTypeDrainTimeout: the drain did not finish within its timeout.
+	ErrTypeDrainTimeout = "DrainTimeout"
+	// ErrTypeNoKubernetes: a group needs Kubernetes, the worker has none.
+	ErrTypeNoKubernetes = "NoKubernetes"
+)
+
+// Kubernetes holds the activities that talk to the cluster the groups' VMs
+// join. Hosts is used by CreateSeedVolume, which writes a VM's NoCloud seed
+// to libvirt: it is the one place where a join token is read, so the token
+// never leaves the activity (it is neither an input nor a result, and so
+// never enters workflow history).
+type Kubernetes struct {
+	// Client is nil when the controller has no cluster configured.
+	Client kubernetes.Interface
+	Hosts  *Hosts
+	// Now is the clock for token expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+func (k *Kubernetes) client() (kubernetes.Interface, error) {
+	if k == nil || k.Client == nil {
+		return nil, nonRetryable(ErrTypeNoKubernetes, "this worker has no Kubernetes cluster configured (controller.kubernetes)")
+	}
+	return k.Client, nil
+}
+
+func (k *Kubernetes) now() time.Time {
+	if k.Now != nil {
+		return k.Now()
+	}
+	return time.Now()
+}
+
+// JoinTokenInput asks for the bootstrap token of one VM.
+type JoinTokenInput struct {
+	Group string        `json:"group"`
+	VM    string        `json:"vm"`
+	TTL   time.Duration `json:"ttl"`
+}
+
+// JoinTokenOutput names the token by its public ID only.
+type JoinTokenOutput struct {
+	TokenID string `json:"tokenId"`
+}
+
+// CreateJoinToken creates a kubeadm bootstrap token for the VM: a Secret
+// bootstrap-token-<id> in kube-system, usable for authentication and
+// signing, in kubeadm's default node-token group, expiring after TTL.
+// Idempotent: an unexpired token already labelled for this VM is returned
+// instead. Only the token's ID (its public half) is returned.
+func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (JoinTokenOutput, error) {
+	c, err := k.client()
+	if err != nil {
+		return JoinTokenOutput{}, err
+	}
+	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
+	sel := labels.SelectorFromSet(labels.Set{LabelGroup: in.Group, LabelVM: in.VM}).String()
+	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return JoinTokenOutput{}, fmt.Errorf("list join tokens of %s: %w", in.VM, err)
+	}
+	for _, s := range list.Items {
+		exp, err := time.Parse(time.RFC3339, secretField(&s, bootstrapapi.BootstrapTokenExpirationKey))
+		if s.Type == bootstrapapi.SecretTypeBootstrapToken && err == nil && exp.After(k.now().Add(time.Minute)) {
+			return JoinTokenOutput{TokenID: secretField(&s, bootstrapapi.BootstrapTokenIDKey)}, nil
+		}
+	}
+	token, err := bootstraputil.GenerateBootstrapToken()
+	if err != nil {
+		return JoinTokenOutput{}, fmt.Errorf("generate join token: %w", err)
+	}
+	id, secret, ok := cutToken(token)
+	if !ok {
+		return JoinTokenOutput{}, errors.New("generated join token is malformed")
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      bootstrapapi.BootstrapTokenSecretPrefix + id,
+			Namespace: metav1.NamespaceSystem,
+			Labels:    map[string]string{LabelGroup: in.Group, LabelVM: in.VM},
+		},
+		Type: bootstrapapi.SecretTypeBootstrapToken,
+		StringData: map[string]string{
+			bootstrapapi.BootstrapTokenDescriptionKey:      "PremiScale join token of " + in.VM,
+			bootstrapapi.BootstrapTokenIDKey:               id,
+			bootstrapapi.BootstrapTokenSecretKey:           secret,
+			bootstrapapi.BootstrapTokenExpirationKey:       k.now().Add(in.TTL).UTC().Format(time.RFC3339),
+			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
+			bootstrapapi.BootstrapTokenUsageSigningKey:     "true",
+			bootstrapapi.BootstrapTokenExtraGroupsKey:      "system:bootstrappers:kubeadm:default-node-token",
+		},
+	}
+	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return JoinTokenOutput{}, fmt.Errorf("create join token of %s: %w", in.VM, err)
+	}
+	return JoinTokenOutput{TokenID: id}, nil
+}
+
+func cutToken(token string) (id, secret string, ok bool) {
+	m := bootstraputil.BootstrapTokenRegexp.FindStringSubmatch(token)
+	if len(m) != 3 {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// joinToken reads back the full token "<id>.<secret>" of a token ID.
+func (k *Kubernetes) joinToken(ctx context.Context, id string) (string, error) {
+	c, err := k.client()
+	if err != nil {
+		return "", err
+	}
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, bootstrapapi.BootstrapTokenSecretPrefix+id, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read join token %s: %w", id, err)
+	}
+	return id + "." + secretField(s, bootstrapapi.BootstrapTokenSecretKey), nil
+}
+
+// secretField reads a Secret's key from Data, or from StringData, which an
+// API server folds into Data but client-go's fake keeps as given.
+func secretField(s *corev1.Secret, key string) string {
+	if v, ok := s.Data[key]; ok {
+		return string(v)
+	}
+	return s.StringData[key]
+}
+
+// DeleteJoinTokensInput names the VM whose tokens go.
+type DeleteJoinTokensInput struct {
+	Group string `json:"group"`
+	VM    string `json:"vm"`
+}
+
+// DeleteJoinTokens deletes every bootstrap token PremiScale made for the
+// VM. Idempotent: none left is success.
+func (k *Kubernetes) DeleteJoinTokens(ctx context.Context, in DeleteJoinTokensInput) error {
+	c, err := k.client()
+	if err != nil {
+		return err
+	}
+	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
+	sel := labels.SelectorFromSet(labels.Set{LabelGroup: in.Group, LabelVM: in.VM}).String()
+	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return fmt.Errorf("list join tokens of %s: %w", in.VM, err)
+	}
+	for _, s := range list.Items {
+		if err := secrets.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete join token %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// NodeRef finds a node by its provider ID (premiscale://<group>/<uuid>).
+type NodeRef struct {
+	ProviderID string `json:"providerId"`
+}
+
+// NodeStatusOutput is what the cluster says about a VM's node.
+type NodeStatusOutput struct {
+	Name   string `json:"name,omitempty"`
+	Exists bool   `json:"exists"`
+	Ready  bool   `json:"ready"`
+}
+
+// NodeStatus reports whether the node with the provider ID exists and is
+// Ready. Read-only, so always safe to retry.
+func (k *Kubernetes) NodeStatus(ctx context.Context, in NodeRef) (NodeStatusOutput, error) {
+	node, err := k.node(ctx, in.ProviderID)
+	if err != nil || node == nil {
+		return NodeStatusOutput{}, err
+	}
+	out := NodeStatusOutput{Name: node.Name, Exists: true}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			out.Ready = true
+		}
+	}
+	return out, nil
+}
+
+// node returns the node with the provider ID, or nil.
+func (k *Kubernetes) node(ctx context.Context, providerID string) (*corev1.Node, error) {
+	c, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	for i := range nodes.Items {
+		if nodes.Items[i].Spec.ProviderID == providerID {
+			return &nodes.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// DrainInput says how to drain a VM's node.
+type DrainInput struct {
+	ProviderID string        `json:"providerId"`
+	Timeout    time.Duration `json:"timeout"`
+	// GracePeriodSeconds is each pod's termination grace; -1 keeps the pod's own.
+	GracePeriodSeconds int  `json:"gracePeriodSeconds"`
+	IgnoreDaemonSets   bool `json:"ignoreDaemonSets"`
+	DeleteEmptyDirData bool `json:"deleteEmptyDirData"`
+	Force              bool `json:"force"`
+	// EvictRetryDelay is the wait before retrying an eviction a
+	// PodDisruptionBudget refused; zero means 5 s.
+	EvictRetryDelay time.Duration `json:"evictRetryDelay,omitempty"`
+}
+
+// DrainOutput reports what the drain did.
+type DrainOutput struct {
+	Node    string `json:"node,omitempty"`
+	Evicted int    `json:"evicted"`
+}
+
+// DrainNode cordons the VM's node and evicts its pods with kubectl's drain
+// library (eviction API, so PodDisruptionBudgets are respected; a refused
+// eviction is retried after EvictRetryDelay), heartbeating while it waits.
+// A node that does not exist is success (nothing to drain). Past Timeout it
+// fails without retry (ErrTypeDrainTimeout), leaving the node cordoned; the
+// caller decides whether to uncordon or go on. Idempotent: draining a
+// drained node does nothing.
+func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput, error) {
+	defer keepAlive(ctx)()
+	c, err := k.client()
+	if err != nil {
+		return DrainOutput{}, err
+	}
+	node, err := k.node(ctx, in.ProviderID)
+	if err != nil || node == nil {
+		return DrainOutput{}, err
+	}
+	retry := in.EvictRetryDelay
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	out := DrainOutput{Node: node.Name}
+	h := &drain.Helper{
+		Ctx:                  ctx,
+		Client:               c,
+		Force:                in.Force,
+		GracePeriodSeconds:   in.GracePeriodSeconds,
+		IgnoreAllDaemonSets:  in.IgnoreDaemonSets,
+		DeleteEmptyDirData:   in.DeleteEmptyDirData,
+		Timeout:              in.Timeout,
+		EvictErrorRetryDelay: retry,
+		Out:                  io.Discard,
+		ErrOut:               io.Discard,
+		OnPodDeletionOrEvictionFinished: func(*corev1.Pod, bool, error) {
+			out.Evicted++
+			activity.RecordHeartbeat(ctx, out.Evicted)
+		},
+	}
+	if err := drain.RunCordonOrUncordon(h, node, true); err != nil {
+		return out, fmt.Errorf("cordon node %s: %w", node.Name, err)
+	}
+	if err := drain.RunNodeDrain(h, node.Name); err != nil {
+		if ctx.Err() == nil && isDrainTimeout(err) {
+			return out, nonRetryable(ErrTypeDrainTimeout, "drain node %s: not done within %s: %v", node.Name, in.Timeout, err)
+		}
+		return out, fmt.Errorf("drain node %s: %w", node.Name, err)
+	}
+	return out, nil
+}
+
+// isDrainTimeout recognises the drain library's timeout, which it reports
+// as a plain error.
+func isDrainTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || containsAny(err.Error(), "global timeout reached", "timed out")
+}
+
+// UncordonNode makes the VM's node schedulable again (after an aborted
+// drain). A missing node is success.
+func (k *Kubernetes) UncordonNode(ctx context.Context, in NodeRef) error {
+	c, err := k.client()
+	if err != nil {
+		return err
+	}
+	node, err := k.node(ctx, in.ProviderID)
+	if err != nil || node == nil {
+		return err
+	}
+	h := &drain.Helper{Ctx: ctx, Client: c, Out: io.Discard, ErrOut: io.Discard}
+	if err := drain.RunCordonOrUncordon(h, node, false); err != nil {
+		return fmt.Errorf("uncordon node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// DeleteNode deletes the VM's Node object. Idempotent: a missing node is
+// success.
+func (k *Kubernetes) DeleteNode(ctx context.Context, in NodeRef) error {
+	c, err := k.client()
+	if err != nil {
+		return err
+	}
+	node, err := k.node(ctx, in.ProviderID)
+	if err != nil || node == nil {
+		return err
+	}
+	if err := c.CoreV1().Nodes().Delete(ctx, node.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// PodCountsInput lists the nodes to count pods on.
+type PodCountsInput struct {
+	ProviderIDs []string `json:"providerIds"`
+}
+
+// PodCountsOutput maps provider IDs to their nodes' pods that a drain would
+// evict (all but DaemonSet and mirror pods); a node that does not exist
+// counts 0.
+type PodCountsOutput struct {
+	Pods map[string]int `json:"pods"`
+}
+
+// PodCounts counts the evictable pods on each VM's node, for leastPods
+// scale-in. Read-only.
+func (k *Kubernetes) PodCounts(ctx context.Context, in PodCountsInput) (PodCountsOutput, error) {
+	c, err := k.client()
+	if err != nil {
+		return PodCountsOutput{}, err
+	}
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return PodCountsOutput{}, fmt.Errorf("list nodes: %w", err)
+	}
+	byName := map[string]string{}
+	for _, n := range nodes.Items {
+		byName[n.Name] = n.Spec.ProviderID
+	}
+	out := PodCountsOutput{Pods: map[string]int{}}
+	for _, id := range in.ProviderIDs {
+		out.Pods[id] = 0
+	}
+	pods, err := c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return PodCountsOutput{}, fmt.Errorf("list pods: %w", err)
+	}
+	for _, p := range pods.Items {
+		id, ok := byName[p.Spec.NodeName]
+		if _, wanted := out.Pods[id]; !ok || !wanted || isDaemonOrMirror(p) ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		out.Pods[id]++
+	}
+	return out, nil
+}
+
+func isDaemonOrMirror(p corev1.Pod) bool {
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return true
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

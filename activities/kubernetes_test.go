@@ -1,0 +1,250 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kdomanski/iso9660"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+)
+
+func TestCreateJoinTokenReturnsOnlyTheIDAndIsIdempotent(t *testing.T) {
+	cs := fake.NewClientset()
+	k := &Kubernetes{Client: cs}
+	ctx := context.Background()
+	out, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", TTL: 30 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.TokenID) != 6 || strings.Contains(out.TokenID, ".") {
+		t.Fatalf("token ID %q: want the 6-character public half only", out.TokenID)
+	}
+	s, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+out.TokenID, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Type != bootstrapapi.SecretTypeBootstrapToken || s.Labels[LabelVM] != "web-1" ||
+		s.StringData[bootstrapapi.BootstrapTokenUsageAuthentication] != "true" || len(s.StringData[bootstrapapi.BootstrapTokenSecretKey]) != 16 {
+		t.Errorf("token secret = %+v", s)
+	}
+	again, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", TTL: 30 * time.Minute})
+	if err != nil || again.TokenID != out.TokenID {
+		t.Errorf("second call: %q %v, want the same token %q", again.TokenID, err, out.TokenID)
+	}
+	full, err := k.joinToken(ctx, out.TokenID)
+	if err != nil || !strings.HasPrefix(full, out.TokenID+".") || len(full) != 23 {
+		t.Errorf("joinToken = %q %v", full, err)
+	}
+	if err := k.DeleteJoinTokens(ctx, DeleteJoinTokensInput{Group: "web", VM: "web-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := cs.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
+		t.Errorf("%d secrets left after DeleteJoinTokens", len(l.Items))
+	}
+}
+
+func TestNoClusterIsANonRetryableError(t *testing.T) {
+	_, err := (&Kubernetes{}).NodeStatus(context.Background(), NodeRef{ProviderID: "x"})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeNoKubernetes || !ae.NonRetryable() {
+		t.Fatalf("err = %v, want non-retryable %s", err, ErrTypeNoKubernetes)
+	}
+}
+
+func TestKubeadmUserDataJoinsWithTokenHashAndProviderID(t *testing.T) {
+	in := SeedInput{
+		VM: "web-1", Group: "web", NodeName: "web-1", ProviderID: "premiscale://web/0a1b",
+		APIServerEndpoint: "10.0.0.10:6443", CACertHashes: []string{"sha256:" + strings.Repeat("ab", 32)},
+		Labels: map[string]string{"tier": "web", "a": "b"},
+		Taints: []Taint{{Key: "dedicated", Value: "web", Effect: "NoSchedule"}},
+	}
+	ud, err := KubeadmUserData(in, "abcdef.0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"#cloud-config\n",
+		"- kubeadm\n  - join\n  - 10.0.0.10:6443\n  - --token\n  - abcdef.0123456789abcdef\n  - --discovery-token-ca-cert-hash\n  - sha256:abab",
+		"--node-name\n  - web-1",
+		`--provider-id=premiscale://web/0a1b --node-labels=a=b,tier=web --register-with-taints=dedicated=web:NoSchedule`,
+		"path: /etc/default/kubelet",
+	} {
+		if !strings.Contains(string(ud), want) {
+			t.Errorf("user-data lacks %q:\n%s", want, ud)
+		}
+	}
+	if _, err := KubeadmUserData(SeedInput{}, "abcdef.0123456789abcdef"); err == nil {
+		t.Error("kubeadm user-data without endpoint and CA hash rendered")
+	}
+}
+
+func TestSeedISOReadsBackWithLabelAndFiles(t *testing.T) {
+	iso, err := SeedISO([]byte("#cloud-config\nhostname: a\n"), MetaData(SeedInput{InstanceID: "id-1", NodeName: "a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, label := ReadSeedISO(t, iso)
+	if label != SeedLabel {
+		t.Errorf("label %q, want %q", label, SeedLabel)
+	}
+	if files["user-data"] != "#cloud-config\nhostname: a\n" || files["meta-data"] != "instance-id: id-1\nlocal-hostname: a\n" {
+		t.Errorf("files = %q", files)
+	}
+}
+
+// ReadSeedISO returns the files of a seed image and its volume label.
+func ReadSeedISO(t testing.TB, iso []byte) (map[string]string, string) {
+	t.Helper()
+	img, err := iso9660.OpenImage(bytes.NewReader(iso))
+	if err != nil {
+		t.Fatal(err)
+	}
+	label, err := img.Label()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := img.RootDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := root.GetChildren()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, c := range children {
+		b, err := io.ReadAll(c.Reader())
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[c.Name()] = string(b)
+	}
+	return files, strings.TrimRight(label, " \x00")
+}
+
+// drainCluster is a fake API server with one node and its pods, whose
+// eviction API deletes the evicted pod unless blocked says a
+// PodDisruptionBudget forbids it (429, as the real API server answers).
+func drainCluster(t *testing.T, blocked func(pod string) bool) (*fake.Clientset, *atomic.Int32) {
+	t.Helper()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "web-1"}, Spec: corev1.NodeSpec{ProviderID: "premiscale://web/u1"}}
+	pod := func(name string, owner string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{NodeName: "web-1"},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		if owner != "" {
+			ctrl := true
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: owner, Name: owner + "-x", UID: types.UID("u-" + name), Controller: &ctrl}}
+		}
+		return p
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "DaemonSet-x", Namespace: "default"}}
+	cs := fake.NewClientset(node, ds, pod("app-1", "ReplicaSet"), pod("app-2", "ReplicaSet"), pod("agent", "DaemonSet"))
+	cs.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{
+		{GroupVersion: "policy/v1", APIResources: []metav1.APIResource{{Name: "poddisruptionbudgets", Kind: "PodDisruptionBudget"}}},
+		{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "pods/eviction", Kind: "Eviction", Group: "policy", Version: "v1"}}},
+	}
+	var evicted atomic.Int32
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "eviction" {
+			return false, nil, nil
+		}
+		ev := a.(k8stesting.CreateAction).GetObject().(*policyv1.Eviction)
+		if blocked(ev.Name) {
+			return true, nil, apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 1)
+		}
+		if err := cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, ev.Namespace, ev.Name); err != nil {
+			return true, nil, err
+		}
+		evicted.Add(1)
+		return true, nil, nil
+	})
+	return cs, &evicted
+}
+
+func runDrain(t *testing.T, k *Kubernetes, in DrainInput) (DrainOutput, error) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(k)
+	v, err := env.ExecuteActivity(k.DrainNode, in)
+	var out DrainOutput
+	if err == nil {
+		err = v.Get(&out)
+	}
+	return out, err
+}
+
+func TestDrainNodeCordonsAndEvictsAllButDaemonSets(t *testing.T) {
+	cs, evicted := drainCluster(t, func(string) bool { return false })
+	k := &Kubernetes{Client: cs}
+	out, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: 20 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Node != "web-1" || evicted.Load() != 2 {
+		t.Errorf("drain = %+v, %d evictions; want node web-1, 2 evictions", out, evicted.Load())
+	}
+	ctx := context.Background()
+	n, _ := cs.CoreV1().Nodes().Get(ctx, "web-1", metav1.GetOptions{})
+	if !n.Spec.Unschedulable {
+		t.Error("node not cordoned")
+	}
+	pods, _ := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if len(pods.Items) != 1 || pods.Items[0].Name != "agent" {
+		t.Errorf("pods left: %v, want only the DaemonSet's", pods.Items)
+	}
+	// A node that is gone drains trivially.
+	if out, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/none", Timeout: time.Second}); err != nil || out.Node != "" {
+		t.Errorf("drain of a missing node: %+v %v", out, err)
+	}
+}
+
+func TestDrainBlockedByPDBIsRetriedThenTimesOut(t *testing.T) {
+	var attempts atomic.Int32
+	cs, _ := drainCluster(t, func(pod string) bool {
+		if pod == "app-2" {
+			attempts.Add(1)
+			return true
+		}
+		return false
+	})
+	k := &Kubernetes{Client: cs}
+	start := time.Now()
+	_, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: 2 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 200 * time.Millisecond})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeDrainTimeout {
+		t.Fatalf("err = %v, want %s", err, ErrTypeDrainTimeout)
+	}
+	if n := attempts.Load(); n < 3 || n > 20 {
+		t.Errorf("blocked eviction tried %d times in 2s with a 200ms retry delay; want a handful, neither one nor a spin", n)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("drain took %s, past its 2s timeout", d)
+	}
+	if err := k.UncordonNode(context.Background(), NodeRef{ProviderID: "premiscale://web/u1"}); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := cs.CoreV1().Nodes().Get(context.Background(), "web-1", metav1.GetOptions{})
+	if n.Spec.Unschedulable {
+		t.Error("node still cordoned after UncordonNode")
+	}
+}

@@ -1,0 +1,236 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/digitalocean/go-libvirt"
+	"github.com/kdomanski/iso9660"
+	"libvirt.org/go/libvirtxml"
+	"sigs.k8s.io/yaml"
+)
+
+// SeedLabel is the volume label cloud-init's NoCloud datasource looks for.
+const SeedLabel = "cidata"
+
+// SeedVolumeName is the name of the NoCloud seed volume of the VM named vm.
+func SeedVolumeName(vm string) string { return VolumePrefix + vm + ".seed.iso" }
+
+// Join modes a seed is built for (as config.Join*).
+const (
+	joinKubeadm  = "kubeadm"
+	joinUserData = "userData"
+)
+
+// Taint is one node taint, registered by the kubelet.
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect"`
+}
+
+// SeedInput describes the NoCloud seed of one VM. It holds no secret: for
+// kubeadm, the token is read inside the activity by TokenID.
+type SeedInput struct {
+	Host       HostRef `json:"host"`
+	Group      string  `json:"group"`
+	VM         string  `json:"vm"`
+	InstanceID string  `json:"instanceId"`
+	// NodeName is a Go template of the node name; fields .VM and .Group.
+	NodeName   string `json:"nodeName"`
+	ProviderID string `json:"providerId"`
+	// Join is "kubeadm" or "userData".
+	Join string `json:"join"`
+	// kubeadm: the token to read, and what kubeadm join is told.
+	TokenID           string            `json:"tokenId,omitempty"`
+	APIServerEndpoint string            `json:"apiServerEndpoint,omitempty"`
+	CACertHashes      []string          `json:"caCertHashes,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Taints            []Taint           `json:"taints,omitempty"`
+	// userData: the group's template; fields .VM, .Group, .NodeName, .ProviderID.
+	UserData string `json:"userData,omitempty"`
+}
+
+// SeedOutput names the seed volume.
+type SeedOutput struct {
+	Volume string `json:"volume"`
+}
+
+// CreateSeedVolume renders the VM's user-data and meta-data, writes them to
+// an ISO9660 image labelled cidata, and uploads it to the host's pool as
+// SeedVolumeName(vm), to be attached read-only as a CD-ROM. Idempotent: an
+// existing seed volume is replaced by the new one (same content for the same
+// token).
+func (k *Kubernetes) CreateSeedVolume(ctx context.Context, in SeedInput) (SeedOutput, error) {
+	defer keepAlive(ctx)()
+	name, err := RenderNodeName(in.NodeName, in.Group, in.VM)
+	if err != nil {
+		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "node name of %s: %v", in.VM, err)
+	}
+	in.NodeName = name
+	var userData []byte
+	switch in.Join {
+	case joinKubeadm:
+		token, err := k.joinToken(ctx, in.TokenID)
+		if err != nil {
+			return SeedOutput{}, err
+		}
+		if userData, err = KubeadmUserData(in, token); err != nil {
+			return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "user-data of %s: %v", in.VM, err)
+		}
+	case joinUserData:
+		var err error
+		if userData, err = TemplateUserData(in); err != nil {
+			return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "user-data of %s: %v", in.VM, err)
+		}
+	default:
+		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "no seed for join mode %q", in.Join)
+	}
+	iso, err := SeedISO(userData, MetaData(in))
+	if err != nil {
+		return SeedOutput{}, err
+	}
+	vol := SeedVolumeName(in.VM)
+	if err := uploadVolume(k.Hosts, ctx, in.Host, vol, iso); err != nil {
+		return SeedOutput{}, err
+	}
+	return SeedOutput{Volume: vol}, nil
+}
+
+// RenderNodeName renders a node name template (.VM, .Group).
+func RenderNodeName(pattern, group, vm string) (string, error) {
+	if pattern == "" {
+		return vm, nil
+	}
+	t, err := template.New("nodeName").Option("missingkey=error").Parse(pattern)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, map[string]string{"VM": vm, "Group": group}); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// KubeadmUserData renders a cloud-config that sets the kubelet's provider
+// ID, labels and taints and runs kubeadm join with the token and the CA
+// hashes.
+func KubeadmUserData(in SeedInput, token string) ([]byte, error) {
+	if in.APIServerEndpoint == "" || len(in.CACertHashes) == 0 {
+		return nil, fmt.Errorf("kubeadm join needs the API server endpoint and the CA cert hashes")
+	}
+	args := []string{"--provider-id=" + in.ProviderID}
+	if len(in.Labels) > 0 {
+		keys := make([]string, 0, len(in.Labels))
+		for k := range in.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		pairs := make([]string, len(keys))
+		for i, k := range keys {
+			pairs[i] = k + "=" + in.Labels[k]
+		}
+		args = append(args, "--node-labels="+strings.Join(pairs, ","))
+	}
+	if len(in.Taints) > 0 {
+		ts := make([]string, len(in.Taints))
+		for i, t := range in.Taints {
+			ts[i] = t.Key + "=" + t.Value + ":" + t.Effect
+		}
+		args = append(args, "--register-with-taints="+strings.Join(ts, ","))
+	}
+	join := []string{"kubeadm", "join", in.APIServerEndpoint, "--token", token}
+	for _, h := range in.CACertHashes {
+		join = append(join, "--discovery-token-ca-cert-hash", h)
+	}
+	join = append(join, "--node-name", in.NodeName)
+	doc := map[string]any{
+		"hostname": in.NodeName,
+		"write_files": []map[string]string{{
+			"path":        "/etc/default/kubelet",
+			"permissions": "0644",
+			"content":     fmt.Sprintf("KUBELET_EXTRA_ARGS=%q\n", strings.Join(args, " ")),
+		}},
+		"runcmd": [][]string{join},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("#cloud-config\n"), b...), nil
+}
+
+// TemplateUserData executes the group's user-data template.
+func TemplateUserData(in SeedInput) ([]byte, error) {
+	t, err := template.New("userData").Option("missingkey=error").Parse(in.UserData)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	err = t.Execute(&b, map[string]string{"VM": in.VM, "Group": in.Group, "NodeName": in.NodeName, "ProviderID": in.ProviderID})
+	return b.Bytes(), err
+}
+
+// MetaData is the NoCloud meta-data: the instance ID and the hostname.
+func MetaData(in SeedInput) []byte {
+	return fmt.Appendf(nil, "instance-id: %s\nlocal-hostname: %s\n", in.InstanceID, in.NodeName)
+}
+
+// SeedISO writes user-data and meta-data to an ISO9660 image labelled cidata.
+func SeedISO(userData, metaData []byte) ([]byte, error) {
+	w, err := iso9660.NewWriter()
+	if err != nil {
+		return nil, fmt.Errorf("seed image: %w", err)
+	}
+	defer func() { _ = w.Cleanup() }()
+	if err := w.AddFile(bytes.NewReader(userData), "user-data"); err != nil {
+		return nil, fmt.Errorf("seed image: %w", err)
+	}
+	if err := w.AddFile(bytes.NewReader(metaData), "meta-data"); err != nil {
+		return nil, fmt.Errorf("seed image: %w", err)
+	}
+	var b bytes.Buffer
+	if err := w.WriteTo(&b, SeedLabel); err != nil {
+		return nil, fmt.Errorf("seed image: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// uploadVolume (re)creates the raw volume name in the host's pool with data.
+func uploadVolume(hosts *Hosts, ctx context.Context, h HostRef, name string, data []byte) error {
+	lv, err := hosts.Conn(ctx, h.URI)
+	if err != nil {
+		return err
+	}
+	pool, err := lv.StoragePoolLookupByName(h.Pool)
+	if err != nil {
+		return fmt.Errorf("lookup pool %q: %w", h.Pool, err)
+	}
+	if old, err := lv.StorageVolLookupByName(pool, name); err == nil {
+		if err := lv.StorageVolDelete(old, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+			return fmt.Errorf("replace volume %q: %w", name, err)
+		}
+	}
+	doc, err := (&libvirtxml.StorageVolume{
+		Name:     name,
+		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: uint64(len(data))},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}},
+	}).Marshal()
+	if err != nil {
+		return err
+	}
+	vol, err := lv.StorageVolCreateXML(pool, doc, 0)
+	if err != nil {
+		return fmt.Errorf("create volume %q on %s: %w", name, h.Name, err)
+	}
+	if err := lv.StorageVolUpload(vol, bytes.NewReader(data), 0, uint64(len(data)), 0); err != nil {
+		_ = lv.StorageVolDelete(vol, 0)
+		return fmt.Errorf("upload volume %q to %s: %w", name, h.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+)
+
+// KubernetesSpec is how a group's VMs join the cluster and leave it: the
+// group's kubernetes settings plus what the controller knows of the
+// cluster. It holds no secret.
+type KubernetesSpec struct {
+	Join              string            `json:"join"`
+	NodeName          string            `json:"nodeName"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Taints            []config.Taint    `json:"taints,omitempty"`
+	UserData          string            `json:"userData,omitempty"`
+	ReadyTimeout      time.Duration     `json:"readyTimeout"`
+	Drain             config.Drain      `json:"drain"`
+	APIServerEndpoint string            `json:"apiServerEndpoint,omitempty"`
+	CACertHashes      []string          `json:"caCertHashes,omitempty"`
+	TokenTTL          time.Duration     `json:"tokenTTL"`
+}
+
+// nodeReadyPoll is how often provisioning looks for the VM's node to be Ready.
+const nodeReadyPoll = 5 * time.Second
+
+// ProviderID is the provider ID of a VM's node: the kubelet registers it
+// and the cluster-autoscaler matches nodes to groups by it.
+func ProviderID(group, domainUUID string) string {
+	return "premiscale://" + group + "/" + domainUUID
+}
+
+// providerNamespace seeds the name-based UUIDs of domains.
+var providerNamespace = uuid.MustParse("5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11")
+
+// domainUUID derives a VM's domain UUID from the group workflow's run and
+// the VM's name: deterministic on replay, unique across runs and installs.
+func domainUUID(runID, vm string) string {
+	return uuid.NewSHA1(providerNamespace, []byte(runID+"/"+vm)).String()
+}
+
+// joinCluster is ProvisionVM's Kubernetes part before the domain is
+// defined: a join token (kubeadm) and the NoCloud seed. It returns the
+// domain extras to define the VM with.
+func joinCluster(ctx workflow.Context, quick workflow.Context, in ProvisionInput) (activities.DomainExtras, error) {
+	var k *activities.Kubernetes
+	kube := in.Kubernetes
+	seed := activities.SeedInput{
+		Host: in.Host, Group: in.Group, VM: in.VM, InstanceID: in.UUID, NodeName: kube.NodeName,
+		ProviderID: ProviderID(in.Group, in.UUID), Join: kube.Join,
+		APIServerEndpoint: kube.APIServerEndpoint, CACertHashes: kube.CACertHashes,
+		Labels: kube.Labels, UserData: kube.UserData,
+	}
+	for _, t := range kube.Taints {
+		seed.Taints = append(seed.Taints, activities.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
+	}
+	if kube.Join == config.JoinKubeadm {
+		var tok activities.JoinTokenOutput
+		if err := workflow.ExecuteActivity(quick, k.CreateJoinToken, activities.JoinTokenInput{Group: in.Group, VM: in.VM, TTL: kube.TokenTTL}).Get(ctx, &tok); err != nil {
+			return activities.DomainExtras{}, fmt.Errorf("join token: %w", err)
+		}
+		seed.TokenID = tok.TokenID
+	}
+	var out activities.SeedOutput
+	if err := workflow.ExecuteActivity(quick, k.CreateSeedVolume, seed).Get(ctx, &out); err != nil {
+		return activities.DomainExtras{}, fmt.Errorf("seed: %w", err)
+	}
+	return activities.DomainExtras{UUID: in.UUID, Seed: out.Volume}, nil
+}
+
+// waitNodeReady polls, on durable timers, until the VM's node is Ready,
+// then deletes its join tokens. Past ReadyTimeout the VM counts as failed.
+func waitNodeReady(ctx workflow.Context, quick workflow.Context, in ProvisionInput) error {
+	var k *activities.Kubernetes
+	ref := activities.NodeRef{ProviderID: ProviderID(in.Group, in.UUID)}
+	deadline := workflow.Now(ctx).Add(in.Kubernetes.ReadyTimeout)
+	for {
+		var st activities.NodeStatusOutput
+		if err := workflow.ExecuteActivity(quick, k.NodeStatus, ref).Get(ctx, &st); err != nil {
+			return fmt.Errorf("node status: %w", err)
+		}
+		if st.Ready {
+			break
+		}
+		if !workflow.Now(ctx).Before(deadline) {
+			state := "never registered"
+			if st.Exists {
+				state = "registered as " + st.Name + " but not Ready"
+			}
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("node of %s not Ready within readyTimeout %s (%s)", in.VM, in.Kubernetes.ReadyTimeout, state), "NodeNotReady", nil)
+		}
+		if err := workflow.Sleep(ctx, nodeReadyPoll); err != nil {
+			return err
+		}
+	}
+	return workflow.ExecuteActivity(quick, k.DeleteJoinTokens, activities.DeleteJoinTokensInput{Group: in.Group, VM: in.VM}).Get(ctx, nil)
+}
+
+// drainNode is DecommissionVM's first step for a joined VM: cordon and
+// drain. A drain past its timeout either aborts (uncordon, keep the VM,
+// fail with ErrTypeDrainAborted) or goes on, as configured.
+func drainNode(ctx workflow.Context, in DecommissionInput) error {
+	var k *activities.Kubernetes
+	d := in.Kubernetes.Drain
+	grace := -1
+	if d.GracePeriod != nil && *d.GracePeriod >= 0 {
+		grace = int(d.GracePeriod.Seconds())
+	}
+	ignoreDS := d.IgnoreDaemonSets == nil || *d.IgnoreDaemonSets
+	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    d.Timeout + time.Minute,
+		ScheduleToCloseTimeout: d.Timeout + 5*time.Minute,
+		HeartbeatTimeout:       heartbeatTimeout * 6, // an eviction retry waits 5 s between heartbeats
+		RetryPolicy:            retry,
+	})
+	ref := activities.NodeRef{ProviderID: in.ProviderID}
+	err := workflow.ExecuteActivity(dctx, k.DrainNode, activities.DrainInput{
+		ProviderID: in.ProviderID, Timeout: d.Timeout, GracePeriodSeconds: grace,
+		IgnoreDaemonSets: ignoreDS, DeleteEmptyDirData: d.DeleteEmptyDirData, Force: d.Force,
+	}).Get(ctx, nil)
+	if err == nil {
+		return nil
+	}
+	if !isAppError(err, activities.ErrTypeDrainTimeout) || d.OnTimeout == config.DrainForce {
+		if isAppError(err, activities.ErrTypeDrainTimeout) {
+			workflow.GetLogger(ctx).Warn("drain timed out; going on as drain.onTimeout is force", "vm", in.VM, "error", err)
+			return nil
+		}
+		return fmt.Errorf("drain: %w", err)
+	}
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: quickActivityTimeout, ScheduleToCloseTimeout: decommissionDeadline, RetryPolicy: retry})
+	if uerr := workflow.ExecuteActivity(quick, k.UncordonNode, ref).Get(ctx, nil); uerr != nil {
+		return fmt.Errorf("drain aborted, and uncordon failed: %w", uerr)
+	}
+	return temporal.NewNonRetryableApplicationError("drain aborted, node uncordoned, VM kept: "+rootCause(err), ErrTypeDrainAborted, err)
+}
+
+// ErrTypeDrainAborted: a decommissioning stopped because its drain timed
+// out with drain.onTimeout abort; the VM and its node stay.
+const ErrTypeDrainAborted = "DrainAborted"
+
+// forgetNode deletes the VM's Node object and any join token left; used
+// after the domain is gone, and by provisioning's compensation.
+func forgetNode(ctx workflow.Context, group, vm, providerID string) error {
+	var k *activities.Kubernetes
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: quickActivityTimeout, ScheduleToCloseTimeout: decommissionDeadline, RetryPolicy: retry})
+	if err := workflow.ExecuteActivity(quick, k.DeleteNode, activities.NodeRef{ProviderID: providerID}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("delete node: %w", err)
+	}
+	if err := workflow.ExecuteActivity(quick, k.DeleteJoinTokens, activities.DeleteJoinTokensInput{Group: group, VM: vm}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("delete join tokens: %w", err)
+	}
+	return nil
+}
