@@ -9,13 +9,25 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test run lint bench crash clean
+.PHONY: build test run lint bench crash proto clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
 
 test:
 	test/scripts/test.sh
+
+# Regenerate the externalgrpc Go code from its .proto (needs apt's
+# protobuf-compiler and libprotobuf-dev; the plugins are pinned here).
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+proto:
+	@test -x $(GOBIN)/protoc-gen-go || $(GO) install $(PROTOC_GEN_GO)
+	@test -x $(GOBIN)/protoc-gen-go-grpc || $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(GOBIN):$$PATH protoc -I internal/externalgrpc/protos -I /usr/include \
+		--go_out=. --go_opt=module=github.com/premiscale/premiscale \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/premiscale/premiscale \
+		internal/externalgrpc/protos/externalgrpc.proto
 
 # The long crash-safety run: KILLS SIGKILLs of the controller (CI runs 50).
 KILLS ?= 500
