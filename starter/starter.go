@@ -190,6 +190,46 @@ func (s *Starter) Scale(ctx context.Context, name string, desired int) (workflow
 	return res, nil
 }
 
+// ErrRefused is returned when a group's validator refuses an Update that
+// names no bound (e.g. a node of another group).
+var ErrRefused = errors.New("refused")
+
+// Update sends the named Update to a group's workflow and waits for its
+// result (the handlers record intent and return at once). A refusal by the
+// validator is ErrOutOfRange (a bound) or ErrRefused, with its message.
+func (s *Starter) Update(ctx context.Context, name, update string, arg any) (workflows.DesiredResult, error) {
+	if _, err := s.group(name); err != nil {
+		return workflows.DesiredResult{}, err
+	}
+	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.GroupWorkflowID(name),
+		UpdateName:   update,
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return workflows.DesiredResult{}, s.explain(name, err)
+	}
+	var res workflows.DesiredResult
+	if err := h.Get(ctx, &res); err != nil {
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) {
+			if ae.Type() == "OutOfRange" {
+				return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrOutOfRange, ae.Message())
+			}
+			return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrRefused, ae.Message())
+		}
+		return workflows.DesiredResult{}, s.explain(name, err)
+	}
+	return res, nil
+}
+
+// Protect sets or clears a member's scale-in protection.
+func (s *Starter) Protect(ctx context.Context, group, vm string, protected bool) error {
+	_, err := s.Update(ctx, group, workflows.UpdateProtect, workflows.ProtectRequest{VM: vm, Protected: protected})
+	return err
+}
+
 // Status queries a group's workflow.
 func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatus, error) {
 	if _, err := s.group(name); err != nil {

@@ -117,6 +117,11 @@ type Member struct {
 	Error     string      `json:"error,omitempty"`
 	// ProviderID is the node's provider ID, for a VM that joins Kubernetes.
 	ProviderID string `json:"providerId,omitempty"`
+	// Condemned: the cluster-autoscaler asked for this node to be deleted;
+	// it goes before any other at scale-in.
+	Condemned bool `json:"condemned,omitempty"`
+	// Protected members are never chosen by a scale-in (premiscale protect).
+	Protected bool `json:"protected,omitempty"`
 }
 
 // Event is one line of a group's recent history, shown by status.
@@ -137,6 +142,9 @@ type GroupState struct {
 	LastError     string    `json:"lastError,omitempty"`
 	LastErrorAt   time.Time `json:"lastErrorAt"`
 	Events        []Event   `json:"events"`
+	// NoCapacity is why the last scale-out could not place every VM it
+	// wanted ("" once one placed them all).
+	NoCapacity string `json:"noCapacity,omitempty"`
 	// LastScaleAt is when desired last changed (by metrics or by hand); the
 	// cooldowns count from it.
 	LastScaleAt time.Time `json:"lastScaleAt"`
@@ -187,6 +195,7 @@ type GroupStatus struct {
 	UnreachableHosts []string  `json:"unreachableHosts"`
 	Strays           []string  `json:"strays"`
 	LastError        string    `json:"lastError,omitempty"`
+	NoCapacity       string    `json:"noCapacity,omitempty"`
 	LastErrorAt      time.Time `json:"lastErrorAt"`
 	BackoffUntil     time.Time `json:"backoffUntil"`
 	LastObservedAt   time.Time `json:"lastObservedAt"`
@@ -331,6 +340,9 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (GroupStatus, error) {
 		return g.status(ctx), nil
 	}); err != nil {
+		return err
+	}
+	if err := g.registerClusterAutoscalerUpdates(ctx); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateSetDesired,
@@ -579,6 +591,10 @@ func (g *group) reconcile(ctx workflow.Context) {
 			for _, h := range hosts {
 				g.provisionOn(ctx, h)
 			}
+			g.st.NoCapacity = ""
+			if errors.Is(err, policy.ErrNoCapacity) {
+				g.st.NoCapacity = err.Error()
+			}
 			if err != nil {
 				g.backoff(ctx, fmt.Sprintf("cannot place %d of %d new VMs: %s", n-len(hosts), n, err))
 			}
@@ -597,8 +613,11 @@ func (g *group) reconcile(ctx workflow.Context) {
 		countProvisioning := workflow.GetVersion(ctx, changeScaleInCountsProvisioning, workflow.DefaultVersion, 1) >= 1
 		var cands []policy.Candidate
 		for _, m := range g.st.Members {
+			if m.Protected {
+				continue
+			}
 			if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
-				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt})
+				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt, Condemned: m.Condemned})
 			}
 		}
 		selection := g.spec.Scaling.ScaleIn.Selection
@@ -848,6 +867,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		UnreachableHosts: g.unreachableHosts(),
 		Strays:           append([]string{}, g.strays...),
 		LastError:        g.st.LastError,
+		NoCapacity:       g.st.NoCapacity,
 		LastErrorAt:      g.st.LastErrorAt,
 		BackoffUntil:     g.st.BackoffUntil,
 		LastObservedAt:   g.lastObservedAt,

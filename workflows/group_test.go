@@ -636,3 +636,44 @@ func TestDeadHostsMembersAreReplacedAfterGraceAndCleanedWhenItReturns(t *testing
 	}, 6*time.Minute)
 	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
 }
+
+func TestProtectedMemberIsNeverChosenForScaleIn(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	var unknown error
+	steps(env,
+		func() {
+			env.UpdateWorkflow(workflows.UpdateProtect, "protect", &testsuite.TestUpdateCallback{
+				OnAccept: func() {}, OnReject: func(err error) { t.Errorf("protect web-3 rejected: %v", err) }, OnComplete: func(any, error) {},
+			}, workflows.ProtectRequest{VM: "web-3", Protected: true})
+			env.UpdateWorkflow(workflows.UpdateProtect, "protect-unknown", &testsuite.TestUpdateCallback{
+				OnAccept: func() { t.Error("protect web-9 accepted") }, OnReject: func(err error) { unknown = err }, OnComplete: func(any, error) {},
+			}, workflows.ProtectRequest{VM: "web-9", Protected: true})
+		},
+		func() { setDesired(t, env, 1) },
+		func() {
+			if got := f.running(); !slices.Equal(got, []string{"web-3"}) {
+				t.Errorf("running after scale-in = %v, want [web-3]: the newest is protected, so the two others go", got)
+			}
+			if unknown == nil || !strings.Contains(unknown.Error(), "web-9 is not a member of group web") {
+				t.Errorf("protect web-9: %v, want refusal naming it", unknown)
+			}
+			setDesired(t, env, 0)
+		},
+		func() {
+			st := status(t, env)
+			if got := f.running(); !slices.Equal(got, []string{"web-3"}) || st.Running != 1 || st.Desired != 0 {
+				t.Errorf("scale to 0 with web-3 protected: running %v, status running %d desired %d; want web-3 kept", got, st.Running, st.Desired)
+			}
+			env.UpdateWorkflow(workflows.UpdateProtect, "unprotect", &testsuite.TestUpdateCallback{
+				OnAccept: func() {}, OnReject: func(err error) { t.Errorf("unprotect rejected: %v", err) }, OnComplete: func(any, error) {},
+			}, workflows.ProtectRequest{VM: "web-3", Protected: false})
+		},
+		func() {
+			if got := f.running(); len(got) != 0 {
+				t.Errorf("running after unprotect at desired 0 = %v, want none", got)
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+}

@@ -142,9 +142,19 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	st := all[0]
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tHOST\tSTATE\tCREATED\tERROR")
+	fmt.Fprintln(tw, "MEMBER\tHOST\tSTATE\tCREATED\tFLAGS\tERROR")
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.State, m.CreatedAt.Format(time.RFC3339), m.Error)
+		var flags []string
+		if m.Protected {
+			flags = append(flags, "protected")
+		}
+		if m.Condemned {
+			flags = append(flags, "condemned")
+		}
+		if len(flags) == 0 {
+			flags = []string{"-"}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.State, m.CreatedAt.Format(time.RFC3339), strings.Join(flags, ","), m.Error)
 	}
 	_ = tw.Flush()
 	if len(st.UnreachableHosts) > 0 {
@@ -207,6 +217,27 @@ func newPauseCmd(gf *globalFlags, pause bool) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "group %s: %s\n", args[0], map[bool]string{true: "paused", false: "resumed"}[pause])
+				return nil
+			})
+		},
+	}
+}
+
+func newProtectCmd(gf *globalFlags, protect bool) *cobra.Command {
+	use, short := "protect GROUP VM", "Protect a member from scale-in (by metrics, by hand or by the cluster-autoscaler)"
+	if !protect {
+		use, short = "unprotect GROUP VM", "Let scale-in choose a protected member again"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+				if err := s.Protect(cmd.Context(), args[0], args[1], protect); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "group %s: %s %s\n", args[0], args[1], map[bool]string{true: "protected from scale-in", false: "no longer protected"}[protect])
 				return nil
 			})
 		},

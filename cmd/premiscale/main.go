@@ -88,7 +88,8 @@ Environment:
 	root.MarkFlagsMutuallyExclusive("log-file", "log-stdout")
 	root.Flags().BoolVar(&validate, "validate", false, "check the config file, print every error, and exit (1 on errors)")
 
-	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false), newWorkerCmd(&gf))
+	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
+		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf))
 	return root
 }
 

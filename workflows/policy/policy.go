@@ -62,6 +62,9 @@ type Candidate struct {
 	// Pods is how many pods a drain would evict from the VM's node
 	// (SelectLeastPods only).
 	Pods int
+	// Condemned VMs (named for deletion by the cluster-autoscaler) go
+	// first, whatever the selection.
+	Condemned bool
 }
 
 // Scale-in selections (as config.Select*).
@@ -77,9 +80,10 @@ func ScaleInVictims(cands []Candidate, n int) []string {
 	return ScaleInVictimsBy(cands, n, SelectNewest)
 }
 
-// ScaleInVictimsBy picks n VMs to remove by selection: SelectNewest (as
-// ScaleInVictims), SelectOldest (earliest first), or SelectLeastPods (fewest
-// Pods first, newest among equals). Anything else means newest.
+// ScaleInVictimsBy picks n VMs to remove: the Condemned first, then by
+// selection: SelectNewest (as ScaleInVictims), SelectOldest (earliest
+// first), or SelectLeastPods (fewest Pods first, newest among equals).
+// Anything else means newest.
 func ScaleInVictimsBy(cands []Candidate, n int, selection string) []string {
 	if n <= 0 {
 		return nil
@@ -96,6 +100,9 @@ func ScaleInVictimsBy(cands []Candidate, n int, selection string) []string {
 	sorted := append([]Candidate(nil), cands...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		a, b := sorted[i], sorted[j]
+		if a.Condemned != b.Condemned {
+			return a.Condemned
+		}
 		switch selection {
 		case SelectOldest:
 			return newer(b, a)
