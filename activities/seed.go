@@ -230,6 +230,9 @@ func uploadVolume(hosts *Hosts, ctx context.Context, h HostRef, name string, dat
 	}
 	if err := lv.StorageVolUpload(vol, bytes.NewReader(data), 0, uint64(len(data)), 0); err != nil {
 		_ = lv.StorageVolDelete(vol, 0)
+		if isLibvirtCode(err, libvirt.ErrNoSupport) {
+			return nonRetryable(ErrTypeInvalidConfig, "host %s cannot take a seed volume (its driver does not support volume upload): %v", h.Name, err)
+		}
 		return fmt.Errorf("upload volume %q to %s: %w", name, h.Name, err)
 	}
 	return nil

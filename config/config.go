@@ -94,6 +94,10 @@ const (
 	ModeScaleOutOnly = "scaleOutOnly"
 	// ModeOff ignores the checks: the group changes size only by hand.
 	ModeOff = "off"
+	// ModeClusterAutoscaler: the Kubernetes cluster-autoscaler sizes the
+	// group through the externalgrpc provider (and people by hand); checks
+	// are not allowed.
+	ModeClusterAutoscaler = "clusterAutoscaler"
 )
 
 // Strategies a check may use.
@@ -134,6 +138,23 @@ type Controller struct {
 	Temporal   Temporal   `koanf:"temporal" json:"temporal"`
 	Prometheus Prometheus `koanf:"prometheus" json:"prometheus"`
 	Kubernetes Kubernetes `koanf:"kubernetes" json:"kubernetes"`
+	// ClusterAutoscaler serves the cluster-autoscaler's externalgrpc
+	// cloud provider for the groups in ModeClusterAutoscaler.
+	ClusterAutoscaler ClusterAutoscaler `koanf:"clusterAutoscaler" json:"clusterAutoscaler"`
+}
+
+// ClusterAutoscaler is the externalgrpc provider's server.
+type ClusterAutoscaler struct {
+	// Listen is host:port; empty means no server.
+	Listen string `koanf:"listen" json:"listen,omitempty"`
+	// TLS: the server's certificate and key, and the CA that client
+	// certificates must chain to. Required unless Insecure.
+	CertFile     string `koanf:"certFile" json:"certFile,omitempty"`
+	KeyFile      string `koanf:"keyFile" json:"keyFile,omitempty"`
+	ClientCAFile string `koanf:"clientCAFile" json:"clientCAFile,omitempty"`
+	// Insecure serves plaintext gRPC; only for a loopback or otherwise
+	// protected listener.
+	Insecure bool `koanf:"insecure" json:"insecure,omitempty"`
 }
 
 // Kubernetes says how the controller reaches the cluster its groups' VMs

@@ -27,9 +27,9 @@ autoscale:
 `
 
 func TestExampleConfigsAreValid(t *testing.T) {
-	for _, name := range []string{"demo.yaml", "test-driver.yaml", "metrics.yaml"} {
+	for _, name := range []string{"examples/demo.yaml", "examples/test-driver.yaml", "examples/metrics.yaml", "cluster-autoscaler/premiscale.yaml"} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := load(filepath.Join("..", "deploy", "examples", name), noEnv, nil); err != nil {
+			if _, err := load(filepath.Join("..", "deploy", name), noEnv, nil); err != nil {
 				t.Fatalf("example %s: %v", name, err)
 			}
 		})
@@ -209,7 +209,7 @@ autoscale:
 		t.Fatal("broken scaling loaded without error")
 	}
 	for _, want := range []string{
-		"autoscale.groups[0].scaling.mode: must be one of on, scaleOutOnly, off",
+		"autoscale.groups[0].scaling.mode: must be one of on, scaleOutOnly, off, clusterAutoscaler",
 		"autoscale.groups[0].scaling.checks[0]: threshold needs exactly one of delta, percentage or value, got 2",
 		"autoscale.groups[0].scaling.checks[1].target: must be a positive number, got -0.5",
 		"autoscale.groups[0].scaling.checks[2].query: must be a PromQL query",
@@ -415,5 +415,34 @@ autoscale:
 	}
 	if cfg.Controller.Kubernetes.TokenTTL != DefaultTokenTTL {
 		t.Errorf("tokenTTL = %s", cfg.Controller.Kubernetes.TokenTTL)
+	}
+}
+
+func TestClusterAutoscalerErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+controller:
+  clusterAutoscaler: {listen: "localhost", certFile: /c.pem}
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: ca
+      max: 3
+      scaling: {mode: clusterAutoscaler, checks: [{name: x, query: up, strategy: passThrough}]}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken clusterAutoscaler config loaded without error")
+	}
+	for _, want := range []string{
+		"controller.clusterAutoscaler.listen: must be host:port",
+		"controller.clusterAutoscaler: certFile, keyFile and clientCAFile are required (mutual TLS), unless insecure: true",
+		"autoscale.groups[0].scaling.checks: must be empty in clusterAutoscaler mode",
+		"autoscale.groups[0].kubernetes.join: must not be none in clusterAutoscaler mode",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q", want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -155,8 +156,30 @@ func (c *Config) Validate() error {
 		}
 		v.template(p+".template", g.Template)
 		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
+		if g.Scaling.Mode == ModeClusterAutoscaler {
+			if ca := c.Controller.ClusterAutoscaler; ca.Listen == "" {
+				v.add(p+".scaling.mode", "clusterAutoscaler needs controller.clusterAutoscaler.listen")
+			}
+			if len(g.Scaling.Checks) > 0 {
+				v.add(p+".scaling.checks", "must be empty in clusterAutoscaler mode: the cluster-autoscaler sizes the group")
+			}
+			if g.Kubernetes.Join == JoinNone {
+				v.add(p+".kubernetes.join", "must not be none in clusterAutoscaler mode: the cluster-autoscaler needs the VMs as nodes")
+			}
+		}
 		if g.Scaling.ScaleIn.Selection == SelectLeastPods && g.Kubernetes.Join == JoinNone {
 			v.add(p+".scaling.scaleIn.selection", "leastPods needs the group's VMs to be nodes (kubernetes.join)")
+		}
+	}
+	if ca := c.Controller.ClusterAutoscaler; ca.Listen != "" {
+		if _, _, err := net.SplitHostPort(ca.Listen); err != nil {
+			v.add("controller.clusterAutoscaler.listen", "must be host:port: %v", err)
+		}
+		if !ca.Insecure && (ca.CertFile == "" || ca.KeyFile == "" || ca.ClientCAFile == "") {
+			v.add("controller.clusterAutoscaler", "certFile, keyFile and clientCAFile are required (mutual TLS), unless insecure: true")
+		}
+		if ca.Insecure && (ca.CertFile != "" || ca.KeyFile != "" || ca.ClientCAFile != "") {
+			v.add("controller.clusterAutoscaler.insecure", "true but TLS files are set; choose one")
 		}
 	}
 	kc := c.Controller.Kubernetes
@@ -287,7 +310,7 @@ func (v *validator) template(p string, t Template) {
 // needsPrometheus reports whether any group evaluates checks.
 func (c *Config) needsPrometheus() bool {
 	for _, g := range c.Autoscale.Groups {
-		if len(g.Scaling.Checks) > 0 && g.Scaling.Mode != ModeOff {
+		if len(g.Scaling.Checks) > 0 && g.Scaling.Mode != ModeOff && g.Scaling.Mode != ModeClusterAutoscaler {
 			return true
 		}
 	}
@@ -295,7 +318,7 @@ func (c *Config) needsPrometheus() bool {
 }
 
 var (
-	modes      = []string{ModeOn, ModeScaleOutOnly, ModeOff}
+	modes      = []string{ModeOn, ModeScaleOutOnly, ModeOff, ModeClusterAutoscaler}
 	strategies = []string{StrategyTargetValue, StrategyThreshold, StrategyPassThrough}
 	onErrors   = []string{OnErrorHold, OnErrorIgnore}
 	checkRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)

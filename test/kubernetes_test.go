@@ -47,6 +47,29 @@ func fakeCluster(t *testing.T) *fake.Clientset {
 	return cs
 }
 
+// purgeGroup removes, straight through libvirt, whatever a failed earlier
+// run left of a test group on a persistent (QEMU) host: its domains and
+// its volumes.
+func purgeGroup(t *testing.T, lv *libvirt.Libvirt, pool, group string) {
+	t.Helper()
+	v := viewGroupIn(t, lv, pool, group)
+	for _, name := range v.defined {
+		if d, err := lv.DomainLookupByName(name); err == nil {
+			_ = lv.DomainDestroy(d)
+			_ = lv.DomainUndefine(d)
+		}
+	}
+	p, err := lv.StoragePoolLookupByName(pool)
+	if err != nil {
+		return
+	}
+	for _, name := range v.volumes {
+		if vol, err := lv.StorageVolLookupByName(p, name); err == nil {
+			_ = lv.StorageVolDelete(vol, 0)
+		}
+	}
+}
+
 func downloadVolume(t *testing.T, lv *libvirt.Libvirt, pool, name string) []byte {
 	t.Helper()
 	p, err := lv.StoragePoolLookupByName(pool)
@@ -99,6 +122,8 @@ func TestKubeadmJoinThenDrainOnRealLibvirt(t *testing.T) {
 	defer cancel()
 	cs := fakeCluster(t)
 	const group = "kj"
+	purgeGroup(t, lv, guestPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
 	zero := time.Duration(0)
 	hash := "sha256:" + strings.Repeat("0f", 32)
 	cfg := &config.Config{

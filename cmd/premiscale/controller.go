@@ -12,6 +12,7 @@ import (
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/embedded"
+	"github.com/premiscale/premiscale/internal/externalgrpc"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/worker"
 )
@@ -87,6 +88,16 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		}
 		o := cfg.Autoscale.Orphans
 		logger.Info("orphans", "action", o.Action, "grace_period", o.GracePeriod, "scan_interval", o.ScanInterval)
+		if ca := cfg.Controller.ClusterAutoscaler; ca.Listen != "" {
+			errc := make(chan error, 1)
+			go func() { errc <- externalgrpc.Serve(ctx, ca, &externalgrpc.Server{Starter: s, Log: logger}) }()
+			select {
+			case err := <-errc:
+				return fmt.Errorf("cluster-autoscaler provider: %w", err)
+			case <-ctx.Done():
+				return nil
+			}
+		}
 	}
 	<-ctx.Done()
 	logger.Info("shutting down")
