@@ -130,11 +130,11 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	cs := fakeCluster(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	zero := time.Duration(0)
-	caGroup := func(name string, max int) config.Group {
+	caGroup := func(name string, max int, vcpus int) config.Group {
 		return config.Group{
 			Name: name, Hosts: []string{"local"}, Max: max,
 			Scaling:  config.Scaling{EvaluationInterval: time.Second, Mode: config.ModeClusterAutoscaler},
-			Template: config.Template{DiskSize: "16MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
+			Template: config.Template{DiskSize: "16MiB", VCPUs: vcpus, Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
 			Kubernetes: config.GroupKubernetes{
 				Join: config.JoinUserData, UserData: "#cloud-config\nhostname: {{.NodeName}}\n",
 				Labels:       map[string]string{"pool": name},
@@ -152,7 +152,8 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 		},
 		Autoscale: config.Autoscale{
 			Hosts:  []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 4}},
-			Groups: []config.Group{caGroup("casg", 3), caGroup("caother", 2)},
+			// caother's VMs need more vCPUs than the host has: no host fits.
+			Groups: []config.Group{caGroup("casg", 3, 1), caGroup("caother", 2, 512)},
 		},
 	}
 	s, _ := startInProcessConfig(t, ctx, cfg, cs)
@@ -376,6 +377,32 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Nodes().Get(ctx, "casg-node-0", metav1.GetOptions{}); err != nil {
 		t.Errorf("the kept member's Node object: %v", err)
+	}
+
+	// A request no host can take shows as creating, out of resources.
+	if _, err := c.NodeGroupIncreaseSize(ctx, &pb.NodeGroupIncreaseSizeRequest{Id: "caother", Delta: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		nodes, err := c.NodeGroupNodes(ctx, &pb.NodeGroupNodesRequest{Id: "caother"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := nodes.GetInstances(); len(in) == 1 && in[0].GetStatus().GetErrorInfo() != nil {
+			ei := in[0].GetStatus().GetErrorInfo()
+			if in[0].GetStatus().GetInstanceState() != pb.InstanceStatus_instanceCreating || ei.GetInstanceErrorClass() != 1 ||
+				ei.GetErrorCode() != externalgrpc.ErrorCodeNoCapacity || !strings.Contains(ei.GetErrorMessage(), "insufficient capacity") {
+				t.Errorf("unplaceable request reported as %v", in[0])
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("unplaceable request never reported out of resources")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.NodeGroupDecreaseTargetSize(ctx, &pb.NodeGroupDecreaseTargetSizeRequest{Id: "caother", Delta: -1}); err != nil {
+		t.Errorf("withdrawing the unplaceable request: %v", err)
 	}
 
 	// An unfulfilled request can be withdrawn: +1 then -1 before its node
