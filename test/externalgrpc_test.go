@@ -151,7 +151,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 			ClusterAutoscaler: ca,
 		},
 		Autoscale: config.Autoscale{
-			Hosts:  []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 4}},
+			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 4}},
 			// caother's VMs need more vCPUs than the host has: no host fits.
 			Groups: []config.Group{caGroup("casg", 3, 1), caGroup("caother", 2, 512)},
 		},
