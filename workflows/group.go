@@ -48,6 +48,10 @@ const (
 	// changePlacementByInventory: scale-out takes each host's inventory and
 	// places by capacity (before: fewest members, no inventory).
 	changePlacementByInventory = "placement-by-inventory"
+	// changeObserveSnapshot: an observation no longer judges members that
+	// changed state after its listings were requested (before: a member
+	// that became running meanwhile could be taken for vanished).
+	changeObserveSnapshot = "observe-snapshot"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -460,6 +464,11 @@ func (g *group) observe(ctx workflow.Context) {
 		StartToCloseTimeout: quickActivityTimeout,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
 	})
+	// The listings are a snapshot from about now: a member that changed
+	// state after this (e.g. became running while a slow host held the
+	// observation up) is not judged by it.
+	snapshot := workflow.Now(ctx)
+	judgeOnlyOlder := workflow.GetVersion(ctx, changeObserveSnapshot, workflow.DefaultVersion, 1) >= 1
 	futures := make([]workflow.Future, len(g.spec.Hosts))
 	for i, h := range g.spec.Hosts {
 		futures[i] = workflow.ExecuteActivity(actx, a.ListDomains, activities.ListDomainsInput{Host: h, Group: g.spec.Name})
@@ -489,6 +498,9 @@ func (g *group) observe(ctx workflow.Context) {
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
 		if g.st.Paused || !reachable[m.Host] {
+			continue
+		}
+		if judgeOnlyOlder && m.UpdatedAt.After(snapshot) {
 			continue
 		}
 		switch m.State {

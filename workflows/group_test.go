@@ -40,6 +40,11 @@ type fakeLibvirt struct {
 	memoryGiB map[string]uint64
 	// down hosts answer every call with an error.
 	down map[string]bool
+	// slowHost's listings take slowBy, and clones cloneDelay (virtual
+	// time); set before newEnv.
+	slowHost   string
+	slowBy     time.Duration
+	cloneDelay time.Duration
 }
 
 func (f *fakeLibvirt) isDown(host string) error {
@@ -234,7 +239,7 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	env.SetTestTimeout(30 * time.Second)
 	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
 	var a *activities.Libvirt
-	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(f.CloneVolume)
+	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).After(f.cloneDelay).Return(f.CloneVolume)
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
 	env.OnActivity(a.StartDomain, mock.Anything, mock.Anything).Return(f.StartDomain)
 	wait := env.OnActivity(a.WaitRunning, mock.Anything, mock.Anything)
@@ -245,6 +250,10 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	env.OnActivity(a.StopDomain, mock.Anything, mock.Anything).Return(f.StopDomain)
 	env.OnActivity(a.UndefineDomain, mock.Anything, mock.Anything).Return(f.UndefineDomain)
 	env.OnActivity(a.DeleteVolume, mock.Anything, mock.Anything).Return(f.DeleteVolume)
+	if f.slowHost != "" {
+		env.OnActivity(a.ListDomains, mock.Anything, mock.MatchedBy(func(in activities.ListDomainsInput) bool { return in.Host.Name == f.slowHost })).
+			After(f.slowBy).Return(f.ListDomains)
+	}
 	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
 	env.OnActivity(a.HostInventory, mock.Anything, mock.Anything).Return(f.HostInventory)
 	return env
@@ -676,4 +685,40 @@ func TestProtectedMemberIsNeverChosenForScaleIn(t *testing.T) {
 		},
 	)
 	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+}
+
+// TestSlowHostListingDoesNotMakeANewMemberLookVanished: while one host's
+// listing is slow, a member is created and starts running on another host
+// after the other listings were taken. The observation must not take it for
+// vanished (it once decommissioned and replaced it).
+func TestSlowHostListingDoesNotMakeANewMemberLookVanished(t *testing.T) {
+	f := newFake("h1", "h2")
+	// A clone outlasts one interval, so the next observation lists h1
+	// before the new domain is defined, and h2 answers only after the
+	// member is running.
+	f.slowHost, f.slowBy, f.cloneDelay = "h2", 3*interval, interval+5*time.Second
+	env := newEnv(t, f)
+	steps(env,
+		func() { setDesired(t, env, 2) },
+		func() {},
+		func() {},
+		func() {
+			for _, c := range f.calls {
+				if strings.HasPrefix(c, "undefine") || strings.HasPrefix(c, "stop") {
+					t.Errorf("a member was decommissioned: calls %v", f.calls)
+					break
+				}
+			}
+			st := status(t, env)
+			if st.Running != 2 || !st.Settled() {
+				t.Errorf("status = %+v, want 2 running", st)
+			}
+			for _, e := range st.Events {
+				if strings.Contains(e.Message, "vanished") {
+					t.Errorf("event %q", e.Message)
+				}
+			}
+		},
+	)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }

@@ -22,7 +22,19 @@ if [[ -z "$(test/scripts/hosts.sh uris)" ]]; then
   rm -rf "${PREMISCALE_HOSTS_DIR:-/var/lib/premiscale-hosts}"
 fi
 test/scripts/hosts.sh start 3
-trap 'test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
+# The three hosts exist only for the tests: whatever guests a failed test
+# left on them are destroyed before the hosts stop, so that no QEMU process
+# outlives the run.
+destroy_host_guests() {
+  local name port dom
+  while read -r name port; do
+    for dom in $(virsh -q -c "qemu+tcp://127.0.0.1:$port/system" list --name 2>/dev/null); do
+      log "destroying guest $dom left on $name"
+      virsh -q -c "qemu+tcp://127.0.0.1:$port/system" destroy "$dom" >/dev/null 2>&1 || true
+    done
+  done < <(test/scripts/hosts.sh uris)
+}
+trap 'destroy_host_guests; test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
 test/guest/build.sh
 
 export REQUIRE_LIBVIRT=1
