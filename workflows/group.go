@@ -52,6 +52,10 @@ const (
 	// changed state after its listings were requested (before: a member
 	// that became running meanwhile could be taken for vanished).
 	changeObserveSnapshot = "observe-snapshot"
+	// changeScaleInCancelsProvisioning: a scale-in victim still being
+	// provisioned has its provisioning cancelled (before: the group waited
+	// for it to come up, then decommissioned it).
+	changeScaleInCancelsProvisioning = "scale-in-cancels-provisioning"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -229,7 +233,11 @@ type group struct {
 	inflight       int
 	strays         []string
 	lastObservedAt time.Time
-	logger         interface {
+	// cancelProvision cancels a member's ProvisionVM child while it runs;
+	// cancelling marks those whose cancellation scale-in requested.
+	cancelProvision map[string]workflow.CancelFunc
+	cancelling      map[string]bool
+	logger          interface {
 		Info(string, ...any)
 		Warn(string, ...any)
 	}
@@ -636,10 +644,19 @@ func (g *group) reconcile(ctx workflow.Context) {
 		if selection == policy.SelectLeastPods {
 			g.countPods(ctx, cands)
 		}
+		cancelProvisioning := workflow.GetVersion(ctx, changeScaleInCancelsProvisioning, workflow.DefaultVersion, 1) >= 1
 		for _, name := range policy.ScaleInVictimsBy(cands, active-g.st.Desired, selection) {
-			if m := g.member(name); m.State == MemberRunning {
+			m := g.member(name)
+			switch {
+			case m.State == MemberRunning:
 				g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
 				g.decommission(ctx, m)
+			case m.State == MemberProvisioning && cancelProvisioning && g.cancelProvision[name] != nil && !g.cancelling[name]:
+				// Its own compensation removes whatever it created; waiting
+				// could take a node's whole readyTimeout.
+				g.event(ctx, "scaling in: cancelling the provisioning of %s on %s", m.Name, m.Host)
+				g.cancelling[name] = true
+				g.cancelProvision[name]()
 			}
 		}
 	}
@@ -789,9 +806,28 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
+	cctx, cancel := workflow.WithCancel(cctx)
+	if g.cancelProvision == nil {
+		g.cancelProvision, g.cancelling = map[string]workflow.CancelFunc{}, map[string]bool{}
+	}
+	g.cancelProvision[name] = cancel
 	f := workflow.ExecuteChildWorkflow(cctx, ProvisionVM, in)
 	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
 		m.UpdatedAt = workflow.Now(ctx)
+		cancelled := g.cancelling[name]
+		delete(g.cancelProvision, name)
+		delete(g.cancelling, name)
+		if cancelled {
+			// Scale-in asked for it: the child compensated, nothing failed.
+			// (If it finished first, it is removed like any victim.)
+			if err == nil {
+				m.State = MemberRunning
+				return
+			}
+			g.removeMember(name)
+			g.event(ctx, "provisioning of %s cancelled by scale-in; what it had created is removed", name)
+			return
+		}
 		if err != nil {
 			g.removeMember(name)
 			g.backoff(ctx, fmt.Sprintf("provisioning %s on %s failed: %s", name, hostName, rootCause(err)))

@@ -722,3 +722,40 @@ func TestSlowHostListingDoesNotMakeANewMemberLookVanished(t *testing.T) {
 	)
 	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }
+
+// TestScaleInCancelsAProvisioningVictimInsteadOfWaiting: a VM whose
+// provisioning would take long (a node waiting to be Ready, here a slow
+// boot) is cancelled by a scale-in; its compensation removes what it
+// created, and nothing counts as a failure.
+func TestScaleInCancelsAProvisioningVictimInsteadOfWaiting(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f, 10*time.Minute) // very slow boots
+	env.RegisterDelayedCallback(func() { setDesired(t, env, 2) }, 11*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if st := status(t, env); st.Provisioning != 1 || st.Running != 1 {
+			t.Errorf("web-2 not provisioning when scale-in arrives: %+v", st)
+		}
+		setDesired(t, env, 1)
+	}, 12*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if !st.Settled() || st.Running != 1 || len(st.Members) != 1 || st.Members[0].Name != "web-1" {
+			t.Errorf("two minutes after the scale-in: %+v, want only web-1 (web-2's boot had 8 more minutes)", st)
+		}
+		if f.volumeCount() != 1 || !slices.Equal(f.running(), []string{"web-1"}) {
+			t.Errorf("libvirt holds running %v and %d volumes, want web-1 alone", f.running(), f.volumeCount())
+		}
+		if !st.BackoffUntil.IsZero() || st.LastError != "" {
+			t.Errorf("a cancelled provisioning counted as a failure: backoff %v, last error %q", st.BackoffUntil, st.LastError)
+		}
+		found := false
+		for _, e := range st.Events {
+			found = found || strings.Contains(e.Message, "provisioning of web-2 cancelled by scale-in")
+		}
+		if !found {
+			t.Errorf("no event says web-2's provisioning was cancelled: %v", st.Events)
+		}
+		env.CancelWorkflow()
+	}, 14*time.Minute)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
