@@ -110,15 +110,19 @@ type ListOwnedOutput struct {
 // VolumePrefix, with the domains using each. Read-only, so always safe to
 // retry.
 func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
-	doms, err := l.ListDomains(ctx, ListDomainsInput{Host: in.Host})
-	if err != nil {
-		return ListOwnedOutput{}, err
-	}
 	lv, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}
-	out := ListOwnedOutput{Domains: doms.Domains, Volumes: []string{}}
+	docs, err := domainDocs(lv, in.Host.Name)
+	if err != nil {
+		return ListOwnedOutput{}, err
+	}
+	owned, err := ownedDomains(lv, docs, "")
+	if err != nil {
+		return ListOwnedOutput{}, err
+	}
+	out := ListOwnedOutput{Domains: owned, Volumes: []string{}}
 	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
 	if err != nil {
 		return ListOwnedOutput{}, fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
@@ -133,7 +137,7 @@ func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOu
 		}
 	}
 	sort.Strings(out.Volumes)
-	users, err := volumeUsers(lv, in.Host.Pool)
+	users, err := volumeUsers(lv, in.Host.Pool, docs)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}

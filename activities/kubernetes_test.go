@@ -1,16 +1,13 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kdomanski/iso9660"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	appsv1 "k8s.io/api/apps/v1"
@@ -102,43 +99,16 @@ func TestSeedISOReadsBackWithLabelAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, label := ReadSeedISO(t, iso)
+	files, label, err := ReadSeedISO(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if label != SeedLabel {
 		t.Errorf("label %q, want %q", label, SeedLabel)
 	}
 	if files["user-data"] != "#cloud-config\nhostname: a\n" || files["meta-data"] != "instance-id: id-1\nlocal-hostname: a\n" {
 		t.Errorf("files = %q", files)
 	}
-}
-
-// ReadSeedISO returns the files of a seed image and its volume label.
-func ReadSeedISO(t testing.TB, iso []byte) (map[string]string, string) {
-	t.Helper()
-	img, err := iso9660.OpenImage(bytes.NewReader(iso))
-	if err != nil {
-		t.Fatal(err)
-	}
-	label, err := img.Label()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := img.RootDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	children, err := root.GetChildren()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, c := range children {
-		b, err := io.ReadAll(c.Reader())
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[c.Name()] = string(b)
-	}
-	return files, strings.TrimRight(label, " \x00")
 }
 
 // drainCluster is a fake API server with one node and its pods, whose

@@ -518,7 +518,7 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 			return fmt.Errorf("lookup volume %q: %w", name, err)
 		}
 		if in.IfUnused {
-			user, err := volumeUser(lv, in.Host.Pool, vol)
+			user, err := volumeUser(lv, in.Host.Name, in.Host.Pool, vol)
 			if err != nil {
 				return err
 			}
@@ -560,32 +560,59 @@ func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDom
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
+	docs, err := domainDocs(lv, in.Host.Name)
+	if err != nil {
+		return ListDomainsOutput{}, err
+	}
+	owned, err := ownedDomains(lv, docs, in.Group)
+	return ListDomainsOutput{Domains: owned}, err
+}
+
+// domainDoc is one domain and its XML, read once for every use of a scan.
+type domainDoc struct {
+	dom libvirt.Domain
+	doc string
+}
+
+// domainDocs lists every domain on the host with its XML; a domain
+// undefined meanwhile is left out.
+func domainDocs(lv *libvirt.Libvirt, host string) ([]domainDoc, error) {
 	doms, _, err := lv.ConnectListAllDomains(1, 0)
 	if err != nil {
-		return ListDomainsOutput{}, fmt.Errorf("list domains on %s: %w", in.Host.Name, err)
+		return nil, fmt.Errorf("list domains on %s: %w", host, err)
 	}
-	out := ListDomainsOutput{Domains: []DomainInfo{}}
+	out := make([]domainDoc, 0, len(doms))
 	for _, dom := range doms {
 		doc, err := lv.DomainGetXMLDesc(dom, 0)
 		if libvirt.IsNotFound(err) {
 			continue // undefined while we listed
 		}
 		if err != nil {
-			return ListDomainsOutput{}, fmt.Errorf("domain %s xml: %w", dom.Name, err)
+			return nil, fmt.Errorf("domain %s xml: %w", dom.Name, err)
 		}
-		owner, ok, err := parseOwner(doc)
-		if err != nil || !ok || (in.Group != "" && owner.Group != in.Group) {
+		out = append(out, domainDoc{dom: dom, doc: doc})
+	}
+	return out, nil
+}
+
+// ownedDomains keeps the domains with PremiScale's mark (of group, if set)
+// and reads their state.
+func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string) ([]DomainInfo, error) {
+	out := []DomainInfo{}
+	for _, d := range docs {
+		owner, ok, err := parseOwner(d.doc)
+		if err != nil || !ok || (group != "" && owner.Group != group) {
 			continue
 		}
-		state, _, err := lv.DomainGetState(dom, 0)
+		state, _, err := lv.DomainGetState(d.dom, 0)
 		if libvirt.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return ListDomainsOutput{}, fmt.Errorf("domain %s state: %w", dom.Name, err)
+			return nil, fmt.Errorf("domain %s state: %w", d.dom.Name, err)
 		}
-		out.Domains = append(out.Domains, DomainInfo{
-			Name:    dom.Name,
+		out = append(out, DomainInfo{
+			Name:    d.dom.Name,
 			Owner:   owner,
 			Running: libvirt.DomainState(state) == libvirt.DomainRunning,
 			State:   stateName(libvirt.DomainState(state)),
@@ -616,8 +643,12 @@ func stateName(s libvirt.DomainState) string {
 
 // volumeUser returns the name of a domain on the host that has vol as a
 // disk, or "" if none does.
-func volumeUser(lv *libvirt.Libvirt, pool string, vol libvirt.StorageVol) (string, error) {
-	users, err := volumeUsers(lv, pool)
+func volumeUser(lv *libvirt.Libvirt, host, pool string, vol libvirt.StorageVol) (string, error) {
+	docs, err := domainDocs(lv, host)
+	if err != nil {
+		return "", err
+	}
+	users, err := volumeUsers(lv, pool, docs)
 	if err != nil {
 		return "", err
 	}
@@ -627,10 +658,10 @@ func volumeUser(lv *libvirt.Libvirt, pool string, vol libvirt.StorageVol) (strin
 	return "", nil
 }
 
-// volumeUsers maps each volume of the pool that some domain on the host
+// volumeUsers maps each volume of the pool that one of the domains
 // (anyone's) has as a disk, by pool and volume name or by path, to those
 // domains' names.
-func volumeUsers(lv *libvirt.Libvirt, pool string) (map[string][]string, error) {
+func volumeUsers(lv *libvirt.Libvirt, pool string, docs []domainDoc) (map[string][]string, error) {
 	var poolDir string
 	if p, err := lv.StoragePoolLookupByName(pool); err == nil {
 		if doc, err := lv.StoragePoolGetXMLDesc(p, 0); err == nil {
@@ -640,35 +671,24 @@ func volumeUsers(lv *libvirt.Libvirt, pool string) (map[string][]string, error) 
 			}
 		}
 	}
-	doms, _, err := lv.ConnectListAllDomains(1, 0)
-	if err != nil {
-		return nil, fmt.Errorf("list domains: %w", err)
-	}
 	users := map[string][]string{}
-	for _, dom := range doms {
-		doc, err := lv.DomainGetXMLDesc(dom, 0)
-		if libvirt.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("domain %s xml: %w", dom.Name, err)
-		}
+	for _, d := range docs {
 		var dx libvirtxml.Domain
-		if err := dx.Unmarshal(doc); err != nil {
-			return nil, fmt.Errorf("domain %s xml: %w", dom.Name, err)
+		if err := dx.Unmarshal(d.doc); err != nil {
+			return nil, fmt.Errorf("domain %s xml: %w", d.dom.Name, err)
 		}
 		if dx.Devices == nil {
 			continue
 		}
-		for _, d := range dx.Devices.Disks {
-			src := d.Source
+		for _, disk := range dx.Devices.Disks {
+			src := disk.Source
 			switch {
 			case src == nil:
 			case src.Volume != nil && src.Volume.Pool == pool:
-				users[src.Volume.Volume] = append(users[src.Volume.Volume], dom.Name)
+				users[src.Volume.Volume] = append(users[src.Volume.Volume], d.dom.Name)
 			case src.File != nil && poolDir != "" && filepath.Dir(src.File.File) == filepath.Clean(poolDir):
 				name := filepath.Base(src.File.File)
-				users[name] = append(users[name], dom.Name)
+				users[name] = append(users[name], d.dom.Name)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/template"
@@ -199,6 +200,35 @@ func SeedISO(userData, metaData []byte) ([]byte, error) {
 		return nil, fmt.Errorf("seed image: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// ReadSeedISO reads a seed image back: its files by name and its volume
+// label (trailing padding removed).
+func ReadSeedISO(iso []byte) (files map[string]string, label string, err error) {
+	img, err := iso9660.OpenImage(bytes.NewReader(iso))
+	if err != nil {
+		return nil, "", fmt.Errorf("open seed image: %w", err)
+	}
+	if label, err = img.Label(); err != nil {
+		return nil, "", fmt.Errorf("seed image label: %w", err)
+	}
+	root, err := img.RootDir()
+	if err != nil {
+		return nil, "", fmt.Errorf("seed image root: %w", err)
+	}
+	children, err := root.GetChildren()
+	if err != nil {
+		return nil, "", fmt.Errorf("seed image root: %w", err)
+	}
+	files = map[string]string{}
+	for _, c := range children {
+		b, err := io.ReadAll(c.Reader())
+		if err != nil {
+			return nil, "", fmt.Errorf("seed image file %s: %w", c.Name(), err)
+		}
+		files[c.Name()] = string(b)
+	}
+	return files, strings.TrimRight(label, " \x00"), nil
 }
 
 // uploadVolume (re)creates the raw volume name in the host's pool with data.

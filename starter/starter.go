@@ -170,24 +170,7 @@ func (s *Starter) Scale(ctx context.Context, name string, desired int) (workflow
 	if desired > g.Max {
 		return workflows.DesiredResult{}, fmt.Errorf("%w: %d is above max (%d) of group %s", ErrOutOfRange, desired, g.Max, name)
 	}
-	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.GroupWorkflowID(name),
-		UpdateName:   workflows.UpdateSetDesired,
-		Args:         []any{workflows.DesiredRequest{Desired: desired}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return workflows.DesiredResult{}, s.explain(name, err)
-	}
-	var res workflows.DesiredResult
-	if err := h.Get(ctx, &res); err != nil {
-		var ae *temporal.ApplicationError
-		if errors.As(err, &ae) && ae.Type() == "OutOfRange" {
-			return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrOutOfRange, ae.Message())
-		}
-		return workflows.DesiredResult{}, s.explain(name, err)
-	}
-	return res, nil
+	return s.Update(ctx, name, workflows.UpdateSetDesired, workflows.DesiredRequest{Desired: desired})
 }
 
 // ErrRefused is returned when a group's validator refuses an Update that

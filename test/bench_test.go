@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -329,24 +327,13 @@ func BenchmarkPlacement(b *testing.B) {
 // spread round-robin over the three hosts.
 func BenchmarkParallelScaleOut(b *testing.B) {
 	const n = 100
-	hostsOut, err := exec.Command(hostsScript, "uris").Output()
-	var hosts []libvirtHost
-	for _, line := range strings.Split(strings.TrimSpace(string(hostsOut)), "\n") {
-		var h libvirtHost
-		if _, serr := fmt.Sscanf(line, "h%d %d", &h.num, &h.port); serr == nil {
-			h.name = fmt.Sprintf("h%d", h.num)
-			hosts = append(hosts, h)
-		}
-	}
-	if err != nil || len(hosts) < 3 {
-		b.Skipf("need 3 libvirtd hosts from test/scripts/hosts.sh (make bench starts them): %v", err)
-	}
-	hosts = hosts[:3]
+	hosts := requireHosts(b, 3)
 	conns := make([]*libvirt.Libvirt, len(hosts))
 	pools := make([]libvirt.StoragePool, len(hosts))
 	cfgHosts := make([]config.Host, len(hosts))
 	for i, h := range hosts {
 		conns[i] = requireLibvirt(b, h.testURI()) // keeps each test driver's state alive
+		var err error
 		if pools[i], err = conns[i].StoragePoolLookupByName(testPool); err != nil {
 			b.Fatal(err)
 		}

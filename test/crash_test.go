@@ -43,7 +43,7 @@ func (h libvirtHost) qemuURI() string { return fmt.Sprintf("qemu+tcp://127.0.0.1
 
 // requireHosts returns the hosts started by `hosts.sh start`, at least n of
 // them, or skips (fails under REQUIRE_LIBVIRT=1).
-func requireHosts(t *testing.T, n int) []libvirtHost {
+func requireHosts(t testing.TB, n int) []libvirtHost {
 	t.Helper()
 	out, err := exec.Command(hostsScript, "uris").Output()
 	var hosts []libvirtHost

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
-	"github.com/kdomanski/iso9660"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,29 +83,6 @@ func downloadVolume(t *testing.T, lv *libvirt.Libvirt, pool, name string) []byte
 		t.Fatalf("download %s: %v", name, err)
 	}
 	return b.Bytes()
-}
-
-func seedFiles(t *testing.T, iso []byte) (map[string]string, string) {
-	t.Helper()
-	img, err := iso9660.OpenImage(bytes.NewReader(iso))
-	if err != nil {
-		t.Fatal(err)
-	}
-	label, _ := img.Label()
-	root, err := img.RootDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	children, err := root.GetChildren()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, c := range children {
-		b, _ := io.ReadAll(c.Reader())
-		files[c.Name()] = string(b)
-	}
-	return files, strings.TrimRight(label, " \x00")
 }
 
 // TestKubeadmJoinThenDrainOnRealLibvirt runs a group in kubeadm mode on
@@ -188,7 +163,10 @@ func TestKubeadmJoinThenDrainOnRealLibvirt(t *testing.T) {
 	if !strings.HasPrefix(member.ProviderID, "premiscale://"+group+"/") {
 		t.Fatalf("provider ID %q", member.ProviderID)
 	}
-	files, label := seedFiles(t, downloadVolume(t, lv, guestPool, activities.SeedVolumeName(vm)))
+	files, label, err := activities.ReadSeedISO(downloadVolume(t, lv, guestPool, activities.SeedVolumeName(vm)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if label != "cidata" {
 		t.Errorf("seed label %q, want cidata", label)
 	}

@@ -64,11 +64,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	if err != nil {
 		return err
 	}
-	kube := &activities.Kubernetes{Hosts: hosts}
-	if kc != nil {
-		kube.Client = kc
-	}
-	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, prom, kube, sdkworker.Options{})
+	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
 	}
