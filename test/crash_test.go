@@ -266,6 +266,7 @@ func TestKillLoopAcrossThreeHostsKeepsEveryInvariant(t *testing.T) {
 			lines = append(lines, g+"="+strconv.Itoa(want[g])+" ["+checkInvariant(t, conns, testPool, st)+"]")
 		}
 		settle = append(settle, time.Since(restarted))
+		c.checkWorkflowTasks(port)
 		t.Logf("kill %d/%d: settled in %s: %s", i, *crashKills, settle[len(settle)-1].Round(time.Millisecond), strings.Join(lines, " "))
 	}
 	slices.Sort(settle)
@@ -279,9 +280,7 @@ func TestKillLoopAcrossThreeHostsKeepsEveryInvariant(t *testing.T) {
 	for _, g := range groups {
 		checkInvariant(t, conns, testPool, c.waitSettled(g, 0, 2*time.Minute))
 	}
-	for _, g := range groups {
-		c.reportFailedWorkflowTasksOf(port, g)
-	}
+	c.checkWorkflowTasks(port)
 }
 
 // groupAt reports whether libvirt holds exactly n running domains of group,
@@ -413,6 +412,5 @@ func TestThreeQEMUHostsSpreadBinpackAndHostFailure(t *testing.T) {
 	}
 	c.mustCLI("scale", "bp", "0", "--wait", "--timeout", "3m")
 	checkInvariant(t, conns, guestPool, c.waitSettled("bp", 0, time.Minute))
-	c.reportFailedWorkflowTasksOf(port, "sp")
-	c.reportFailedWorkflowTasksOf(port, "bp")
+	c.checkWorkflowTasks(port)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"libvirt.org/go/libvirtxml"
@@ -67,6 +68,8 @@ type controller struct {
 	cmd    *exec.Cmd
 	// exited receives the process's exit once it ends.
 	exited chan error
+	// checkedClosed holds the closed workflow runs checkWorkflowTasks read.
+	checkedClosed map[string]bool
 }
 
 func writeE2EConfig(t *testing.T, group string, port int) (cfgPath, logPath string) {
@@ -137,7 +140,7 @@ func (c *controller) kill(sig syscall.Signal) {
 // Right after a restart the SDK sometimes replays a task it already
 // completed and panics on its own command state (TMPRL1100 "invalid state
 // transition"); the task is dropped, nothing is recorded in history (see
-// reportFailedWorkflowTasks, which fails on recorded non-determinism), and
+// checkWorkflowTasks, which fails on recorded non-determinism), and
 // the group carries on. Counted here so that a change in it shows.
 func (c *controller) checkLogForPanics() {
 	b, _ := os.ReadFile(c.log)
@@ -148,36 +151,73 @@ func (c *controller) checkLogForPanics() {
 	c.t.Logf("worker log: %d in-memory workflow task panics", n)
 }
 
-// reportFailedWorkflowTasks logs every WorkflowTaskFailed event in the
-// group's history and fails the test on one caused by non-determinism: no
-// crash may leave the workflow unable to replay its own history.
-func (c *controller) reportFailedWorkflowTasks(port int) { c.reportFailedWorkflowTasksOf(port, "e2e") }
-
-// reportFailedWorkflowTasksOf is reportFailedWorkflowTasks for group.
-func (c *controller) reportFailedWorkflowTasksOf(port int, group string) {
+// checkWorkflowTasks reads the history of every workflow in the embedded
+// server's namespace (groups, their VM children, the orphan collector,
+// scans; open and closed) and fails the test on any workflow task that
+// failed for non-determinism or a panic in workflow code: no crash may
+// leave a workflow unable to replay its own history, even one that still
+// settles. Other failed tasks (a worker killed mid-task) are only logged.
+// Closed workflows are read once per controller.
+func (c *controller) checkWorkflowTasks(port int) {
+	c.t.Helper()
 	cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
-		c.t.Logf("history check: %v", err)
-		return
+		c.t.Fatalf("history check: dial: %v", err)
 	}
 	defer cl.Close()
-	it := cl.GetWorkflowHistory(context.Background(), workflows.GroupWorkflowID(group), "", false, 0)
-	n := 0
-	for it.HasNext() {
-		ev, err := it.Next()
+	if c.checkedClosed == nil {
+		c.checkedClosed = map[string]bool{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var token []byte
+	read, failed := 0, 0
+	for {
+		resp, err := cl.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
 		if err != nil {
-			c.t.Logf("history check: %v", err)
-			return
+			c.t.Fatalf("history check: list workflows: %v", err)
 		}
-		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil {
-			n++
-			c.t.Logf("history of %s: event %d WorkflowTaskFailed cause %s: %.300s", group, ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
-			if a.GetCause() == enumspb.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR {
-				c.t.Errorf("non-determinism recorded in the group's history at event %d", ev.GetEventId())
+		for _, info := range resp.GetExecutions() {
+			ex := info.GetExecution()
+			key := ex.GetWorkflowId() + "/" + ex.GetRunId()
+			if c.checkedClosed[key] {
+				continue
+			}
+			closed := info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+			it := cl.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, 0)
+			for it.HasNext() {
+				ev, err := it.Next()
+				if err != nil {
+					c.t.Fatalf("history check: %s: %v", key, err)
+				}
+				a := ev.GetWorkflowTaskFailedEventAttributes()
+				if a == nil {
+					continue
+				}
+				failed++
+				msg := fmt.Sprintf("%s: event %d WorkflowTaskFailed cause %s: %.300s", ex.GetWorkflowId(), ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
+				switch a.GetCause() {
+				case enumspb.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR,
+					enumspb.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE:
+					c.t.Errorf("history of %s", msg)
+				default:
+					c.t.Logf("history of %s", msg)
+				}
+			}
+			read++
+			if closed {
+				c.checkedClosed[key] = true
 			}
 		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			break
+		}
 	}
-	c.t.Logf("history: %d failed workflow tasks", n)
+	if c.t.Failed() {
+		c.t.FailNow()
+	}
+	c.t.Logf("history check: %d histories read, %d failed workflow tasks", read, failed)
 }
 
 func (c *controller) dumpLog() {
@@ -488,7 +528,7 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	}
 	c.mustCLI("scale", group, "0", "--wait", "--timeout", "1m")
 	checkExactly(t, lv, group, 0)
-	c.reportFailedWorkflowTasks(port)
+	c.checkWorkflowTasks(port)
 }
 
 func contains(list []string, s string) bool {

@@ -2,9 +2,13 @@ package workflows_test
 
 import (
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -12,8 +16,16 @@ import (
 )
 
 // TestRecordedHistoriesReplay replays histories recorded from real runs
-// (test/history_test.go with RECORD_HISTORY=1) against the current workflow
+// (test/history_test.go with RECORD_HISTORY=1, and the ones in
+// ../shared/histories that wedged a group) against the current workflow
 // code. A change that would break running groups fails here.
+//
+// Each history is replayed whole and also cut just before every workflow
+// task start, because that is what a freshly started worker replays. The
+// SDK's replayer does not compare the commands of a history's last
+// completed task with the code's (it takes such a history as partial), so
+// the whole file alone can pass while a restarted worker fails the same
+// task forever: the scalein_cancel_markers histories did exactly that.
 func TestRecordedHistoriesReplay(t *testing.T) {
 	files, err := filepath.Glob("testdata/*_history.json")
 	if err != nil {
@@ -24,12 +36,65 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := sdkworker.NewWorkflowReplayer()
-			worker.RegisterWorkflows(r)
-			logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
-			if err := r.ReplayWorkflowHistoryFromJSONFile(logger, f); err != nil {
-				t.Fatalf("replay %s: %v", f, err)
+			h := loadHistory(t, f)
+			replayHistory(t, h, len(h.Events))
+			for i, e := range h.Events {
+				if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED && i >= 3 {
+					replayHistory(t, h, i)
+				}
 			}
 		})
 	}
+}
+
+// TestReplayCatchesTheCommandsOfTheLastTask proves the cut replay above can
+// fail: the history of a group whose last task scaled in is replayed with
+// its last task's commands tampered (a timer's ID moved); the whole
+// history still replays, the cut one must not.
+func TestReplayCatchesTheCommandsOfTheLastTask(t *testing.T) {
+	h := loadHistory(t, "testdata/scalein_cancel_markers_history.json")
+	const cut = 95 // events 1..95: task 79's commands end at 93
+	var timer *historypb.TimerStartedEventAttributes
+	for _, e := range h.Events[:cut] {
+		if a := e.GetTimerStartedEventAttributes(); a != nil {
+			timer = a
+		}
+	}
+	if timer == nil {
+		t.Fatal("no timer in the first events")
+	}
+	timer.TimerId = "9999"
+	if err := replay(t, &historypb.History{Events: h.Events[:cut]}); err == nil {
+		t.Fatal("a history whose last task's timer ID was changed replayed cleanly")
+	}
+}
+
+func loadHistory(t *testing.T, path string) *historypb.History {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h historypb.History
+	opts := temporalproto.CustomJSONUnmarshalOptions{DiscardUnknown: true}
+	if err := opts.Unmarshal(data, &h); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &h
+}
+
+// replayHistory replays the first n events of h and fails the test if the
+// workflow code does not reproduce them.
+func replayHistory(t *testing.T, h *historypb.History, n int) {
+	t.Helper()
+	if err := replay(t, &historypb.History{Events: h.Events[:n]}); err != nil {
+		t.Fatalf("replay of the first %d events: %v", n, err)
+	}
+}
+
+func replay(t *testing.T, h *historypb.History) error {
+	r := sdkworker.NewWorkflowReplayer()
+	worker.RegisterWorkflows(r)
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError + 1})))
+	return r.ReplayWorkflowHistory(logger, h)
 }
