@@ -56,6 +56,11 @@ const (
 	// provisioned has its provisioning cancelled (before: the group waited
 	// for it to come up, then decommissioned it).
 	changeScaleInCancelsProvisioning = "scale-in-cancels-provisioning"
+	// changeScaleInRechecksAfterPodCount: leastPods scale-in chooses its
+	// victims from the members as they are once the pods are counted
+	// (before: as they were before, and a member removed meanwhile made
+	// the workflow panic on every replay).
+	changeScaleInRechecksAfterPodCount = "scale-in-rechecks-after-pod-count"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -631,23 +636,32 @@ func (g *group) reconcile(ctx workflow.Context) {
 		// once it is up (decommissioning it mid-way would race its
 		// provisioning); running members are removed only past those.
 		countProvisioning := workflow.GetVersion(ctx, changeScaleInCountsProvisioning, workflow.DefaultVersion, 1) >= 1
-		var cands []policy.Candidate
-		for _, m := range g.st.Members {
-			if m.Protected {
-				continue
-			}
-			if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
-				cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt, Condemned: m.Condemned})
-			}
-		}
+		cands := g.scaleInCandidates(countProvisioning)
 		selection := g.spec.Scaling.ScaleIn.Selection
 		if selection == policy.SelectLeastPods {
+			recheck := workflow.GetVersion(ctx, changeScaleInRechecksAfterPodCount, workflow.DefaultVersion, 1) >= 1
 			g.countPods(ctx, cands)
+			if recheck {
+				// Counting blocked: children may have finished (members
+				// removed or running) and desired may have changed meanwhile.
+				pods := map[string]int{}
+				for _, c := range cands {
+					pods[c.Name] = c.Pods
+				}
+				cands = g.scaleInCandidates(countProvisioning)
+				for i := range cands {
+					cands[i].Pods = pods[cands[i].Name]
+				}
+				active = g.count(MemberProvisioning, MemberRunning)
+			}
 		}
 		cancelProvisioning := workflow.GetVersion(ctx, changeScaleInCancelsProvisioning, workflow.DefaultVersion, 1) >= 1
 		for _, name := range policy.ScaleInVictimsBy(cands, active-g.st.Desired, selection) {
 			m := g.member(name)
 			switch {
+			case m == nil:
+				// Gone while the pods were counted (histories before
+				// changeScaleInRechecksAfterPodCount).
 			case m.State == MemberRunning:
 				g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
 				g.decommission(ctx, m)
@@ -660,6 +674,22 @@ func (g *group) reconcile(ctx workflow.Context) {
 			}
 		}
 	}
+}
+
+// scaleInCandidates lists the members a scale-in may choose: running ones
+// and, with countProvisioning, those still being provisioned; never
+// protected ones.
+func (g *group) scaleInCandidates(countProvisioning bool) []policy.Candidate {
+	var cands []policy.Candidate
+	for _, m := range g.st.Members {
+		if m.Protected {
+			continue
+		}
+		if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
+			cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt, Condemned: m.Condemned})
+		}
+	}
+	return cands
 }
 
 // countPods fills in each candidate's evictable pods from the cluster, for

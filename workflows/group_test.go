@@ -23,6 +23,7 @@ import (
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/worker"
 	"github.com/premiscale/premiscale/workflows"
+	"github.com/premiscale/premiscale/workflows/policy"
 )
 
 const interval = 15 * time.Second
@@ -281,6 +282,20 @@ func steps(env *testsuite.TestWorkflowEnvironment, fns ...func()) {
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Duration(len(fns)+1)*time.Minute)
 }
 
+// runGroup runs the group workflow until steps cancels it, and fails the
+// test unless it ended that way: a workflow that panicked or returned early
+// would otherwise pass every assertion it never reached.
+func runGroup(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.GroupInput) {
+	t.Helper()
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, in)
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("group workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("group workflow ended with %v, want it cancelled by the test", err)
+	}
+}
+
 // setDesired sends the set-desired Update and fails the test if it is
 // rejected.
 func setDesired(t *testing.T, env *testsuite.TestWorkflowEnvironment, n int) {
@@ -312,10 +327,7 @@ func TestScaleOutProvisionsDesiredVMsSpreadOverHosts(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
-	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
-		t.Fatalf("workflow ended with %v, want canceled", err)
-	}
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }
 
 func TestScaleInRemovesNewestFirstAndDeletesVolumes(t *testing.T) {
@@ -340,7 +352,7 @@ func TestScaleInRemovesNewestFirstAndDeletesVolumes(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
 }
 
 func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
@@ -363,7 +375,7 @@ func TestScaleInDuringProvisioningRemovesTheNewVMNotTheOldOne(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 3*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
 }
 
 func TestSetDesiredRejectsOutsideMinMaxNamingTheBound(t *testing.T) {
@@ -391,7 +403,7 @@ func TestSetDesiredRejectsOutsideMinMaxNamingTheBound(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(2, 1, 5, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(2, 1, 5, "h1")})
 }
 
 func TestScaleSignalIsClampedToMax(t *testing.T) {
@@ -406,7 +418,7 @@ func TestScaleSignalIsClampedToMax(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
 }
 
 func TestPausedGroupDoesNotScaleUntilResumed(t *testing.T) {
@@ -432,7 +444,7 @@ func TestPausedGroupDoesNotScaleUntilResumed(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
 }
 
 func TestVanishedMemberIsReplacedWithinTwoIntervals(t *testing.T) {
@@ -454,7 +466,7 @@ func TestVanishedMemberIsReplacedWithinTwoIntervals(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, time.Minute+2*interval)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
 }
 
 func TestFailedProvisioningCompensatesAndBacksOff(t *testing.T) {
@@ -481,7 +493,7 @@ func TestFailedProvisioningCompensatesAndBacksOff(t *testing.T) {
 			t.Errorf("volumes = %d, want 1 (web-1's deleted)", n)
 		}
 	})
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
 }
 
 func TestContinuesAsNewCarryingMembersAndDesired(t *testing.T) {
@@ -534,7 +546,7 @@ func TestConfigChangeKeepsManualDesiredUnlessConfigDesiredChanged(t *testing.T) 
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 5, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 5, "h1")})
 }
 
 func containsAll(s string, subs ...string) bool {
@@ -583,7 +595,7 @@ func TestInsufficientCapacityCreatesNothingAndSaysWhy(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
+	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
 
 func TestPlacementStrategyBinpackFillsOneHostFirst(t *testing.T) {
@@ -600,7 +612,7 @@ func TestPlacementStrategyBinpackFillsOneHostFirst(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
+	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
 
 func TestDeadHostsMembersAreReplacedAfterGraceAndCleanedWhenItReturns(t *testing.T) {
@@ -643,7 +655,7 @@ func TestDeadHostsMembersAreReplacedAfterGraceAndCleanedWhenItReturns(t *testing
 		}
 		env.CancelWorkflow()
 	}, 6*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: s})
+	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
 
 func TestProtectedMemberIsNeverChosenForScaleIn(t *testing.T) {
@@ -684,7 +696,7 @@ func TestProtectedMemberIsNeverChosenForScaleIn(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
 }
 
 // TestSlowHostListingDoesNotMakeANewMemberLookVanished: while one host's
@@ -720,7 +732,7 @@ func TestSlowHostListingDoesNotMakeANewMemberLookVanished(t *testing.T) {
 			}
 		},
 	)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }
 
 // TestScaleInCancelsAProvisioningVictimInsteadOfWaiting: a VM whose
@@ -757,5 +769,54 @@ func TestScaleInCancelsAProvisioningVictimInsteadOfWaiting(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 14*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+// TestLeastPodsScaleInWhileAProvisioningFailsDoesNotPanic: leastPods
+// scale-in counts pods (an activity, so the loop blocks) after choosing its
+// candidates; a provisioning child that fails meanwhile removes its member.
+// The victims must come from the members as they are after the count: the
+// group settles at desired instead of panicking on every replay.
+func TestLeastPodsScaleInWhileAProvisioningFailsDoesNotPanic(t *testing.T) {
+	f := newFake("h1")
+	f.cloneDelay = 10 * time.Second
+	f.defineErr["web-3"] = temporal.NewNonRetryableApplicationError("define refused", "Test", nil)
+	env := newEnv(t, f)
+	env.RegisterActivity(&activities.Kubernetes{})
+	var k *activities.Kubernetes
+	counted := 0
+	env.OnActivity(k.PodCounts, mock.Anything, mock.Anything).After(30*time.Second).Return(
+		func(context.Context, activities.PodCountsInput) (activities.PodCountsOutput, error) {
+			counted++
+			return activities.PodCountsOutput{Pods: map[string]int{}}, nil
+		})
+	// web-1 and web-2 run by 1m; web-3's clone takes 10 s, then its define
+	// fails at about 1m10s, while the pods counted from 1m02s take 30 s.
+	env.RegisterDelayedCallback(func() { setDesired(t, env, 3) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if st := status(t, env); st.Provisioning != 1 {
+			t.Errorf("web-3 not provisioning at scale-in: %+v", st.Members)
+		}
+		setDesired(t, env, 1)
+	}, time.Minute+2*time.Second)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if !st.Settled() || st.Desired != 1 || len(st.Members) != 1 {
+			t.Errorf("status after scale-in = %d running, %d provisioning, %d decommissioning, desired %d, members %+v; want 1 settled",
+				st.Running, st.Provisioning, st.Decommissioning, st.Desired, st.Members)
+		}
+		if got := f.running(); !slices.Equal(got, []string{"web-1"}) {
+			t.Errorf("running domains = %v, want [web-1]", got)
+		}
+		if n := f.volumeCount(); n != 1 {
+			t.Errorf("%d volumes left, want 1", n)
+		}
+	}, 4*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	s := spec(2, 0, 5, "h1")
+	s.Scaling.ScaleIn.Selection = policy.SelectLeastPods
+	runGroup(t, env, workflows.GroupInput{Spec: s})
+	if counted == 0 {
+		t.Error("PodCounts never ran: the scale-in did not take the leastPods path")
+	}
 }

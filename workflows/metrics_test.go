@@ -123,7 +123,7 @@ func TestLoadScalesOutThenInAfterTheWindow(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 6*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: metricSpec(nil)})
+	runGroup(t, env, workflows.GroupInput{Spec: metricSpec(nil)})
 }
 
 func TestFailingCheckNeverScalesInAndSaysWhy(t *testing.T) {
@@ -144,7 +144,7 @@ func TestFailingCheckNeverScalesInAndSaysWhy(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 10*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: metricSpec(nil)})
+	runGroup(t, env, workflows.GroupInput{Spec: metricSpec(nil)})
 }
 
 func TestDryRunDecidesButChangesNothing(t *testing.T) {
@@ -160,7 +160,7 @@ func TestDryRunDecidesButChangesNothing(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 2*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: metricSpec(func(s *config.Scaling) { s.DryRun = true })})
+	runGroup(t, env, workflows.GroupInput{Spec: metricSpec(func(s *config.Scaling) { s.DryRun = true })})
 }
 
 func TestManualScaleStartsTheCooldown(t *testing.T) {
@@ -185,5 +185,5 @@ func TestManualScaleStartsTheCooldown(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 7*time.Minute)
-	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec})
+	runGroup(t, env, workflows.GroupInput{Spec: spec})
 }
