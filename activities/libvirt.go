@@ -346,6 +346,53 @@ func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
 	return nil
 }
 
+// RecoverDomainOutput says what RecoverDomain found and did.
+type RecoverDomainOutput struct {
+	// State is the domain's state before: "paused", "shut-off", ...
+	State string `json:"state"`
+	// Action is what was done: "resumed", "woken", "started" or "" (the
+	// state is one to wait out, e.g. shutting down, or it runs already).
+	Action string `json:"action"`
+}
+
+// RecoverDomain tries to bring a VM that is not running back without
+// replacing it: a paused domain (a full pool pauses guests on ENOSPC, or
+// someone ran virsh suspend) is resumed, a pmsuspended one woken, a shut
+// off or crashed one started again. It does nothing to a running domain or
+// one that is shutting down. Idempotent; fails without retry if the domain
+// is missing (ErrTypeMissing) or not PremiScale's.
+func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDomainOutput, error) {
+	defer keepAlive(ctx)()
+	lv, err := l.conn(ctx, ref.Host)
+	if err != nil {
+		return RecoverDomainOutput{}, err
+	}
+	dom, found, err := l.owned(lv, ref)
+	if err != nil {
+		return RecoverDomainOutput{}, err
+	}
+	if !found {
+		return RecoverDomainOutput{}, nonRetryable(ErrTypeMissing, "host %s: domain %s is not defined", ref.Host.Name, ref.VM)
+	}
+	state, _, err := lv.DomainGetState(dom, 0)
+	if err != nil {
+		return RecoverDomainOutput{}, fmt.Errorf("domain %s state: %w", ref.VM, err)
+	}
+	out := RecoverDomainOutput{State: stateName(libvirt.DomainState(state))}
+	switch libvirt.DomainState(state) {
+	case libvirt.DomainPaused:
+		out.Action, err = "resumed", lv.DomainResume(dom)
+	case libvirt.DomainPmsuspended:
+		out.Action, err = "woken", lv.DomainPmWakeup(dom, 0)
+	case libvirt.DomainShutoff, libvirt.DomainCrashed:
+		out.Action, err = "started", lv.DomainCreate(dom)
+	}
+	if err != nil {
+		return out, fmt.Errorf("%s: domain %s on %s: %w", out.Action, ref.VM, ref.Host.Name, err)
+	}
+	return out, nil
+}
+
 // WaitRunning blocks until the domain is running, heartbeating while it
 // waits; the caller's StartToClose timeout bounds it. A domain that is shut
 // off meanwhile fails without retry (ErrTypeBootFailed): it crashed or was

@@ -38,6 +38,8 @@ const (
 	DefaultMode                   = ModeOn
 	DefaultOnError                = OnErrorHold
 	DefaultHostFailureGracePeriod = 2 * time.Minute
+	// DefaultUnhealthyGracePeriod is groups[].unhealthyGracePeriod's default.
+	DefaultUnhealthyGracePeriod = 2 * time.Minute
 	DefaultOrphanAction           = OrphansReport
 	DefaultOrphanGracePeriod      = 10 * time.Minute
 	DefaultOrphanScanInterval     = time.Minute
@@ -299,7 +301,11 @@ type Group struct {
 	// HostFailureGracePeriod is how long a host may stay unreachable before
 	// its members are replaced on other hosts.
 	HostFailureGracePeriod time.Duration `koanf:"hostFailureGracePeriod" json:"hostFailureGracePeriod"`
-	Template               Template      `koanf:"template" json:"template"`
+	// UnhealthyGracePeriod is how long a member's domain may stay defined
+	// but not running (paused, shut off, crashed, suspended) while the
+	// group tries to bring it back, before it is replaced.
+	UnhealthyGracePeriod time.Duration `koanf:"unhealthyGracePeriod" json:"unhealthyGracePeriod"`
+	Template             Template      `koanf:"template" json:"template"`
 	// Kubernetes makes the group's VMs nodes of the controller's cluster.
 	Kubernetes GroupKubernetes `koanf:"kubernetes" json:"kubernetes"`
 }
@@ -522,6 +528,9 @@ func (c *Config) ApplyDefaults() {
 		setStr(&g.Placement.Strategy, PlacementSpread)
 		if g.HostFailureGracePeriod == 0 {
 			g.HostFailureGracePeriod = DefaultHostFailureGracePeriod
+		}
+		if g.UnhealthyGracePeriod == 0 {
+			g.UnhealthyGracePeriod = DefaultUnhealthyGracePeriod
 		}
 		sc := &g.Scaling
 		if sc.EvaluationInterval == 0 {

@@ -151,6 +151,9 @@ func (c *Config) Validate() error {
 		if g.HostFailureGracePeriod < 0 {
 			v.add(p+".hostFailureGracePeriod", "must be >= 0, got %s", g.HostFailureGracePeriod)
 		}
+		if g.UnhealthyGracePeriod < 0 {
+			v.add(p+".unhealthyGracePeriod", "must be >= 0, got %s", g.UnhealthyGracePeriod)
+		}
 		if g.Placement.MaxPerHost < 0 {
 			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
 		}

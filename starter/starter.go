@@ -97,6 +97,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		Scaling:                g.Scaling,
 		Placement:              g.Placement,
 		HostFailureGracePeriod: g.HostFailureGracePeriod,
+		UnhealthyGracePeriod:   g.UnhealthyGracePeriod,
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired

@@ -426,9 +426,11 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 		checkExactly(t, lv, group, n)
 	}
 
-	// Out-of-band damage: one member destroyed, another destroyed and
-	// undefined. Both are replaced within two evaluation intervals (2s each)
-	// of a controller in its steady state: first see two observations.
+	// Out-of-band damage: one member destroyed (shut off), one destroyed
+	// and undefined, one suspended (paused). Within two evaluation
+	// intervals (2s each) of a controller in its steady state, the shut-off
+	// one is started again and the paused one resumed, in place, and the
+	// undefined one replaced: first see two observations.
 	first := c.status(group).LastObservedAt
 	for seen := 0; seen < 2; {
 		if st := c.status(group); st.LastObservedAt.After(first) {
@@ -437,33 +439,42 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	before := viewGroup(t, lv, group)
-	for i, name := range before.running[:2] {
+	if len(before.running) < 3 {
+		t.Fatalf("want 3 running members to damage, have %v", before.running)
+	}
+	shutOff, undefined, paused := before.running[0], before.running[1], before.running[2]
+	for _, name := range []string{shutOff, undefined, paused} {
 		dom, err := lv.DomainLookupByName(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := lv.DomainDestroy(dom); err != nil {
-			t.Fatalf("destroy %s out of band: %v", name, err)
-		}
-		if i == 1 {
-			if err := lv.DomainUndefine(dom); err != nil {
-				t.Fatalf("undefine %s out of band: %v", name, err)
+		switch name {
+		case paused:
+			err = lv.DomainSuspend(dom)
+		case undefined:
+			if err = lv.DomainDestroy(dom); err == nil {
+				err = lv.DomainUndefine(dom)
 			}
+		default:
+			err = lv.DomainDestroy(dom)
+		}
+		if err != nil {
+			t.Fatalf("damage %s out of band: %v", name, err)
 		}
 	}
 	damaged := time.Now()
 	for {
 		v := viewGroup(t, lv, group)
 		if len(v.running) == len(before.running) && len(v.defined) == len(before.running) &&
-			!contains(v.defined, before.running[0]) && !contains(v.defined, before.running[1]) {
+			contains(v.running, shutOff) && contains(v.running, paused) && !contains(v.defined, undefined) {
 			break
 		}
 		if time.Since(damaged) > 2*2*time.Second+3*time.Second {
-			t.Fatalf("lost members not replaced within two intervals: running %v, defined %v", v.running, v.defined)
+			t.Fatalf("damaged members not recovered or replaced within two intervals: running %v, defined %v", v.running, v.defined)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("two lost members replaced in %s", time.Since(damaged).Round(time.Millisecond))
+	t.Logf("shut-off member started, paused one resumed, undefined one replaced in %s", time.Since(damaged).Round(time.Millisecond))
 	for !c.status(group).Settled() {
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -61,6 +61,10 @@ const (
 	// (before: as they were before, and a member removed meanwhile made
 	// the workflow panic on every replay).
 	changeScaleInRechecksAfterPodCount = "scale-in-rechecks-after-pod-count"
+	// changeUnhealthyGrace: a member whose domain is defined but not running
+	// is recovered (resumed, woken, started) and replaced only if it stays
+	// so for the unhealthy grace period (before: replaced at first sight).
+	changeUnhealthyGrace = "unhealthy-grace"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -95,6 +99,10 @@ type GroupSpec struct {
 	// HostFailureGracePeriod is how long a host may stay unreachable before
 	// its members count as lost; zero means DefaultHostFailureGracePeriod.
 	HostFailureGracePeriod time.Duration `json:"hostFailureGracePeriod,omitempty"`
+	// UnhealthyGracePeriod is how long a member's domain may stay defined
+	// but not running while the group tries to recover it; zero means
+	// DefaultUnhealthyGracePeriod.
+	UnhealthyGracePeriod time.Duration `json:"unhealthyGracePeriod,omitempty"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -135,6 +143,12 @@ type Member struct {
 	Condemned bool `json:"condemned,omitempty"`
 	// Protected members are never chosen by a scale-in (premiscale protect).
 	Protected bool `json:"protected,omitempty"`
+	// UnhealthySince is when the member's domain was first seen defined but
+	// not running (zero while it runs); past the unhealthy grace period the
+	// member is replaced.
+	UnhealthySince time.Time `json:"unhealthySince,omitzero"`
+	// DomainState is the state of such a domain as last seen.
+	DomainState string `json:"domainState,omitempty"`
 }
 
 // Event is one line of a group's recent history, shown by status.
@@ -508,6 +522,7 @@ func (g *group) observe(ctx workflow.Context) {
 	slices.Sort(strays)
 	g.strays = strays
 
+	var recovering []string
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
 		if g.st.Paused || !reachable[m.Host] {
@@ -526,13 +541,90 @@ func (g *group) observe(ctx workflow.Context) {
 			case !ok:
 				g.event(ctx, "member %s vanished from host %s; replacing it", m.Name, m.Host)
 				g.decommission(ctx, m)
-			case !d.Running:
+			case healthy(d):
+				if !m.UnhealthySince.IsZero() {
+					g.event(ctx, "member %s is running again on host %s", m.Name, m.Host)
+					m.UnhealthySince, m.DomainState = time.Time{}, ""
+				}
+			case workflow.GetVersion(ctx, changeUnhealthyGrace, workflow.DefaultVersion, 1) >= 1:
+				if _, configured := g.host(m.Host); configured && g.unhealthy(ctx, m, d.State) {
+					recovering = append(recovering, m.Name)
+				}
+			default:
 				g.event(ctx, "member %s is %s on host %s; replacing it", m.Name, d.State, m.Host)
 				g.decommission(ctx, m)
 			}
 		case MemberFailed:
 			g.event(ctx, "retrying decommissioning of %s", m.Name)
 			g.decommission(ctx, m)
+		}
+	}
+	if len(recovering) > 0 {
+		g.recoverMembers(ctx, recovering)
+	}
+}
+
+// DefaultUnhealthyGracePeriod is how long a member's domain may stay
+// defined but not running before it is replaced.
+const DefaultUnhealthyGracePeriod = 2 * time.Minute
+
+// healthy reports whether a listed domain counts as a running member:
+// running, or blocked (running, waiting on a resource).
+func healthy(d activities.DomainInfo) bool { return d.Running || d.State == "blocked" }
+
+// unhealthy handles a member whose domain is defined but not running
+// (paused, suspended, shut off, crashed, shutting down). Within the grace
+// period the group tries to bring it back, once per observation, through
+// RecoverDomain: paused is resumed, suspended woken, shut off or crashed
+// started; shutting down is waited out. Past the grace period, or if the
+// domain is gone by then, the member is replaced like a vanished one.
+//
+//	running --seen not running--> unhealthy --recovered--> running
+//	                                  |
+//	                                  +--grace passed--> decommission + replace
+func (g *group) unhealthy(ctx workflow.Context, m *Member, state string) (recover bool) {
+	now := workflow.Now(ctx)
+	grace := g.spec.UnhealthyGracePeriod
+	if grace <= 0 {
+		grace = DefaultUnhealthyGracePeriod
+	}
+	m.DomainState = state
+	if m.UnhealthySince.IsZero() {
+		m.UnhealthySince = now
+		g.event(ctx, "member %s is %s on host %s; recovering it (replaced if not running within %s)", m.Name, state, m.Host, grace)
+	} else if now.Sub(m.UnhealthySince) >= grace {
+		g.event(ctx, "member %s still %s on host %s after %s; replacing it", m.Name, state, m.Host, grace)
+		g.decommission(ctx, m)
+		return false
+	}
+	return true
+}
+
+// recoverMembers runs RecoverDomain for the named members, in parallel,
+// and records what each did. Members are looked up by name afterwards:
+// children may have finished while the activities ran.
+func (g *group) recoverMembers(ctx workflow.Context, names []string) {
+	var a *activities.Libvirt
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	})
+	futures := make([]workflow.Future, len(names))
+	for i, name := range names {
+		m := g.member(name)
+		host, _ := g.host(m.Host)
+		futures[i] = workflow.ExecuteActivity(actx, a.RecoverDomain, activities.DomainRef{Host: host, Group: g.spec.Name, VM: name})
+	}
+	for i, f := range futures {
+		var out activities.RecoverDomainOutput
+		err := f.Get(ctx, &out)
+		m := g.member(names[i])
+		switch {
+		case m == nil || m.State != MemberRunning:
+		case err != nil:
+			g.logger.Warn("recovering a member failed", "group", g.spec.Name, "vm", m.Name, "host", m.Host, "error", err)
+		case out.Action != "":
+			g.event(ctx, "member %s was %s on host %s: %s", m.Name, out.State, m.Host, out.Action)
 		}
 	}
 }
@@ -847,6 +939,17 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 		cancelled := g.cancelling[name]
 		delete(g.cancelProvision, name)
 		delete(g.cancelling, name)
+		if isAppError(err, ErrTypeCleanupFailed) {
+			// What it created may still exist: keep the member until a
+			// decommissioning removes it (observe retries failed members).
+			m.State, m.Error = MemberFailed, rootCause(err)
+			if !cancelled {
+				g.backoff(ctx, fmt.Sprintf("provisioning %s on %s failed and its cleanup too (retrying the cleanup): %s", name, hostName, m.Error))
+			} else {
+				g.fail(ctx, fmt.Sprintf("cleanup of the cancelled provisioning of %s failed (retrying it): %s", name, m.Error))
+			}
+			return
+		}
 		if cancelled {
 			// Scale-in asked for it: the child compensated, nothing failed.
 			// (If it finished first, it is removed like any victim.)

@@ -34,9 +34,15 @@ type fakeLibvirt struct {
 	mu      sync.Mutex
 	domains map[string]map[string]bool // host -> vm -> running
 	volumes map[string]map[string]bool // host -> volume
-	// defineErr, if set, fails DefineDomain for the VM names it holds.
+	// defineErr, if set, fails DefineDomain for the VM names it holds;
+	// stopErr fails StopDomain likewise.
 	defineErr map[string]error
-	calls     []string
+	stopErr   map[string]error
+	// paused domains list as "paused" until RecoverDomain resumes them;
+	// stuck ones are shut off and refuse to start again.
+	paused map[string]bool
+	stuck  map[string]bool
+	calls  []string
 	// memoryGiB is each host's memory; 0 means 64.
 	memoryGiB map[string]uint64
 	// down hosts answer every call with an error.
@@ -67,7 +73,7 @@ func (f *fakeLibvirt) setDown(host string, down bool) {
 }
 
 func newFake(hosts ...string) *fakeLibvirt {
-	f := &fakeLibvirt{domains: map[string]map[string]bool{}, volumes: map[string]map[string]bool{}, defineErr: map[string]error{}}
+	f := &fakeLibvirt{domains: map[string]map[string]bool{}, volumes: map[string]map[string]bool{}, defineErr: map[string]error{}, stopErr: map[string]error{}, paused: map[string]bool{}, stuck: map[string]bool{}}
 	for _, h := range hosts {
 		f.domains[h] = map[string]bool{}
 		f.volumes[h] = map[string]bool{}
@@ -124,6 +130,9 @@ func (f *fakeLibvirt) StopDomain(_ context.Context, in activities.StopDomainInpu
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("stop " + in.Domain.VM)
+	if err := f.stopErr[in.Domain.VM]; err != nil {
+		return err
+	}
 	if _, ok := f.domains[in.Domain.Host.Name][in.Domain.VM]; ok {
 		f.domains[in.Domain.Host.Name][in.Domain.VM] = false
 	}
@@ -154,12 +163,32 @@ func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsIn
 	defer f.mu.Unlock()
 	out := activities.ListDomainsOutput{}
 	for name, running := range f.domains[in.Host.Name] {
+		state := map[bool]string{true: "running", false: "shut-off"}[running]
+		if f.paused[name] {
+			running, state = false, "paused"
+		}
 		out.Domains = append(out.Domains, activities.DomainInfo{
-			Name: name, Owner: activities.Owner{Group: in.Group, VM: name}, Running: running,
-			State: map[bool]string{true: "running", false: "shut-off"}[running],
+			Name: name, Owner: activities.Owner{Group: in.Group, VM: name}, Running: running, State: state,
 		})
 	}
 	return out, nil
+}
+
+func (f *fakeLibvirt) RecoverDomain(_ context.Context, ref activities.DomainRef) (activities.RecoverDomainOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("recover " + ref.VM)
+	switch {
+	case f.paused[ref.VM]:
+		delete(f.paused, ref.VM)
+		return activities.RecoverDomainOutput{State: "paused", Action: "resumed"}, nil
+	case f.stuck[ref.VM]:
+		return activities.RecoverDomainOutput{State: "shut-off", Action: "started"}, errors.New("start: no bootable device")
+	case !f.domains[ref.Host.Name][ref.VM]:
+		f.domains[ref.Host.Name][ref.VM] = true
+		return activities.RecoverDomainOutput{State: "shut-off", Action: "started"}, nil
+	}
+	return activities.RecoverDomainOutput{State: "running"}, nil
 }
 
 func (f *fakeLibvirt) HostInventory(_ context.Context, in activities.InventoryInput) (activities.Inventory, error) {
@@ -257,6 +286,7 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	}
 	env.OnActivity(a.ListDomains, mock.Anything, mock.Anything).Return(f.ListDomains)
 	env.OnActivity(a.HostInventory, mock.Anything, mock.Anything).Return(f.HostInventory)
+	env.OnActivity(a.RecoverDomain, mock.Anything, mock.Anything).Return(f.RecoverDomain)
 	return env
 }
 
@@ -447,7 +477,10 @@ func TestPausedGroupDoesNotScaleUntilResumed(t *testing.T) {
 	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 3, "h1")})
 }
 
-func TestVanishedMemberIsReplacedWithinTwoIntervals(t *testing.T) {
+// TestVanishedMemberIsReplacedAndAShutOffOneStartedAgain: within two
+// intervals a member whose domain was undefined out of band is replaced,
+// and one whose domain was destroyed (shut off) is started again in place.
+func TestVanishedMemberIsReplacedAndAShutOffOneStartedAgain(t *testing.T) {
 	f := newFake("h1")
 	env := newEnv(t, f)
 	env.RegisterDelayedCallback(func() {
@@ -457,12 +490,11 @@ func TestVanishedMemberIsReplacedWithinTwoIntervals(t *testing.T) {
 		f.mu.Unlock()
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
-		got := f.running()
-		if len(got) != 2 || slices.Contains(got, "web-1") || slices.Contains(got, "web-2") {
-			t.Errorf("running two intervals after losing both = %v, want 2 replacements", got)
+		if got := f.running(); !slices.Equal(got, []string{"web-2", "web-3"}) {
+			t.Errorf("running two intervals after losing both = %v, want web-2 started again and web-3 replacing web-1", got)
 		}
 		if n := f.volumeCount(); n != 2 {
-			t.Errorf("volumes = %d, want 2 (lost members' volumes deleted)", n)
+			t.Errorf("volumes = %d, want 2 (the vanished member's volume deleted)", n)
 		}
 		env.CancelWorkflow()
 	}, time.Minute+2*interval)
@@ -785,7 +817,7 @@ func TestLeastPodsScaleInWhileAProvisioningFailsDoesNotPanic(t *testing.T) {
 	env.RegisterActivity(&activities.Kubernetes{})
 	var k *activities.Kubernetes
 	counted := 0
-	env.OnActivity(k.PodCounts, mock.Anything, mock.Anything).After(30*time.Second).Return(
+	env.OnActivity(k.PodCounts, mock.Anything, mock.Anything).After(30 * time.Second).Return(
 		func(context.Context, activities.PodCountsInput) (activities.PodCountsOutput, error) {
 			counted++
 			return activities.PodCountsOutput{Pods: map[string]int{}}, nil
@@ -819,4 +851,104 @@ func TestLeastPodsScaleInWhileAProvisioningFailsDoesNotPanic(t *testing.T) {
 	if counted == 0 {
 		t.Error("PodCounts never ran: the scale-in did not take the leastPods path")
 	}
+}
+
+// TestFailedCleanupKeepsTheMemberUntilItsVMIsRemoved: a provisioning fails
+// and so does its cleanup (the host refuses to stop the domain for longer
+// than the cleanup's deadline). The member stays, failed and visible, its
+// disk is not forgotten, and once the host cooperates again the group
+// removes it; a replacement runs meanwhile.
+func TestFailedCleanupKeepsTheMemberUntilItsVMIsRemoved(t *testing.T) {
+	f := newFake("h1")
+	f.defineErr["web-1"] = temporal.NewNonRetryableApplicationError("define refused", "Test", nil)
+	f.stopErr["web-1"] = errors.New("host not answering")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		var m *workflows.Member
+		for i := range st.Members {
+			if st.Members[i].Name == "web-1" {
+				m = &st.Members[i]
+			}
+		}
+		// Failed, or being decommissioned again (retried each evaluation).
+		if m == nil || (m.State != workflows.MemberFailed && m.State != workflows.MemberDecommissioning) || m.Error == "" {
+			t.Errorf("web-1 after its cleanup failed = %+v, want kept as failed with its error; members %+v", m, st.Members)
+		}
+		if !slices.ContainsFunc(st.Events, func(e workflows.Event) bool { return strings.Contains(e.Message, "cleanup too") }) {
+			t.Errorf("no event says the cleanup failed: %+v", st.Events)
+		}
+		if st.Running != 1 || st.Settled() {
+			t.Errorf("status = %d running, settled %v; want the replacement running and the group not settled while web-1 is failed", st.Running, st.Settled())
+		}
+		if n := f.volumeCount(); n != 2 {
+			t.Errorf("%d volumes, want 2 (web-1's not yet removed, the replacement's)", n)
+		}
+		f.mu.Lock()
+		delete(f.stopErr, "web-1")
+		f.mu.Unlock()
+	}, 15*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if !st.Settled() || len(st.Members) != 1 || st.Members[0].Name == "web-1" {
+			t.Errorf("after the host recovered: members %+v, want only the replacement", st.Members)
+		}
+		if n := f.volumeCount(); n != 1 {
+			t.Errorf("%d volumes after the cleanup succeeded, want 1", n)
+		}
+	}, 18*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 19*time.Minute)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+// TestNonRunningMembersAreRecoveredWithinTheGraceOrReplaced: a domain
+// paused behind the group's back is resumed, not destroyed; one shut off
+// that will not start again is kept through the unhealthy grace period
+// (counted, not replaced) and then replaced.
+func TestNonRunningMembersAreRecoveredWithinTheGraceOrReplaced(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		f.paused["web-1"] = true
+		f.domains["h1"]["web-2"] = false
+		f.stuck["web-2"] = true
+		f.mu.Unlock()
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if got := f.running(); !slices.Equal(got, []string{"web-1"}) {
+			t.Errorf("running domains = %v, want web-1 resumed and web-2 still shut off", got)
+		}
+		if len(st.Members) != 2 || st.Running != 2 {
+			t.Errorf("within the grace: members %+v, want web-1 and web-2 kept", st.Members)
+		}
+		for _, m := range st.Members {
+			if m.Name == "web-2" && (m.UnhealthySince.IsZero() || m.DomainState != "shut-off") {
+				t.Errorf("web-2 = %+v, want it marked unhealthy since it was seen shut off", m)
+			}
+		}
+		if !slices.ContainsFunc(st.Events, func(e workflows.Event) bool {
+			return strings.Contains(e.Message, "web-1 was paused on host h1: resumed")
+		}) {
+			t.Errorf("no event says web-1 was resumed: %+v", st.Events)
+		}
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		names := []string{}
+		for _, m := range st.Members {
+			names = append(names, m.Name)
+		}
+		if !st.Settled() || !slices.Equal(names, []string{"web-1", "web-3"}) {
+			t.Errorf("after the grace: members %v (%+v), want web-1 kept and web-2 replaced by web-3", names, st)
+		}
+		if n := f.volumeCount(); n != 2 {
+			t.Errorf("%d volumes, want 2", n)
+		}
+	}, 4*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	s := spec(2, 0, 3, "h1")
+	s.UnhealthyGracePeriod = 2 * time.Minute
+	runGroup(t, env, workflows.GroupInput{Spec: s})
 }

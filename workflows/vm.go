@@ -29,6 +29,11 @@ const (
 	decommissionDeadline = 10 * time.Minute
 )
 
+// ErrTypeCleanupFailed is the error type of a ProvisionVM whose step failed
+// (or was cancelled) and whose compensation could not remove what it had
+// created; the VM may still exist.
+const ErrTypeCleanupFailed = "CleanupFailed"
+
 // Workflow type names of the VM children.
 const (
 	ProvisionVMName    = "ProvisionVM"
@@ -66,18 +71,26 @@ type ProvisionOutput struct {
 // its node is Ready (then its token is deleted). If any step fails, or the
 // workflow is cancelled, it compensates: whatever it created is destroyed
 // and deleted before it returns the error, so a failed provisioning leaves
-// nothing behind.
+// nothing behind. If compensation itself fails (the host unreachable past
+// decommissionDeadline, the API server refusing to delete the Node), the
+// error has type ErrTypeCleanupFailed and the group keeps the member as
+// failed until a decommissioning succeeds.
 //
 //	clone volume -> [token -> seed] -> define -> start -> wait running -> [node Ready -> delete token] -> done
 //	     \___________________\___________\________\__________\_______________\-> compensate -> error
 func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, error) {
 	var a *activities.Libvirt
 	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
+	// WaitForCancellation: when the provisioning is cancelled (scale-in),
+	// a step in flight must have stopped before compensation starts, or
+	// compensation could delete a disk that a define still in flight then
+	// uses, and leave a domain behind.
 	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    quickActivityTimeout,
 		ScheduleToCloseTimeout: provisionStepDeadline,
 		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            retry,
+		WaitForCancellation:    true,
 	})
 	bootTimeout := in.BootTimeout
 	if bootTimeout <= 0 {
@@ -88,6 +101,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 		ScheduleToCloseTimeout: bootTimeout + time.Minute,
 		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            retry,
+		WaitForCancellation:    true,
 	})
 
 	var vol activities.CloneVolumeOutput
@@ -119,7 +133,10 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 			providerID = ProviderID(in.Group, in.UUID)
 		}
 		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0, providerID); cerr != nil {
-			return ProvisionOutput{}, fmt.Errorf("provision %s: %w (and cleanup failed: %v)", in.VM, err, cerr)
+			// The group keeps the member (failed) and retries the cleanup:
+			// forgetting it would leave a domain and disks nobody owns.
+			return ProvisionOutput{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("provision %s: %s; cleanup failed: %s", in.VM, rootCause(err), rootCause(cerr)), ErrTypeCleanupFailed, cerr)
 		}
 		return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
 	}

@@ -107,8 +107,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err == nil || attempt == maxPortAttempts || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
-		// An internal service's port was taken between choosing and binding it.
-		logger.l.Warn("embedded temporal: internal port taken, retrying with new ports", "attempt", attempt, "error", err)
+		// An internal service's port was taken between choosing and binding
+		// it, or (seen in the restart test) the frontend's own port is
+		// released a moment after a previous server on it stopped.
+		logger.l.Warn("embedded temporal: port taken, retrying with new internal ports", "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -122,7 +129,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 }
 
 // maxPortAttempts bounds Start's retries when an internal port is taken.
-const maxPortAttempts = 5
+const maxPortAttempts = 8
 
 // build configures (with fresh internal ports), creates and starts a server.
 func build(opts Options, sqlCfg *config.SQL, address string, logger warnLogger) (temporal.Server, error) {
