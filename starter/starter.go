@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,6 +119,11 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 				ReservedMemoryBytes: reserved, ReservedCPUs: h.Reserved.CPUs,
 				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
 			})
+		}
+	}
+	for _, h := range cfg.Autoscale.Hosts {
+		if !slices.Contains(g.Hosts, h.Name) {
+			spec.RetiredHosts = append(spec.RetiredHosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
 		}
 	}
 	return spec

@@ -65,6 +65,11 @@ const (
 	// is recovered (resumed, woken, started) and replaced only if it stays
 	// so for the unhealthy grace period (before: replaced at first sight).
 	changeUnhealthyGrace = "unhealthy-grace"
+	// changeMembersOffConfig: a member on a host removed from the group's
+	// hosts is decommissioned (still configured) or marked lost (no longer
+	// configured) and replaced (before: counted as running forever, and
+	// forgotten if it had to be decommissioned).
+	changeMembersOffConfig = "members-off-config"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -108,6 +113,10 @@ type GroupSpec struct {
 	HistoryLimit int `json:"historyLimit,omitempty"`
 	// Kubernetes is set when the group's VMs join the cluster as nodes.
 	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
+	// RetiredHosts are the configured hosts that are not the group's: a
+	// member left on one (its host was removed from groups[].hosts) is
+	// decommissioned through it and replaced on the group's hosts.
+	RetiredHosts []activities.HostRef `json:"retiredHosts,omitempty"`
 }
 
 // MemberState is where a member is in its life.
@@ -523,8 +532,13 @@ func (g *group) observe(ctx workflow.Context) {
 	g.strays = strays
 
 	var recovering []string
+	offConfig := !g.st.Paused && workflow.GetVersion(ctx, changeMembersOffConfig, workflow.DefaultVersion, 1) >= 1
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
+		if _, ours := g.host(m.Host); offConfig && !ours {
+			g.offConfig(ctx, m)
+			continue
+		}
 		if g.st.Paused || !reachable[m.Host] {
 			continue
 		}
@@ -562,6 +576,39 @@ func (g *group) observe(ctx workflow.Context) {
 	if len(recovering) > 0 {
 		g.recoverMembers(ctx, recovering)
 	}
+}
+
+// offConfig handles a member whose host is no longer one of the group's:
+// through a host still configured it is decommissioned (and so replaced);
+// on a host no longer configured at all nothing can reach it, so it is
+// marked lost (not counted, replaced, shown in status) and left untouched
+// until the host is configured again.
+func (g *group) offConfig(ctx workflow.Context, m *Member) {
+	_, known := g.anyHost(m.Host)
+	switch {
+	case known && (m.State == MemberRunning || m.State == MemberLost || m.State == MemberFailed):
+		g.event(ctx, "host %s is no longer one of group %s's hosts; decommissioning %s", m.Host, g.spec.Name, m.Name)
+		g.decommission(ctx, m)
+	case !known && m.State == MemberRunning:
+		m.State, m.UpdatedAt = MemberLost, workflow.Now(ctx)
+		m.Error = fmt.Sprintf("host %s is no longer configured; the VM is left there untouched", m.Host)
+		g.event(ctx, "member %s lost: %s; replacing it", m.Name, m.Error)
+		g.dirty = true
+	}
+}
+
+// anyHost finds a configured host by name: one of the group's, or a
+// retired one.
+func (g *group) anyHost(name string) (activities.HostRef, bool) {
+	if h, ok := g.host(name); ok {
+		return h, true
+	}
+	for _, h := range g.spec.RetiredHosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return activities.HostRef{}, false
 }
 
 // DefaultUnhealthyGracePeriod is how long a member's domain may stay
@@ -989,6 +1036,15 @@ func (g *group) whenDone(ctx workflow.Context, f workflow.ChildWorkflowFuture, n
 
 func (g *group) decommission(ctx workflow.Context, m *Member) {
 	host, ok := g.host(m.Host)
+	if !ok && workflow.GetVersion(ctx, changeMembersOffConfig, workflow.DefaultVersion, 1) >= 1 {
+		if host, ok = g.anyHost(m.Host); !ok {
+			// Nothing can reach the VM; never forget it silently.
+			m.State, m.UpdatedAt = MemberLost, workflow.Now(ctx)
+			m.Error = fmt.Sprintf("host %s is no longer configured; the VM is left there untouched", m.Host)
+			g.fail(ctx, fmt.Sprintf("cannot decommission %s: %s", m.Name, m.Error))
+			return
+		}
+	}
 	if !ok {
 		// The host left the configuration; nothing can reach the VM now.
 		g.fail(ctx, fmt.Sprintf("member %s is on host %s, which is no longer configured; forgetting it", m.Name, m.Host))

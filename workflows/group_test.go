@@ -952,3 +952,40 @@ func TestNonRunningMembersAreRecoveredWithinTheGraceOrReplaced(t *testing.T) {
 	s.UnhealthyGracePeriod = 2 * time.Minute
 	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
+
+// TestMembersOnHostsRemovedFromTheGroupAreReplaced: h2 leaves the group's
+// hosts but stays configured, h3 leaves the configuration. The member on
+// h2 is decommissioned through it; the one on h3, which nothing can reach
+// now, is marked lost and left alone; both are replaced on h1.
+func TestMembersOnHostsRemovedFromTheGroupAreReplaced(t *testing.T) {
+	f := newFake("h1", "h2", "h3")
+	env := newEnv(t, f)
+	s := spec(3, 0, 5, "h1", "h2", "h3")
+	env.RegisterDelayedCallback(func() {
+		if got := f.perHost(); got["h1"] != 1 || got["h2"] != 1 || got["h3"] != 1 {
+			t.Errorf("before: per host %v, want one each", got)
+		}
+		narrowed := spec(3, 0, 5, "h1")
+		narrowed.RetiredHosts = []activities.HostRef{s.Hosts[1]}
+		env.SignalWorkflow(workflows.SignalSpec, narrowed)
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if got := f.perHost(); got["h1"] != 3 || got["h2"] != 0 || got["h3"] != 1 {
+			t.Errorf("after: per host %v, want 3 on h1, h2 emptied, h3's VM left untouched", got)
+		}
+		if !st.Settled() || st.Running != 3 || st.Lost != 1 {
+			t.Errorf("after: %d running, %d lost, settled %v; want 3 running on h1 and h3's member lost", st.Running, st.Lost, st.Settled())
+		}
+		for _, m := range st.Members {
+			if m.Host == "h3" && (m.State != workflows.MemberLost || !strings.Contains(m.Error, "no longer configured")) {
+				t.Errorf("member on h3 = %+v, want lost, saying its host is no longer configured", m)
+			}
+			if m.Host == "h2" {
+				t.Errorf("member on h2 still listed: %+v", m)
+			}
+		}
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
+	runGroup(t, env, workflows.GroupInput{Spec: s})
+}
