@@ -218,3 +218,26 @@ func TestDrainBlockedByPDBIsRetriedThenTimesOut(t *testing.T) {
 		t.Error("node still cordoned after UncordonNode")
 	}
 }
+
+// TestDrainAPIErrorSayingTimedOutIsNotADrainTimeout: an API server error
+// whose text says "timed out" (etcd) before the drain's own deadline is an
+// ordinary, retried error, never the DrainTimeout that, with
+// drain.onTimeout force, destroys a VM with its pods still on it.
+func TestDrainAPIErrorSayingTimedOutIsNotADrainTimeout(t *testing.T) {
+	cs, _ := drainCluster(t, func(string) bool { return false })
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "eviction" {
+			return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+		}
+		return false, nil, nil
+	})
+	k := &Kubernetes{Client: cs}
+	_, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: time.Minute, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "request timed out") {
+		t.Fatalf("err = %v, want the API server's error", err)
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() == ErrTypeDrainTimeout {
+		t.Fatalf("an API error saying %q was taken for the drain's timeout", "timed out")
+	}
+}

@@ -70,6 +70,11 @@ const (
 	// configured) and replaced (before: counted as running forever, and
 	// forgotten if it had to be decommissioned).
 	changeMembersOffConfig = "members-off-config"
+	// changeDrainAbortPerNode: a scale-in whose drain aborted keeps that
+	// member out of scale-in for a backoff that grows with each abort, so
+	// the next scale-in chooses another (before: a group-wide backoff that
+	// held only scale-out, and the same node was chosen again at once).
+	changeDrainAbortPerNode = "drain-abort-per-node"
 )
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
@@ -158,6 +163,10 @@ type Member struct {
 	UnhealthySince time.Time `json:"unhealthySince,omitzero"`
 	// DomainState is the state of such a domain as last seen.
 	DomainState string `json:"domainState,omitempty"`
+	// DrainAborts counts the scale-ins of this member whose drain aborted;
+	// until DrainBackoffUntil no scale-in chooses it.
+	DrainAborts       int       `json:"drainAborts,omitempty"`
+	DrainBackoffUntil time.Time `json:"drainBackoffUntil,omitzero"`
 }
 
 // Event is one line of a group's recent history, shown by status.
@@ -775,7 +784,7 @@ func (g *group) reconcile(ctx workflow.Context) {
 		// once it is up (decommissioning it mid-way would race its
 		// provisioning); running members are removed only past those.
 		countProvisioning := workflow.GetVersion(ctx, changeScaleInCountsProvisioning, workflow.DefaultVersion, 1) >= 1
-		cands := g.scaleInCandidates(countProvisioning)
+		cands := g.scaleInCandidates(countProvisioning, now)
 		selection := g.spec.Scaling.ScaleIn.Selection
 		if selection == policy.SelectLeastPods {
 			recheck := workflow.GetVersion(ctx, changeScaleInRechecksAfterPodCount, workflow.DefaultVersion, 1) >= 1
@@ -787,7 +796,7 @@ func (g *group) reconcile(ctx workflow.Context) {
 				for _, c := range cands {
 					pods[c.Name] = c.Pods
 				}
-				cands = g.scaleInCandidates(countProvisioning)
+				cands = g.scaleInCandidates(countProvisioning, now)
 				for i := range cands {
 					cands[i].Pods = pods[cands[i].Name]
 				}
@@ -817,11 +826,11 @@ func (g *group) reconcile(ctx workflow.Context) {
 
 // scaleInCandidates lists the members a scale-in may choose: running ones
 // and, with countProvisioning, those still being provisioned; never
-// protected ones.
-func (g *group) scaleInCandidates(countProvisioning bool) []policy.Candidate {
+// protected ones, nor ones whose drain aborted recently.
+func (g *group) scaleInCandidates(countProvisioning bool, now time.Time) []policy.Candidate {
 	var cands []policy.Candidate
 	for _, m := range g.st.Members {
-		if m.Protected {
+		if m.Protected || now.Before(m.DrainBackoffUntil) {
 			continue
 		}
 		if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
@@ -1066,11 +1075,19 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 	f := workflow.ExecuteChildWorkflow(cctx, DecommissionVM, in)
 	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
 		if isAppError(err, ErrTypeDrainAborted) {
-			// The node stays, uncordoned: the member serves on, and the
-			// group waits before choosing a victim again.
+			// The node stays, uncordoned: the member serves on.
 			m.State = MemberRunning
 			m.Error = rootCause(err)
 			m.UpdatedAt = workflow.Now(ctx)
+			if workflow.GetVersion(ctx, changeDrainAbortPerNode, workflow.DefaultVersion, 1) >= 1 {
+				// Not this node again for a while: the next scale-in
+				// chooses another victim (or waits, if none is left).
+				m.DrainAborts++
+				d := policy.Backoff(m.DrainAborts, g.spec.EvaluationInterval, 30*time.Minute)
+				m.DrainBackoffUntil = m.UpdatedAt.Add(d)
+				g.fail(ctx, fmt.Sprintf("scale-in of %s aborted: %s; not chosen again for %s", name, m.Error, d))
+				return
+			}
 			g.backoff(ctx, fmt.Sprintf("scale-in of %s aborted: %s", name, m.Error))
 			return
 		}

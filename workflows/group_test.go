@@ -989,3 +989,68 @@ func TestMembersOnHostsRemovedFromTheGroupAreReplaced(t *testing.T) {
 	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
 	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
+
+// withKube mocks the Kubernetes activities of a group whose VMs join a
+// cluster: nodes are Ready at once; a drain of a VM in abortDrain times
+// out. It returns the VMs drained, in order.
+func withKube(t *testing.T, env *testsuite.TestWorkflowEnvironment, abortDrain ...string) *kubeCalls {
+	t.Helper()
+	env.RegisterActivity(&activities.Kubernetes{})
+	var k *activities.Kubernetes
+	var mu sync.Mutex
+	vmOf := map[string]string{} // provider ID -> VM
+	drained := &kubeCalls{}
+	env.OnActivity(k.CreateJoinToken, mock.Anything, mock.Anything).Return(activities.JoinTokenOutput{TokenID: "abcdef"}, nil)
+	env.OnActivity(k.CreateSeedVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SeedInput) (activities.SeedOutput, error) {
+		mu.Lock()
+		vmOf[in.ProviderID] = in.VM
+		mu.Unlock()
+		return activities.SeedOutput{Volume: activities.SeedVolumeName(in.VM)}, nil
+	})
+	env.OnActivity(k.NodeStatus, mock.Anything, mock.Anything).Return(activities.NodeStatusOutput{Exists: true, Ready: true}, nil)
+	env.OnActivity(k.DeleteJoinTokens, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(k.DeleteNode, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(k.UncordonNode, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(k.PodCounts, mock.Anything, mock.Anything).Return(activities.PodCountsOutput{}, nil)
+	env.OnActivity(k.DrainNode, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DrainInput) (activities.DrainOutput, error) {
+		mu.Lock()
+		vm := vmOf[in.ProviderID]
+		mu.Unlock()
+		drained.add(vm)
+		if slices.Contains(abortDrain, vm) {
+			return activities.DrainOutput{}, temporal.NewNonRetryableApplicationError("drain node "+vm+": not done within 1m0s", activities.ErrTypeDrainTimeout, nil)
+		}
+		return activities.DrainOutput{Node: vm}, nil
+	})
+	return drained
+}
+
+// TestDrainAbortBacksOffThatNodeAndScaleInChoosesAnother: the newest
+// node's drain aborts (a PodDisruptionBudget holds it past the drain
+// timeout); the scale-in does not pick it again at once but removes the
+// next one, and the group settles.
+func TestDrainAbortBacksOffThatNodeAndScaleInChoosesAnother(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	drained := withKube(t, env, "web-2")
+	env.RegisterDelayedCallback(func() { setDesired(t, env, 1) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if !st.Settled() || len(st.Members) != 1 || st.Members[0].Name != "web-2" {
+			t.Errorf("members %+v (settled %v), want web-2 kept (its drain aborted) and web-1 removed", st.Members, st.Settled())
+		}
+		if len(st.Members) == 1 && (st.Members[0].DrainAborts != 1 || st.Members[0].DrainBackoffUntil.IsZero()) {
+			t.Errorf("web-2 = %+v, want one drain abort and a backoff", st.Members[0])
+		}
+		if got := drained.String(); got != "web-2 web-1" {
+			t.Errorf("drained %q, want web-2 once, then web-1", got)
+		}
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
+	s := spec(2, 0, 3, "h1")
+	s.Kubernetes = &workflows.KubernetesSpec{
+		Join: config.JoinKubeadm, NodeName: "{{.VM}}", ReadyTimeout: 15 * time.Minute,
+		Drain: config.Drain{Timeout: time.Minute, OnTimeout: config.DrainAbort}, TokenTTL: 30 * time.Minute,
+	}
+	runGroup(t, env, workflows.GroupInput{Spec: s})
+}
