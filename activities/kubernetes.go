@@ -397,4 +397,3 @@ func isDaemonOrMirror(p corev1.Pod) bool {
 	}
 	return false
 }
-
