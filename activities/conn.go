@@ -5,27 +5,73 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+)
+
+// Defaults of Hosts.
+const (
+	// DefaultDialTimeout bounds one dial, handshake included.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultPingInterval is how often an idle or busy connection is
+	// checked with a cheap call.
+	DefaultPingInterval = 5 * time.Second
+	// DefaultPingTimeout is how long that call may take before the
+	// connection counts as hung and is closed.
+	DefaultPingTimeout = 5 * time.Second
+	// DefaultMaxPerHost is how many activities may use one host at once.
+	DefaultMaxPerHost = 4
 )
 
 // Hosts pools one libvirt connection per URI, shared by every activity that
-// runs in this worker process, and redials a connection that dropped.
+// runs in this worker process.
+//
+// go-libvirt calls take no context and wait for the daemon's answer, so a
+// host that stops answering (libvirtd stuck on a dead NFS pool, a machine
+// powered off behind an open socket, SIGSTOP) would hold every caller, and
+// its worker slot, for good. Hosts bounds that three ways:
+//   - every connection is pinged (ConnectGetLibVersion) each PingInterval;
+//     one that does not answer within PingTimeout is closed, which fails
+//     every call waiting on it, and the next caller dials again;
+//   - dialing happens outside any lock, and waiting for another caller's
+//     dial, or for a slot, gives up when the caller's context is done;
+//   - at most MaxPerHost activities use one host at a time, so a slow or
+//     hung host holds at most that many activity slots.
 type Hosts struct {
-	// DialTimeout bounds one dial; zero means 10 s.
+	// DialTimeout bounds one dial; zero means DefaultDialTimeout.
 	DialTimeout time.Duration
-	Logger      *slog.Logger
+	// PingInterval and PingTimeout: see Hosts; zero means the defaults.
+	PingInterval, PingTimeout time.Duration
+	// MaxPerHost bounds concurrent users of one host; zero means
+	// DefaultMaxPerHost.
+	MaxPerHost int
+	Logger     *slog.Logger
 
-	mu    sync.Mutex
-	conns map[string]*hostConn
+	mu     sync.Mutex
+	conns  map[string]*hostConn
+	closed bool
 }
 
+// hostConn is one URI's connection and its users.
 type hostConn struct {
-	mu sync.Mutex // serializes dialing for one URI
+	slots chan struct{}
+
+	mu sync.Mutex
 	lv *libvirt.Libvirt
+	// raw closes lv's socket without a round trip to the daemon.
+	raw *rawDialer
+	// dialing is closed when the dial in progress ends; nil when none is.
+	dialing chan struct{}
+	dialErr error
+	// stopPing stops the pinger of lv.
+	stopPing chan struct{}
 }
 
 // NewHosts returns an empty connection pool.
@@ -36,82 +82,341 @@ func NewHosts(logger *slog.Logger) *Hosts {
 	return &Hosts{Logger: logger, conns: map[string]*hostConn{}}
 }
 
-// Conn returns a live connection to uri, dialing (or redialing) if needed.
-// It blocks for at most DialTimeout or until ctx is done.
-func (h *Hosts) Conn(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
-	h.mu.Lock()
-	hc, ok := h.conns[uri]
-	if !ok {
-		hc = &hostConn{}
-		h.conns[uri] = hc
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	h.mu.Unlock()
-
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.lv != nil && hc.lv.IsConnected() {
-		return hc.lv, nil
-	}
-	if hc.lv != nil {
-		h.Logger.Warn("libvirt connection dropped, redialing", "uri", uri)
-		_ = hc.lv.Disconnect()
-		hc.lv = nil
-	}
-	u, err := url.Parse(uri)
-	if err != nil {
-		return nil, fmt.Errorf("libvirt uri %q: %w", uri, err)
-	}
-	timeout := h.DialTimeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	done := make(chan dialResult, 1)
-	go func() {
-		lv, err := libvirt.ConnectToURI(u)
-		done <- dialResult{lv, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("connect %s: %w", uri, r.err)
-		}
-		hc.lv = r.lv
-		return r.lv, nil
-	case <-ctx.Done():
-		go closeLate(done)
-		return nil, fmt.Errorf("connect %s: %w", uri, ctx.Err())
-	case <-time.After(timeout):
-		go closeLate(done)
-		return nil, fmt.Errorf("connect %s: timed out after %s", uri, timeout)
-	}
+	return def
 }
 
-type dialResult struct {
-	lv  *libvirt.Libvirt
-	err error
-}
-
-// closeLate disconnects a dial that finished after its caller gave up.
-func closeLate(done chan dialResult) {
-	if r := <-done; r.err == nil {
-		_ = r.lv.Disconnect()
-	}
-}
-
-// Close disconnects every pooled connection.
-func (h *Hosts) Close() error {
+func (h *Hosts) host(uri string) (*hostConn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var errs []error
-	for uri, hc := range h.conns {
+	if h.closed {
+		return nil, errors.New("libvirt connection pool closed")
+	}
+	if h.conns == nil {
+		h.conns = map[string]*hostConn{}
+	}
+	hc, ok := h.conns[uri]
+	if !ok {
+		hc = &hostConn{slots: make(chan struct{}, orDefault(h.MaxPerHost, DefaultMaxPerHost))}
+		h.conns[uri] = hc
+	}
+	return hc, nil
+}
+
+// Acquire takes one of the host's slots and returns a live connection to
+// uri, dialing if needed; release gives the slot back and must be called
+// when the caller is done with the connection. It gives up when ctx is done.
+// Errors name the host by name, never by URI (which may hold credentials).
+func (h *Hosts) Acquire(ctx context.Context, name, uri string) (lv *libvirt.Libvirt, release func(), err error) {
+	hc, err := h.host(uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case hc.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("host %s: waiting for a free connection slot (%d in use): %w", name, cap(hc.slots), ctx.Err())
+	}
+	release = func() { <-hc.slots }
+	lv, err = h.conn(ctx, hc, name, uri)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return lv, release, nil
+}
+
+// Conn returns a live connection to uri without taking a slot, for callers
+// that hold one already or do a single short call.
+func (h *Hosts) Conn(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
+	hc, err := h.host(uri)
+	if err != nil {
+		return nil, err
+	}
+	return h.conn(ctx, hc, "", uri)
+}
+
+func (h *Hosts) conn(ctx context.Context, hc *hostConn, name, uri string) (*libvirt.Libvirt, error) {
+	if name == "" {
+		name = redactedURI(uri)
+	}
+	for {
 		hc.mu.Lock()
+		if hc.lv != nil && hc.lv.IsConnected() {
+			lv := hc.lv
+			hc.mu.Unlock()
+			return lv, nil
+		}
 		if hc.lv != nil {
-			if err := hc.lv.Disconnect(); err != nil && hc.lv.IsConnected() {
-				errs = append(errs, fmt.Errorf("disconnect %s: %w", uri, err))
-			}
-			hc.lv = nil
+			h.Logger.Warn("libvirt connection dropped, redialing", "host", name)
+			h.dropLocked(hc)
+		}
+		wait := hc.dialing
+		if wait == nil {
+			// This caller dials; the others wait for it below.
+			wait = make(chan struct{})
+			hc.dialing = wait
+			go h.dial(hc, name, uri, wait)
 		}
 		hc.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to host %s: %w", name, ctx.Err())
+		}
+		hc.mu.Lock()
+		err := hc.dialErr
+		ok := hc.lv != nil && hc.lv.IsConnected()
+		hc.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			continue // returns it above
+		}
+		// Connected and dropped at once: dial again, unless ctx is done.
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to host %s: %w", name, ctx.Err())
+		}
 	}
-	return errors.Join(errs...)
+}
+
+// dial connects to uri (bounded by DialTimeout), installs the connection
+// and its pinger, and closes done.
+func (h *Hosts) dial(hc *hostConn, name, uri string, done chan struct{}) {
+	lv, raw, err := dialURI(uri, orDefault(h.DialTimeout, DefaultDialTimeout))
+	if err != nil {
+		err = fmt.Errorf("connect to host %s: %w", name, err)
+	}
+	hc.mu.Lock()
+	hc.dialing, hc.dialErr = nil, err
+	if err == nil {
+		h.mu.Lock()
+		closed := h.closed
+		h.mu.Unlock()
+		if closed {
+			_ = lv.Disconnect()
+			hc.dialErr = errors.New("libvirt connection pool closed")
+		} else {
+			hc.lv, hc.raw, hc.stopPing = lv, raw, make(chan struct{})
+			go h.ping(hc, name, lv, hc.stopPing)
+		}
+	}
+	hc.mu.Unlock()
+	close(done)
+}
+
+// dialURI connects to uri within timeout. A dial that does not finish by
+// then (its TCP connect succeeded but the daemon never answered the
+// handshake) has its socket closed.
+func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, nil, fmt.Errorf("libvirt uri: %w", err)
+	}
+	raw, err := rawDialerFor(u)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	var lv *libvirt.Libvirt
+	if raw != nil {
+		lv = libvirt.NewWithDialer(raw)
+		go func() { done <- lv.ConnectToURI(libvirt.RemoteURI(u)) }()
+	} else {
+		go func() {
+			var err error
+			lv, err = libvirt.ConnectToURI(u)
+			done <- err
+		}()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, nil, err
+		}
+		return lv, raw, nil
+	case <-time.After(timeout):
+		if raw != nil {
+			raw.close()
+		}
+		go func() {
+			if err := <-done; err == nil {
+				_ = lv.Disconnect()
+			}
+		}()
+		return nil, nil, fmt.Errorf("no answer within %s", timeout)
+	}
+}
+
+// rawDialer dials like go-libvirt's own dialer for the URI and keeps the
+// socket, so that a connection to a daemon that stopped answering can be
+// closed at once (go-libvirt's Disconnect first asks the daemon). Closing
+// it fails every call waiting on the connection.
+type rawDialer struct {
+	inner socket.Dialer
+	mu    sync.Mutex
+	conn  net.Conn
+}
+
+// Dial implements socket.Dialer.
+func (d *rawDialer) Dial() (net.Conn, error) {
+	c, err := d.inner.Dial()
+	if err == nil {
+		d.mu.Lock()
+		d.conn = c
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+func (d *rawDialer) close() {
+	d.mu.Lock()
+	c := d.conn
+	d.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
+// rawDialerFor returns a rawDialer for the unix, tcp and tls transports,
+// with the URI options go-libvirt reads for them (socket; port; pkipath,
+// no_verify). Other transports (ssh) get nil: they are dialed by
+// go-libvirt itself, and a hung one is closed by Disconnect, which needs
+// the daemon's answer.
+func rawDialerFor(u *url.URL) (*rawDialer, error) {
+	transport := "unix"
+	if scheme := strings.SplitN(u.Scheme, "+", 2); len(scheme) > 1 {
+		transport = scheme[1]
+	} else if u.Host != "" {
+		transport = "tls"
+	}
+	q := u.Query()
+	switch transport {
+	case "unix":
+		var opts []dialers.LocalOption
+		if s := q.Get("socket"); s != "" {
+			opts = append(opts, dialers.WithSocket(s))
+		}
+		return &rawDialer{inner: dialers.NewLocal(opts...)}, nil
+	case "tcp":
+		var opts []dialers.RemoteOption
+		if port := u.Port(); port != "" {
+			opts = append(opts, dialers.UsePort(port))
+		}
+		return &rawDialer{inner: dialers.NewRemote(u.Hostname(), opts...)}, nil
+	case "tls":
+		var opts []dialers.TLSOption
+		if port := u.Port(); port != "" {
+			opts = append(opts, dialers.UseTLSPort(port))
+		}
+		if p := q.Get("pkipath"); p != "" {
+			opts = append(opts, dialers.UsePKIPath(p))
+		}
+		switch q.Get("no_verify") {
+		case "", "0":
+		case "1":
+			opts = append(opts, dialers.WithInsecureNoVerify())
+		default:
+			return nil, fmt.Errorf("libvirt uri: no_verify must be 0 or 1")
+		}
+		return &rawDialer{inner: dialers.NewTLS(u.Hostname(), opts...)}, nil
+	}
+	return nil, nil
+}
+
+// ping checks lv every PingInterval until stop is closed; a check that
+// takes longer than PingTimeout closes the connection, failing every call
+// that waits on it.
+func (h *Hosts) ping(hc *hostConn, name string, lv *libvirt.Libvirt, stop chan struct{}) {
+	interval := orDefault(h.PingInterval, DefaultPingInterval)
+	timeout := orDefault(h.PingTimeout, DefaultPingTimeout)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := lv.ConnectGetLibVersion()
+			answered <- err
+		}()
+		select {
+		case <-stop:
+			return
+		case err := <-answered:
+			if err == nil {
+				continue
+			}
+			h.Logger.Warn("libvirt connection failed its check; closing it", "host", name, "error", err)
+		case <-time.After(timeout):
+			h.Logger.Warn("libvirt host did not answer; closing its connection", "host", name, "timeout", timeout)
+		}
+		hc.mu.Lock()
+		if hc.lv == lv {
+			h.dropLocked(hc)
+		}
+		hc.mu.Unlock()
+		return
+	}
+}
+
+// dropLocked closes hc's connection and stops its pinger; hc.mu is held.
+// The socket is closed first, so this does not wait for a daemon that
+// never answers.
+func (h *Hosts) dropLocked(hc *hostConn) {
+	if hc.stopPing != nil {
+		close(hc.stopPing)
+		hc.stopPing = nil
+	}
+	if hc.raw != nil {
+		hc.raw.close()
+		hc.raw = nil
+	}
+	if hc.lv != nil {
+		lv := hc.lv
+		hc.lv = nil
+		go func() { _ = lv.Disconnect() }()
+	}
+}
+
+// Close disconnects every pooled connection (politely, then by closing
+// its socket if the daemon does not answer within a second); later calls
+// fail.
+func (h *Hosts) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	conns := h.conns
+	h.conns = map[string]*hostConn{}
+	h.mu.Unlock()
+	for _, hc := range conns {
+		hc.mu.Lock()
+		if lv := hc.lv; lv != nil && lv.IsConnected() {
+			done := make(chan struct{})
+			go func() { _ = lv.Disconnect(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+			}
+		}
+		h.dropLocked(hc)
+		hc.mu.Unlock()
+	}
+	return nil
+}
+
+// redactedURI is uri without its user information, for messages.
+func redactedURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(unparsable uri)"
+	}
+	u.User = nil
+	return u.Redacted()
 }

@@ -38,10 +38,11 @@ type Inventory struct {
 // Read-only, so always safe to retry. Fails without retry if the pool does
 // not exist.
 func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Inventory, error) {
-	lv, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return Inventory{}, err
 	}
+	defer release()
 	_, memKiB, cpus, _, _, _, _, _, err := lv.NodeGetInfo()
 	if err != nil {
 		return Inventory{}, fmt.Errorf("host %s node info: %w", in.Host.Name, err)
@@ -110,10 +111,11 @@ type ListOwnedOutput struct {
 // VolumePrefix, with the domains using each. Read-only, so always safe to
 // retry.
 func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
-	lv, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}
+	defer release()
 	docs, err := domainDocs(lv, in.Host.Name)
 	if err != nil {
 		return ListOwnedOutput{}, err

@@ -62,8 +62,10 @@ type Libvirt struct {
 	PollInterval time.Duration
 }
 
-func (l *Libvirt) conn(ctx context.Context, h HostRef) (*libvirt.Libvirt, error) {
-	return l.Hosts.Conn(ctx, h.URI)
+// conn takes one of host h's connection slots and returns its connection;
+// release gives the slot back (see Hosts).
+func (l *Libvirt) conn(ctx context.Context, h HostRef) (lv *libvirt.Libvirt, release func(), err error) {
+	return l.Hosts.Acquire(ctx, h.Name, h.URI)
 }
 
 // keepAlive heartbeats every second until stop is called. With a short
@@ -130,10 +132,11 @@ type CloneVolumeOutput struct {
 // without retry when the pool or the base volume does not exist.
 func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVolumeOutput, error) {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return CloneVolumeOutput{}, err
 	}
+	defer release()
 	name := VolumeName(in.VM)
 	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
 	if err != nil {
@@ -261,10 +264,11 @@ type DefineDomainInput struct {
 // without retry (ErrTypeNotOwned).
 func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, in.Domain.Host)
+	lv, release, err := l.conn(ctx, in.Domain.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	if _, found, err := l.owned(lv, in.Domain); err != nil || found {
 		return err
 	}
@@ -316,10 +320,11 @@ func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, boo
 // PremiScale's.
 func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	dom, found, err := l.owned(lv, ref)
 	if err != nil {
 		return err
@@ -363,10 +368,11 @@ type RecoverDomainOutput struct {
 // is missing (ErrTypeMissing) or not PremiScale's.
 func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDomainOutput, error) {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return RecoverDomainOutput{}, err
 	}
+	defer release()
 	dom, found, err := l.owned(lv, ref)
 	if err != nil {
 		return RecoverDomainOutput{}, err
@@ -398,10 +404,11 @@ func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDoma
 // off meanwhile fails without retry (ErrTypeBootFailed): it crashed or was
 // stopped while booting.
 func (l *Libvirt) WaitRunning(ctx context.Context, ref DomainRef) error {
-	lv, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	dom, found, err := l.owned(lv, ref)
 	if err != nil {
 		return err
@@ -442,10 +449,11 @@ type StopDomainInput struct {
 // A domain that is not PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, in.Domain.Host)
+	lv, release, err := l.conn(ctx, in.Domain.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	dom, found, err := l.owned(lv, in.Domain)
 	if err != nil || !found {
 		return err
@@ -493,10 +501,11 @@ func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
 // PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
 	defer keepAlive(ctx)()
-	lv, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, ref.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	dom, found, err := l.owned(lv, ref)
 	if err != nil || !found {
 		return err
@@ -545,10 +554,11 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 		}
 		names = []string{in.Volume}
 	}
-	lv, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return err
 	}
+	defer release()
 	pool, err := lv.StoragePoolLookupByName(in.Host.Pool)
 	if err != nil {
 		if isLibvirtCode(err, libvirt.ErrNoStoragePool) {
@@ -603,10 +613,11 @@ type ListDomainsOutput struct {
 // ListDomains reports the domains on a host that carry PremiScale's mark
 // (of one group, if given) and their state. Read-only, so always safe to retry.
 func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDomainsOutput, error) {
-	lv, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, in.Host)
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
+	defer release()
 	docs, err := domainDocs(lv, in.Host.Name)
 	if err != nil {
 		return ListDomainsOutput{}, err

@@ -233,10 +233,11 @@ func ReadSeedISO(iso []byte) (files map[string]string, label string, err error) 
 
 // uploadVolume (re)creates the raw volume name in the host's pool with data.
 func uploadVolume(hosts *Hosts, ctx context.Context, h HostRef, name string, data []byte) error {
-	lv, err := hosts.Conn(ctx, h.URI)
+	lv, release, err := hosts.Acquire(ctx, h.Name, h.URI)
 	if err != nil {
 		return err
 	}
+	defer release()
 	pool, err := lv.StoragePoolLookupByName(h.Pool)
 	if err != nil {
 		return fmt.Errorf("lookup pool %q: %w", h.Pool, err)

@@ -414,3 +414,94 @@ func TestThreeQEMUHostsSpreadBinpackAndHostFailure(t *testing.T) {
 	checkInvariant(t, conns, guestPool, c.waitSettled("bp", 0, time.Minute))
 	c.checkWorkflowTasks(port)
 }
+
+// TestHungHostDoesNotStallTheOthers freezes (SIGSTOP) one of three hosts'
+// libvirtd during a scale-out: its socket still accepts connections and
+// nothing answers, as with a daemon stuck on a dead NFS pool. The VMs
+// placed on the other two hosts must run within the time a normal
+// scale-out takes plus one evaluation interval (with slack for a shared
+// machine); the frozen host must show as unreachable in status; once it is
+// thawed the group converges with nothing leaked or duplicated.
+func TestHungHostDoesNotStallTheOthers(t *testing.T) {
+	hosts := requireHosts(t, 3)
+	conns := map[string]*libvirt.Libvirt{}
+	for _, h := range hosts {
+		conns[h.name] = connectURI(t, h.testURI())
+	}
+	const group, n, interval = "hung", 6, time.Second
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.testURI, testPool,
+		", cpuOvercommit: 16, memoryOvercommit: 16", fmt.Sprintf(`    - name: %s
+      max: %d
+      scaling: {evaluationInterval: %s}
+      template: {diskSize: 64MiB, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
+`, group, n, interval))
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	t.Cleanup(func() { c.checkLogForPanics() })
+
+	// The normal time of this scale-out, all hosts answering.
+	began := time.Now()
+	c.mustCLI("scale", group, strconv.Itoa(n))
+	checkInvariant(t, conns, testPool, c.waitSettled(group, n, 2*time.Minute))
+	normal := time.Since(began)
+	c.mustCLI("scale", group, "0")
+	checkInvariant(t, conns, testPool, c.waitSettled(group, 0, 2*time.Minute))
+
+	victim := hosts[1]
+	others := []string{hosts[0].name, hosts[2].name}
+	c.mustCLI("scale", group, strconv.Itoa(n))
+	hostCtl(t, "freeze", victim)
+	frozen := time.Now()
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			hostCtl(t, "thaw", victim)
+		}
+	})
+	// The members placed on the answering hosts run in about the normal time.
+	bound := normal + interval + 10*time.Second + normal/2
+	var onOthers, unreachableAfter time.Duration
+	for onOthers == 0 || unreachableAfter == 0 {
+		st := c.status(group)
+		placed, running := 0, 0
+		for _, m := range st.Members {
+			if slices.Contains(others, m.Host) {
+				placed++
+				if m.State == workflows.MemberRunning {
+					running++
+				}
+			}
+		}
+		if onOthers == 0 && placed > 0 && running == placed {
+			onOthers = time.Since(frozen)
+		}
+		if unreachableAfter == 0 && slices.Contains(st.UnreachableHosts, victim.name) {
+			unreachableAfter = time.Since(frozen)
+		}
+		if time.Since(frozen) > bound+30*time.Second {
+			c.dumpLog()
+			t.Fatalf("%s frozen for %s: running on the other hosts %d of %d placed there (after %s), unreachable reported after %s; status %+v",
+				victim.name, time.Since(frozen).Round(time.Second), running, placed, onOthers, unreachableAfter, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("normal scale-out 0 -> %d: %s; with %s frozen, the members on the other hosts ran after %s, %s reported unreachable after %s",
+		n, normal.Round(time.Millisecond), victim.name, onOthers.Round(time.Millisecond), victim.name, unreachableAfter.Round(time.Millisecond))
+	if onOthers > bound {
+		t.Errorf("members on the answering hosts ran after %s, past %s (normal %s + interval %s + slack)", onOthers, bound, normal, interval)
+	}
+	if unreachableAfter > 30*time.Second {
+		t.Errorf("frozen host reported unreachable after %s, want within the 15 s host query timeout plus an interval", unreachableAfter)
+	}
+
+	hostCtl(t, "thaw", victim)
+	thawed = true
+	back := time.Now()
+	st := c.waitSettled(group, n, 3*time.Minute)
+	t.Logf("after the thaw the group converged in %s: %s", time.Since(back).Round(time.Millisecond), checkInvariant(t, conns, testPool, st))
+	c.mustCLI("scale", group, "0")
+	checkInvariant(t, conns, testPool, c.waitSettled(group, 0, 2*time.Minute))
+	c.checkWorkflowTasks(port)
+}

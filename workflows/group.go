@@ -75,7 +75,22 @@ const (
 	// the next scale-in chooses another (before: a group-wide backoff that
 	// held only scale-out, and the same node was chosen again at once).
 	changeDrainAbortPerNode = "drain-abort-per-node"
+	// changePlacementSkipsDownHosts: scale-out does not ask hosts the last
+	// observation found unreachable for their inventory (before: it did,
+	// and waited for each to time out).
+	changePlacementSkipsDownHosts = "placement-skips-down-hosts"
 )
+
+// hostQueryOptions are the options of the per-host listings and
+// inventories the group's loop waits for: a host that does not answer
+// (the worker closes a hung connection within ~10 s, and a new dial gives
+// up after 5 s) delays an observation or a placement by at most
+// ScheduleToCloseTimeout, and then counts as unreachable.
+var hostQueryOptions = workflow.ActivityOptions{
+	StartToCloseTimeout:    10 * time.Second,
+	ScheduleToCloseTimeout: 15 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+}
 
 // evaluationTimeout bounds one evaluation of a group's checks; each query is
 // bounded tighter by controller.prometheus.queryTimeout in the worker.
@@ -505,10 +520,7 @@ func (g *group) count(states ...MemberState) int {
 // decommissioning (which clears what is left), so reconcile replaces them.
 func (g *group) observe(ctx workflow.Context) {
 	var a *activities.Libvirt
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: quickActivityTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
-	})
+	actx := workflow.WithActivityOptions(ctx, hostQueryOptions)
 	// The listings are a snapshot from about now: a member that changed
 	// state after this (e.g. became running while a slow host held the
 	// observation up) is not judged by it.
@@ -911,12 +923,13 @@ func vmShape(t config.Template) policy.VMShape {
 // It returns the hosts chosen and, if not all n fit, why.
 func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
 	var a *activities.Libvirt
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: quickActivityTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
-	})
+	actx := workflow.WithActivityOptions(ctx, hostQueryOptions)
+	skipDown := workflow.GetVersion(ctx, changePlacementSkipsDownHosts, workflow.DefaultVersion, 1) >= 1
 	futures := make([]workflow.Future, len(g.spec.Hosts))
 	for i, h := range g.spec.Hosts {
+		if skipDown && g.hostDown(h.Name) {
+			continue // known unreachable: not asked, not placed on
+		}
 		futures[i] = workflow.ExecuteActivity(actx, a.HostInventory, activities.InventoryInput{Host: h})
 	}
 	shape := vmShape(g.spec.Template)
@@ -927,9 +940,15 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
 			CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
 		}
 		var inv activities.Inventory
-		if err := futures[i].Get(ctx, &inv); err != nil {
+		asked := futures[i] != nil // not when the last observation found it unreachable
+		var err error
+		if asked {
+			err = futures[i].Get(ctx, &inv)
+		}
+		if err != nil {
 			g.logger.Warn("host inventory failed", "group", g.spec.Name, "host", h.Name, "error", err)
-		} else {
+		}
+		if asked && err == nil {
 			hc.Reachable = true
 			hc.CPUs, hc.MemoryBytes, hc.PoolAvailableBytes = inv.CPUs, inv.MemoryBytes, inv.PoolAvailableBytes
 			hc.AllocatedVCPUs, hc.AllocatedMemoryBytes = inv.AllocatedVCPUs, inv.AllocatedMemoryBytes

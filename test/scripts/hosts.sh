@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: test/scripts/hosts.sh start [N] | stop | kill I | restart I | status | uris
+# Usage: test/scripts/hosts.sh start [N] | stop | kill I | restart I | freeze I | thaw I | status | uris
 #
 # Several independent libvirtd "hosts" on one machine, for crash-safety tests.
 # Host I (h1, h2, ...) has its own mount namespace in which private
@@ -18,6 +18,10 @@
 #              tests must destroy and undefine their domains first.
 #   kill I     SIGKILL host I's libvirtd only, as when a hypervisor's daemon
 #              crashes: its QEMU guests and virtlogd keep running.
+#   freeze I   SIGSTOP host I's libvirtd, as when a daemon hangs (stuck on a
+#              dead NFS pool): its socket still accepts connections, nothing
+#              answers. Guests keep running.
+#   thaw I     SIGCONT host I's libvirtd.
 #   restart I  Start host I's libvirtd again (and virtlogd if it is gone) in
 #              the host's mount namespace, wait until it answers. Running
 #              guests are re-attached. A libvirtd that runs is left alone.
@@ -443,6 +447,17 @@ do_kill() {
   done
 }
 
+# do_signal I SIG: send SIG to host I's libvirtd (started by this script).
+do_signal() {
+  local i="$1" sig="$2" pid
+  need_root
+  [[ -s "$(host_state "$i")/port" ]] || die "h$i was not started by this script"
+  pid="$(daemon_pid "$i" libvirtd)" || die "h$i: libvirtd is not running"
+  owned "$i" libvirtd || die "h$i: libvirtd (pid $pid) was not started by this script"
+  log "h$i: SIG$sig libvirtd (pid $pid)"
+  kill "-$sig" "$pid"
+}
+
 do_restart() {
   local i="$1" t0=$SECONDS
   need_root
@@ -486,7 +501,7 @@ stop_owned() {
 }
 
 do_stop() {
-  local i hosts guests
+  local i hosts guests pid
   hosts="$(started_hosts)"
   if [[ -z "$hosts" ]]; then
     log "nothing to stop: this script started no host"
@@ -498,6 +513,8 @@ do_stop() {
       guests="$(timeout 15 virsh -q -c "$(qemu_uri "$i")" list --name 2>/dev/null | xargs || true)"
       [[ -z "$guests" ]] || log "h$i: warning: guests keep running: $guests"
     fi
+    # A frozen libvirtd (freeze I) would not see SIGTERM until thawed.
+    if pid="$(daemon_pid "$i" libvirtd)"; then kill -CONT "$pid" 2>/dev/null || true; fi
     # libvirtd first: it talks to virtlogd while shutting down.
     stop_owned "$i" libvirtd
     stop_owned "$i" virtlogd
@@ -555,6 +572,11 @@ case "$1" in
     [[ $# -eq 2 ]] || usage
     check_host_arg "$2"
     do_kill "$2"
+    ;;
+  freeze|thaw)
+    [[ $# -eq 2 ]] || usage
+    check_host_arg "$2"
+    if [[ "$1" == freeze ]]; then do_signal "$2" STOP; else do_signal "$2" CONT; fi
     ;;
   restart)
     [[ $# -eq 2 ]] || usage
