@@ -237,20 +237,29 @@ func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatu
 }
 
 // Pause stops a group's scaling and reconciliation until Resume.
+// It is an Update, so a pause and a resume sent one after the other are
+// applied in that order.
 func (s *Starter) Pause(ctx context.Context, name string) error {
-	return s.signal(ctx, name, workflows.SignalPause)
+	return s.pause(ctx, name, workflows.UpdatePause)
 }
 
 // Resume undoes Pause.
 func (s *Starter) Resume(ctx context.Context, name string) error {
-	return s.signal(ctx, name, workflows.SignalResume)
+	return s.pause(ctx, name, workflows.UpdateResume)
 }
 
-func (s *Starter) signal(ctx context.Context, name, signal string) error {
+func (s *Starter) pause(ctx context.Context, name, update string) error {
 	if _, err := s.group(name); err != nil {
 		return err
 	}
-	if err := s.Client.SignalWorkflow(ctx, workflows.GroupWorkflowID(name), "", signal, nil); err != nil {
+	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.GroupWorkflowID(name), UpdateName: update,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err != nil {
 		return s.explain(name, err)
 	}
 	return nil

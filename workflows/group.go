@@ -33,6 +33,13 @@ const (
 	SignalPause = "pause"
 	// SignalResume undoes SignalPause.
 	SignalResume = "resume"
+	// UpdatePause and UpdateResume are SignalPause and SignalResume as
+	// Updates: applied in the order they arrive, and confirmed to the
+	// caller (PauseResult). Signals that arrive in one workflow task are
+	// applied in a fixed order (spec, scale, pause, resume) because the
+	// SDK does not tell their order across channels; the CLI uses these.
+	UpdatePause  = "pause"
+	UpdateResume = "resume"
 	// SignalSpec delivers the group's configuration (GroupSpec) on controller start.
 	SignalSpec = "spec"
 	// QueryStatus returns GroupStatus.
@@ -79,6 +86,12 @@ const (
 	// observation found unreachable for their inventory (before: it did,
 	// and waited for each to time out).
 	changePlacementSkipsDownHosts = "placement-skips-down-hosts"
+	// changeHoldChildrenBeforeContinueAsNew: once the history is long, no
+	// new child is started (no observation, evaluation or reconciliation)
+	// until the ones in flight are done and the group continues as new
+	// (before: it went on starting children, so a group with constant
+	// churn never got to continue as new and grew toward the hard limit).
+	changeHoldChildrenBeforeContinueAsNew = "hold-children-before-continue-as-new"
 )
 
 // hostQueryOptions are the options of the per-host listings and
@@ -228,6 +241,13 @@ type GroupInput struct {
 	State *GroupState `json:"state,omitempty"`
 }
 
+// PauseResult is what UpdatePause and UpdateResume return.
+type PauseResult struct {
+	Paused bool `json:"paused"`
+	// Changed is false when the group already was so.
+	Changed bool `json:"changed"`
+}
+
 // DesiredRequest is the payload of UpdateSetDesired and SignalScale.
 type DesiredRequest struct {
 	Desired int `json:"desired"`
@@ -345,21 +365,30 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			g.scaleSignal(ctx, req.Desired)
 		}
 		for pauseCh.ReceiveAsync(nil) {
-			if !g.st.Paused {
-				g.st.Paused = true
-				g.event(ctx, "paused")
-			}
+			g.setPaused(ctx, true)
 		}
 		for resumeCh.ReceiveAsync(nil) {
-			if g.st.Paused {
-				g.st.Paused = false
-				g.event(ctx, "resumed")
-			}
+			g.setPaused(ctx, false)
 		}
 	}
 
 	for {
 		drain()
+		if g.historyTooLong(ctx) && workflow.GetVersion(ctx, changeHoldChildrenBeforeContinueAsNew, workflow.DefaultVersion, 1) >= 1 {
+			// Let the children in flight finish, start none, then continue
+			// as new: the wait is bounded by the longest child.
+			if g.inflight > 0 {
+				if err := workflow.Await(ctx, func() bool { return g.inflight == 0 }); err != nil {
+					return err
+				}
+			}
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			drain()
+			state := g.st
+			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
+		}
 		if workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval {
 			g.observe(ctx)
 			drain()
@@ -409,6 +438,18 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 	if err := g.registerClusterAutoscalerUpdates(ctx); err != nil {
 		return err
 	}
+	for _, u := range []struct {
+		name  string
+		pause bool
+	}{{UpdatePause, true}, {UpdateResume, false}} {
+		if err := workflow.SetUpdateHandler(ctx, u.name, func(ctx workflow.Context) (PauseResult, error) {
+			changed := g.setPaused(ctx, u.pause)
+			g.dirty = g.dirty || changed // wake the loop (signals wake it by being pending)
+			return PauseResult{Paused: u.pause, Changed: changed}, nil
+		}); err != nil {
+			return err
+		}
+	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateSetDesired,
 		func(ctx workflow.Context, req DesiredRequest) (DesiredResult, error) {
 			prev := g.st.Desired
@@ -424,6 +465,20 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 			return g.checkDesired(req.Desired)
 		}},
 	)
+}
+
+// setPaused pauses or resumes the group and reports whether that changed it.
+func (g *group) setPaused(ctx workflow.Context, paused bool) bool {
+	if g.st.Paused == paused {
+		return false
+	}
+	g.st.Paused = paused
+	if paused {
+		g.event(ctx, "paused")
+	} else {
+		g.event(ctx, "resumed")
+	}
+	return true
 }
 
 // checkDesired explains why n is not a valid desired size, naming the bound.

@@ -1054,3 +1054,68 @@ func TestDrainAbortBacksOffThatNodeAndScaleInChoosesAnother(t *testing.T) {
 	}
 	runGroup(t, env, workflows.GroupInput{Spec: s})
 }
+
+// TestLongHistoryStopsStartingChildrenAndContinuesAsNew: once Temporal
+// suggests continue-as-new, the group starts no new child (here: the two
+// VMs a later scale-out asks for) and continues as new as soon as the ones
+// in flight are done, carrying desired forward; under constant churn it
+// would otherwise never find a moment with nothing in flight.
+func TestLongHistoryStopsStartingChildrenAndContinuesAsNew(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f, 2*time.Minute) // each VM takes 2 minutes to boot
+	start := env.Now()
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 30*time.Second)
+	env.RegisterDelayedCallback(func() { setDesired(t, env, 5) }, time.Minute)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(3, 0, 5, "h1")})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	if d := env.Now().Sub(start); d > 3*time.Minute {
+		t.Errorf("continued as new after %s, want once the first VMs were up (about 2m)", d)
+	}
+	var in workflows.GroupInput
+	if err := converterFor(can, &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.State == nil || in.State.Desired != 5 || len(in.State.Members) != 3 || in.State.NextSeq != 4 {
+		t.Fatalf("carried state = %+v, want desired 5 with the 3 members that were in flight, next seq 4", in.State)
+	}
+	if slices.ContainsFunc(f.calls, func(c string) bool { return strings.HasPrefix(c, "clone web-4") }) {
+		t.Errorf("a new VM was started after continue-as-new was due: %v", f.calls)
+	}
+}
+
+// TestPauseAndResumeUpdatesApplyInTheOrderSent: "resume then pause" ends
+// paused and "pause then resume" ends resumed, also when both arrive
+// together (as Updates; see UpdatePause for signals).
+func TestPauseAndResumeUpdatesApplyInTheOrderSent(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	send := func(name string) {
+		env.UpdateWorkflow(name, name+env.Now().String(), &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s rejected: %v", name, err) }, OnComplete: func(any, error) {},
+		})
+	}
+	env.RegisterDelayedCallback(func() { send(workflows.UpdatePause); send(workflows.UpdateResume) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if status(t, env).Paused {
+			t.Error("pause then resume left the group paused")
+		}
+		send(workflows.UpdateResume)
+		send(workflows.UpdatePause)
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if !status(t, env).Paused {
+			t.Error("resume then pause left the group resumed")
+		}
+		setDesired(t, env, 2)
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if got := f.running(); len(got) != 1 {
+			t.Errorf("a paused group scaled: running %v", got)
+		}
+	}, 4*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
