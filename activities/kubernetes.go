@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 	"k8s.io/kubectl/pkg/drain"
@@ -43,6 +47,38 @@ type Kubernetes struct {
 	Hosts  *Hosts
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
+
+	// nodes is one watch of the cluster's Nodes shared by every activity of
+	// the worker, indexed by provider ID, started on first use: finding a
+	// VM's node is then a map lookup, not a list of every node per VM per
+	// poll. It runs for the worker process's lifetime.
+	nodesOnce sync.Once
+	nodes     cache.SharedIndexInformer
+}
+
+// byProviderID indexes the node cache.
+const byProviderID = "providerID"
+
+// nodeCacheWait bounds the wait for the node cache's first sync; past it
+// an activity lists the nodes itself.
+const nodeCacheWait = 10 * time.Second
+
+func (k *Kubernetes) nodeCache(c kubernetes.Interface) cache.SharedIndexInformer {
+	k.nodesOnce.Do(func() {
+		f := informers.NewSharedInformerFactory(c, 0)
+		inf := f.Core().V1().Nodes().Informer()
+		if err := inf.AddIndexers(cache.Indexers{byProviderID: func(obj any) ([]string, error) {
+			if n, ok := obj.(*corev1.Node); ok && n.Spec.ProviderID != "" {
+				return []string{n.Spec.ProviderID}, nil
+			}
+			return nil, nil
+		}}); err != nil {
+			return // no cache: node() lists
+		}
+		f.Start(make(chan struct{}))
+		k.nodes = inf
+	})
+	return k.nodes
 }
 
 func (k *Kubernetes) client() (kubernetes.Interface, error) {
@@ -77,6 +113,7 @@ type JoinTokenOutput struct {
 // Idempotent: an unexpired token already labelled for this VM is returned
 // instead. Only the token's ID (its public half) is returned.
 func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (JoinTokenOutput, error) {
+	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return JoinTokenOutput{}, err
@@ -163,6 +200,7 @@ type DeleteJoinTokensInput struct {
 // DeleteJoinTokens deletes every bootstrap token PremiScale made for the
 // VM. Idempotent: none left is success.
 func (k *Kubernetes) DeleteJoinTokens(ctx context.Context, in DeleteJoinTokensInput) error {
+	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return err
@@ -196,6 +234,7 @@ type NodeStatusOutput struct {
 // NodeStatus reports whether the node with the provider ID exists and is
 // Ready. Read-only, so always safe to retry.
 func (k *Kubernetes) NodeStatus(ctx context.Context, in NodeRef) (NodeStatusOutput, error) {
+	defer keepAlive(ctx)()
 	node, err := k.node(ctx, in.ProviderID)
 	if err != nil || node == nil {
 		return NodeStatusOutput{}, err
@@ -209,11 +248,28 @@ func (k *Kubernetes) NodeStatus(ctx context.Context, in NodeRef) (NodeStatusOutp
 	return out, nil
 }
 
-// node returns the node with the provider ID, or nil.
+// node returns the node with the provider ID, or nil: from the shared
+// node cache once it has synced, else by listing the nodes.
 func (k *Kubernetes) node(ctx context.Context, providerID string) (*corev1.Node, error) {
 	c, err := k.client()
 	if err != nil {
 		return nil, err
+	}
+	if inf := k.nodeCache(c); inf != nil {
+		wctx, cancel := context.WithTimeout(ctx, nodeCacheWait)
+		synced := cache.WaitForCacheSync(wctx.Done(), inf.HasSynced)
+		cancel()
+		if synced {
+			objs, err := inf.GetIndexer().ByIndex(byProviderID, providerID)
+			if err == nil {
+				for _, o := range objs {
+					if n, ok := o.(*corev1.Node); ok {
+						return n.DeepCopy(), nil
+					}
+				}
+				return nil, nil
+			}
+		}
 	}
 	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -308,6 +364,7 @@ func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput,
 // UncordonNode makes the VM's node schedulable again (after an aborted
 // drain). A missing node is success.
 func (k *Kubernetes) UncordonNode(ctx context.Context, in NodeRef) error {
+	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return err
@@ -326,6 +383,7 @@ func (k *Kubernetes) UncordonNode(ctx context.Context, in NodeRef) error {
 // DeleteNode deletes the VM's Node object. Idempotent: a missing node is
 // success.
 func (k *Kubernetes) DeleteNode(ctx context.Context, in NodeRef) error {
+	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return err
@@ -355,33 +413,34 @@ type PodCountsOutput struct {
 // PodCounts counts the evictable pods on each VM's node, for leastPods
 // scale-in. Read-only.
 func (k *Kubernetes) PodCounts(ctx context.Context, in PodCountsInput) (PodCountsOutput, error) {
+	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return PodCountsOutput{}, err
 	}
-	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return PodCountsOutput{}, fmt.Errorf("list nodes: %w", err)
-	}
-	byName := map[string]string{}
-	for _, n := range nodes.Items {
-		byName[n.Name] = n.Spec.ProviderID
-	}
 	out := PodCountsOutput{Pods: map[string]int{}}
 	for _, id := range in.ProviderIDs {
 		out.Pods[id] = 0
-	}
-	pods, err := c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return PodCountsOutput{}, fmt.Errorf("list pods: %w", err)
-	}
-	for _, p := range pods.Items {
-		id, ok := byName[p.Spec.NodeName]
-		if _, wanted := out.Pods[id]; !ok || !wanted || isDaemonOrMirror(p) ||
-			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		node, err := k.node(ctx, id)
+		if err != nil {
+			return PodCountsOutput{}, err
+		}
+		if node == nil {
 			continue
 		}
-		out.Pods[id]++
+		// Only this node's pods, as kubectl drain lists them.
+		pods, err := c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.SelectorFromSet(fields.Set{"spec.nodeName": node.Name}).String(),
+		})
+		if err != nil {
+			return PodCountsOutput{}, fmt.Errorf("list pods of node %s: %w", node.Name, err)
+		}
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != node.Name || isDaemonOrMirror(p) || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			out.Pods[id]++
+		}
 	}
 	return out, nil
 }

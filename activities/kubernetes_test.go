@@ -3,7 +3,10 @@ package activities
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,5 +242,54 @@ func TestDrainAPIErrorSayingTimedOutIsNotADrainTimeout(t *testing.T) {
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) && ae.Type() == ErrTypeDrainTimeout {
 		t.Fatalf("an API error saying %q was taken for the drain's timeout", "timed out")
+	}
+}
+
+// TestNodeLookupsAndPodCountsDoNotListTheWholeCluster: finding VMs' nodes
+// goes through one shared watch of the Nodes (after its first list, no
+// more lists of nodes however many lookups), and pods are listed per node
+// with a field selector, not for the whole cluster.
+func TestNodeLookupsAndPodCountsDoNotListTheWholeCluster(t *testing.T) {
+	cs, _ := drainCluster(t, func(string) bool { return false })
+	other := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: corev1.NodeSpec{ProviderID: "premiscale://web/u2"}}
+	if _, err := cs.CoreV1().Nodes().Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var nodeLists, podLists atomic.Int32
+	var podSelectors []string
+	var mu sync.Mutex
+	cs.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		nodeLists.Add(1)
+		return false, nil, nil
+	})
+	cs.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		podLists.Add(1)
+		mu.Lock()
+		podSelectors = append(podSelectors, a.(k8stesting.ListAction).GetListRestrictions().Fields.String())
+		mu.Unlock()
+		return false, nil, nil
+	})
+	k := &Kubernetes{Client: cs}
+	ctx := context.Background()
+	for range 20 {
+		st, err := k.NodeStatus(ctx, NodeRef{ProviderID: "premiscale://web/u1"})
+		if err != nil || !st.Exists || st.Name != "web-1" {
+			t.Fatalf("NodeStatus = %+v, %v; want node web-1", st, err)
+		}
+	}
+	if n := nodeLists.Load(); n != 1 {
+		t.Errorf("20 node lookups listed the nodes %d times, want once (the watch's first list)", n)
+	}
+	out, err := k.PodCounts(ctx, PodCountsInput{ProviderIDs: []string{"premiscale://web/u1", "premiscale://web/u2", "premiscale://web/gone"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"premiscale://web/u1": 2, "premiscale://web/u2": 0, "premiscale://web/gone": 0}; !maps.Equal(out.Pods, want) {
+		t.Errorf("pods = %v, want %v (DaemonSet pods not counted)", out.Pods, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(podSelectors) != 2 || !slices.Contains(podSelectors, "spec.nodeName=web-1") || !slices.Contains(podSelectors, "spec.nodeName=other") {
+		t.Errorf("pod lists used field selectors %q, want one per existing node", podSelectors)
 	}
 }
