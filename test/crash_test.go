@@ -413,6 +413,7 @@ func TestThreeQEMUHostsSpreadBinpackAndHostFailure(t *testing.T) {
 	c.mustCLI("scale", "bp", "0", "--wait", "--timeout", "3m")
 	checkInvariant(t, conns, guestPool, c.waitSettled("bp", 0, time.Minute))
 	c.checkWorkflowTasks(port)
+	c.recordHistories(port, "lost_host")
 }
 
 // TestHungHostDoesNotStallTheOthers freezes (SIGSTOP) one of three hosts'
@@ -503,5 +504,45 @@ func TestHungHostDoesNotStallTheOthers(t *testing.T) {
 	t.Logf("after the thaw the group converged in %s: %s", time.Since(back).Round(time.Millisecond), checkInvariant(t, conns, testPool, st))
 	c.mustCLI("scale", group, "0")
 	checkInvariant(t, conns, testPool, c.waitSettled(group, 0, 2*time.Minute))
+	c.checkWorkflowTasks(port)
+	c.recordHistories(port, "hung_host")
+}
+
+// TestLibvirtdRestartMidProvisionConvergesWithoutLeaksOrDuplicates
+// SIGKILLs one real QEMU host's libvirtd while the group's VMs are being
+// cloned, defined and started there, and starts it again: the group must
+// converge to desired with each VM defined once, with its own volume, and
+// no volume left over.
+func TestLibvirtdRestartMidProvisionConvergesWithoutLeaksOrDuplicates(t *testing.T) {
+	hosts := requireHosts(t, 1)
+	h := hosts[0]
+	conns := map[string]*libvirt.Libvirt{h.name: connectURI(t, h.qemuURI())}
+	const group = "mid"
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4", `    - name: mid
+      max: 3
+      hostFailureGracePeriod: 5m
+      scaling: {evaluationInterval: 1s}
+      template: {diskSize: 16MiB, vcpus: 1, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
+`)
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	t.Cleanup(func() { c.checkLogForPanics() })
+
+	for round, delay := range []time.Duration{150 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond} {
+		c.mustCLI("scale", group, "3")
+		time.Sleep(delay)
+		hostCtl(t, "kill", h)
+		killed := time.Now()
+		time.Sleep(time.Second)
+		hostCtl(t, "restart", h)
+		conns[h.name] = connectURI(t, h.qemuURI())
+		st := c.waitSettled(group, 3, 3*time.Minute)
+		t.Logf("round %d: libvirtd killed %s into the scale-out; converged %s after the kill: %s",
+			round+1, delay, time.Since(killed).Round(time.Millisecond), checkInvariant(t, conns, guestPool, st))
+		c.mustCLI("scale", group, "0")
+		checkInvariant(t, conns, guestPool, c.waitSettled(group, 0, 2*time.Minute))
+	}
 	c.checkWorkflowTasks(port)
 }

@@ -220,6 +220,20 @@ func (c *controller) checkWorkflowTasks(port int) {
 	c.t.Logf("history check: %d histories read, %d failed workflow tasks", read, failed)
 }
 
+// recordHistories is recordHistories for the controller's embedded server.
+func (c *controller) recordHistories(port int, prefix string) {
+	c.t.Helper()
+	if os.Getenv("RECORD_HISTORIES") != "1" {
+		return
+	}
+	cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		c.t.Fatalf("record histories: dial: %v", err)
+	}
+	defer cl.Close()
+	recordHistories(c.t, cl, prefix)
+}
+
 func (c *controller) dumpLog() {
 	b, _ := os.ReadFile(c.log)
 	lines := strings.Split(string(b), "\n")
@@ -540,6 +554,7 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	c.mustCLI("scale", group, "0", "--wait", "--timeout", "1m")
 	checkExactly(t, lv, group, 0)
 	c.checkWorkflowTasks(port)
+	c.recordHistories(port, "e2e")
 }
 
 func contains(list []string, s string) bool {

@@ -156,7 +156,8 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 			Groups: []config.Group{caGroup("casg", 3, 1), caGroup("caother", 2, 512)},
 		},
 	}
-	s, _ := startInProcessConfig(t, ctx, cfg, cs)
+	s, hc := startInProcessConfig(t, ctx, cfg, cs)
+	t.Cleanup(func() { recordHistories(t, hc, "autoscaler") })
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() {

@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -164,4 +167,136 @@ func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config
 		tb.Fatal(err)
 	}
 	return s, c
+}
+
+// recordHistories, with RECORD_HISTORIES=1, saves for each workflow type in
+// the server the longest history (the run that went through the most) as
+// workflows/testdata/<prefix>_<type>_history.json, which the workflows
+// package then replays (whole and cut before every task) in its unit tests.
+// Call it at the end of a test whose path the replay tests should cover.
+func recordHistories(t testing.TB, c client.Client, prefix string) {
+	t.Helper()
+	if os.Getenv("RECORD_HISTORIES") != "1" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	best := map[string]*historypb.History{}
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			t.Fatalf("record histories: %v", err)
+		}
+		for _, info := range resp.GetExecutions() {
+			h := &historypb.History{}
+			it := c.GetWorkflowHistory(ctx, info.GetExecution().GetWorkflowId(), info.GetExecution().GetRunId(), false, 0)
+			for it.HasNext() {
+				ev, err := it.Next()
+				if err != nil {
+					t.Fatalf("record histories: %v", err)
+				}
+				h.Events = append(h.Events, ev)
+			}
+			typ := info.GetType().GetName()
+			if len(h.Events) > len(best[typ].GetEvents()) {
+				best[typ] = h
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	for typ, h := range best {
+		writeHistory(t, prefix+"_"+strings.ToLower(typ), h)
+	}
+}
+
+// writeHistory saves h as workflows/testdata/NAME_history.json.
+func writeHistory(t testing.TB, name string, h *historypb.History) {
+	t.Helper()
+	path := "../workflows/testdata/" + name + "_history.json"
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d events)", path, len(h.Events))
+}
+
+// TestContinueAsNewCarriesTheGroupOnARealServer lowers a group's history
+// limit so that it continues as new while it scales, then checks that the
+// first run ended so, that the new run holds the same members, and that
+// the first run's history replays (RECORD_HISTORIES=1 saves it).
+func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const group = "can"
+	s, c := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+	first, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	spec := starter.SpecFromConfig(s.Config, s.Config.Autoscale.Groups[0])
+	spec.HistoryLimit = 60
+	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scale(ctx, group, 2); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), firstRun)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+			break
+		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Fatalf("first run ended %s, want continued as new", st)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the group never continued as new")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	st, err := s.WaitSettled(wctx, group, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Desired != 2 || len(st.Members) != 2 {
+		t.Fatalf("after continue-as-new: desired %d, members %+v; want the 2 carried over", st.Desired, st.Members)
+	}
+	hist := &historypb.History{}
+	it := c.GetWorkflowHistory(ctx, workflows.GroupWorkflowID(group), firstRun, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	replayer := sdkworker.NewWorkflowReplayer()
+	worker.RegisterWorkflows(replayer)
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
+		t.Fatalf("replay of the run that continued as new: %v", err)
+	}
+	if os.Getenv("RECORD_HISTORIES") == "1" {
+		writeHistory(t, "continue_as_new_groupworkflow", hist)
+	}
+	if _, err := s.Scale(ctx, group, 0); err != nil {
+		t.Fatal(err)
+	}
+	wctx2, wcancel2 := context.WithTimeout(ctx, time.Minute)
+	defer wcancel2()
+	if _, err := s.WaitSettled(wctx2, group, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -120,6 +120,7 @@ func TestKubeadmJoinThenDrainOnRealLibvirt(t *testing.T) {
 		},
 	}
 	s, c := startInProcessConfig(t, ctx, cfg, cs)
+	t.Cleanup(func() { recordHistories(t, c, "kubernetes") })
 	t.Cleanup(func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()

@@ -85,7 +85,8 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const group = "coll"
-	s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 4))
+	s, hc := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 4))
+	t.Cleanup(func() { recordHistories(t, hc, "orphans") })
 	if _, err := s.Scale(ctx, group, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,8 @@ func TestPrometheusTargetValueScalesOutInAndHoldsOnMissingData(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	s, _ := startInProcess(t, ctx, config.Prometheus{Address: "http://" + promAddr, QueryTimeout: 2 * time.Second}, g, d)
+	s, hc := startInProcess(t, ctx, config.Prometheus{Address: "http://" + promAddr, QueryTimeout: 2 * time.Second}, g, d)
+	t.Cleanup(func() { recordHistories(t, hc, "metrics") })
 
 	waitStatus(t, s, group, 30*time.Second, "first evaluation at 1", func(st workflows.GroupStatus) bool {
 		return st.Decision != nil && st.Desired == 1 && st.Settled()

@@ -778,6 +778,13 @@ const DefaultHostFailureGracePeriod = 2 * time.Minute
 // past the grace period, marks its running members lost so that reconcile
 // replaces them on hosts that answer. A host that answers again is
 // forgotten; observe then decommissions its lost members.
+//
+// This went in without GetVersion (commit 20f9bc8) and is deliberately not
+// versioned after the fact: every run recorded since marks members lost
+// with no marker, and a marker's DefaultVersion would now have to mean
+// "never mark lost", which breaks those runs; runs recorded before it have
+// continued as new long since (every 5,000 events). The replay tests hold
+// a run that went through it (testdata/lost_host_*).
 func (g *group) trackHostFailures(ctx workflow.Context, reachable map[string]bool) {
 	now := workflow.Now(ctx)
 	grace := g.spec.HostFailureGracePeriod

@@ -20,12 +20,17 @@ import (
 // ../shared/histories that wedged a group) against the current workflow
 // code. A change that would break running groups fails here.
 //
-// Each history is replayed whole and also cut just before every workflow
-// task start, because that is what a freshly started worker replays. The
-// SDK's replayer does not compare the commands of a history's last
-// completed task with the code's (it takes such a history as partial), so
-// the whole file alone can pass while a restarted worker fails the same
-// task forever: the scalein_cancel_markers histories did exactly that.
+// Each history is replayed whole and also cut after the commands of every
+// completed workflow task, because that is what a freshly started worker
+// checks: it replays the history and matches the last completed task's
+// commands before it runs the new task. The SDK's replayer does not compare
+// the commands of a history's last completed task with the code's when the
+// history ends with the next task's start (it takes it as partial), so the
+// whole file alone can pass while a restarted worker fails the same task
+// forever: the scalein_cancel_markers histories did exactly that. (Cutting
+// later, before the next task's start, would feed the replayer new events
+// such as a cancellation request, which make commands that only the next
+// task records.)
 func TestRecordedHistoriesReplay(t *testing.T) {
 	files, err := filepath.Glob("testdata/*_history.json")
 	if err != nil {
@@ -39,8 +44,15 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 			h := loadHistory(t, f)
 			replayHistory(t, h, len(h.Events))
 			for i, e := range h.Events {
-				if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED && i >= 3 {
-					replayHistory(t, h, i)
+				if e.GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+					continue
+				}
+				end := i + 1
+				for end < len(h.Events) && isCommandEvent(h.Events[end].GetEventType()) {
+					end++
+				}
+				if end < len(h.Events) {
+					replayHistory(t, h, end)
 				}
 			}
 		})
@@ -53,7 +65,7 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 // history still replays, the cut one must not.
 func TestReplayCatchesTheCommandsOfTheLastTask(t *testing.T) {
 	h := loadHistory(t, "testdata/scalein_cancel_markers_history.json")
-	const cut = 95 // events 1..95: task 79's commands end at 93
+	const cut = 93 // events 1..93: task 79's commands (80 completed it)
 	var timer *historypb.TimerStartedEventAttributes
 	for _, e := range h.Events[:cut] {
 		if a := e.GetTimerStartedEventAttributes(); a != nil {
@@ -67,6 +79,34 @@ func TestReplayCatchesTheCommandsOfTheLastTask(t *testing.T) {
 	if err := replay(t, &historypb.History{Events: h.Events[:cut]}); err == nil {
 		t.Fatal("a history whose last task's timer ID was changed replayed cleanly")
 	}
+}
+
+// isCommandEvent reports whether an event records a command of the task
+// completed before it (as the SDK counts them).
+func isCommandEvent(t enumspb.EventType) bool {
+	switch t {
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+		enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+		enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
+		enumspb.EVENT_TYPE_TIMER_STARTED,
+		enumspb.EVENT_TYPE_TIMER_CANCELED,
+		enumspb.EVENT_TYPE_MARKER_RECORDED,
+		enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+		enumspb.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+		enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+		enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+		enumspb.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED,
+		enumspb.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED,
+		enumspb.EVENT_TYPE_NEXUS_OPERATION_CANCEL_REQUESTED:
+		return true
+	}
+	return false
 }
 
 func loadHistory(t *testing.T, path string) *historypb.History {
