@@ -40,17 +40,17 @@ const (
 	DefaultHostFailureGracePeriod = 2 * time.Minute
 	// DefaultUnhealthyGracePeriod is groups[].unhealthyGracePeriod's default.
 	DefaultUnhealthyGracePeriod = 2 * time.Minute
-	DefaultOrphanAction           = OrphansReport
-	DefaultOrphanGracePeriod      = 10 * time.Minute
-	DefaultOrphanScanInterval     = time.Minute
-	DefaultJoin                   = JoinNone
-	DefaultNodeName               = "{{.VM}}"
-	DefaultReadyTimeout           = 15 * time.Minute
-	DefaultDrainTimeout           = 10 * time.Minute
-	DefaultDrainGracePeriod       = -1 * time.Second
-	DefaultDrainOnTimeout         = DrainAbort
-	DefaultTokenTTL               = 30 * time.Minute
-	DefaultScaleInSelection       = SelectNewest
+	DefaultOrphanAction         = OrphansReport
+	DefaultOrphanGracePeriod    = 10 * time.Minute
+	DefaultOrphanScanInterval   = time.Minute
+	DefaultJoin                 = JoinNone
+	DefaultNodeName             = "{{.VM}}"
+	DefaultReadyTimeout         = 15 * time.Minute
+	DefaultDrainTimeout         = 10 * time.Minute
+	DefaultDrainGracePeriod     = -1 * time.Second
+	DefaultDrainOnTimeout       = DrainAbort
+	DefaultTokenTTL             = 30 * time.Minute
+	DefaultScaleInSelection     = SelectNewest
 )
 
 // How a group's VMs join Kubernetes.
