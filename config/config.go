@@ -40,17 +40,19 @@ const (
 	DefaultHostFailureGracePeriod = 2 * time.Minute
 	// DefaultUnhealthyGracePeriod is groups[].unhealthyGracePeriod's default.
 	DefaultUnhealthyGracePeriod = 2 * time.Minute
-	DefaultOrphanAction         = OrphansReport
-	DefaultOrphanGracePeriod    = 10 * time.Minute
-	DefaultOrphanScanInterval   = time.Minute
-	DefaultJoin                 = JoinNone
-	DefaultNodeName             = "{{.VM}}"
-	DefaultReadyTimeout         = 15 * time.Minute
-	DefaultDrainTimeout         = 10 * time.Minute
-	DefaultDrainGracePeriod     = -1 * time.Second
-	DefaultDrainOnTimeout       = DrainAbort
-	DefaultTokenTTL             = 30 * time.Minute
-	DefaultScaleInSelection     = SelectNewest
+	// DefaultCleanupTimeout is groups[].cleanupTimeout's default.
+	DefaultCleanupTimeout     = 10 * time.Minute
+	DefaultOrphanAction       = OrphansReport
+	DefaultOrphanGracePeriod  = 10 * time.Minute
+	DefaultOrphanScanInterval = time.Minute
+	DefaultJoin               = JoinNone
+	DefaultNodeName           = "{{.VM}}"
+	DefaultReadyTimeout       = 15 * time.Minute
+	DefaultDrainTimeout       = 10 * time.Minute
+	DefaultDrainGracePeriod   = -1 * time.Second
+	DefaultDrainOnTimeout     = DrainAbort
+	DefaultTokenTTL           = 30 * time.Minute
+	DefaultScaleInSelection   = SelectNewest
 )
 
 // How a group's VMs join Kubernetes.
@@ -305,7 +307,10 @@ type Group struct {
 	// but not running (paused, shut off, crashed, suspended) while the
 	// group tries to bring it back, before it is replaced.
 	UnhealthyGracePeriod time.Duration `koanf:"unhealthyGracePeriod" json:"unhealthyGracePeriod"`
-	Template             Template      `koanf:"template" json:"template"`
+	// CleanupTimeout bounds the retries of each step that removes a VM
+	// before its member is reported failed (and retried each evaluation).
+	CleanupTimeout time.Duration `koanf:"cleanupTimeout" json:"cleanupTimeout"`
+	Template       Template      `koanf:"template" json:"template"`
 	// Kubernetes makes the group's VMs nodes of the controller's cluster.
 	Kubernetes GroupKubernetes `koanf:"kubernetes" json:"kubernetes"`
 }
@@ -531,6 +536,9 @@ func (c *Config) ApplyDefaults() {
 		}
 		if g.UnhealthyGracePeriod == 0 {
 			g.UnhealthyGracePeriod = DefaultUnhealthyGracePeriod
+		}
+		if g.CleanupTimeout == 0 {
+			g.CleanupTimeout = DefaultCleanupTimeout
 		}
 		sc := &g.Scaling
 		if sc.EvaluationInterval == 0 {

@@ -154,6 +154,9 @@ func (c *Config) Validate() error {
 		if g.UnhealthyGracePeriod < 0 {
 			v.add(p+".unhealthyGracePeriod", "must be >= 0, got %s", g.UnhealthyGracePeriod)
 		}
+		if g.CleanupTimeout < 0 {
+			v.add(p+".cleanupTimeout", "must be >= 0, got %s", g.CleanupTimeout)
+		}
 		if g.Placement.MaxPerHost < 0 {
 			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
 		}

@@ -99,6 +99,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		Placement:              g.Placement,
 		HostFailureGracePeriod: g.HostFailureGracePeriod,
 		UnhealthyGracePeriod:   g.UnhealthyGracePeriod,
+		CleanupTimeout:         g.CleanupTimeout,
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired

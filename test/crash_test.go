@@ -546,3 +546,74 @@ func TestLibvirtdRestartMidProvisionConvergesWithoutLeaksOrDuplicates(t *testing
 	}
 	c.checkWorkflowTasks(port)
 }
+
+// TestFailedCleanupKeepsTheMemberUntilItsHostReturns: a real QEMU host's
+// libvirtd dies while a VM is being provisioned there and the group is
+// scaled back to 0, so the cleanup cannot reach the host. The member must
+// stay, as failed, in status (not be forgotten with its domain and disk on
+// the host); once the host is back, its domain and volume are removed and
+// the group settles with nothing left.
+func TestFailedCleanupKeepsTheMemberUntilItsHostReturns(t *testing.T) {
+	hosts := requireHosts(t, 1)
+	h := hosts[0]
+	conns := map[string]*libvirt.Libvirt{h.name: connectURI(t, h.qemuURI())}
+	const group = "cf"
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4", `    - name: cf
+      max: 2
+      hostFailureGracePeriod: 10m
+      cleanupTimeout: 5s
+      scaling: {evaluationInterval: 1s}
+      template: {diskSize: 16MiB, vcpus: 1, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
+`)
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	t.Cleanup(func() { c.checkLogForPanics() })
+
+	c.mustCLI("scale", group, "1")
+	time.Sleep(400 * time.Millisecond) // into the clone, define and start
+	hostCtl(t, "kill", h)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			hostCtl(t, "restart", h)
+		}
+	})
+	c.mustCLI("scale", group, "0")
+	killed := time.Now()
+	var failed workflows.Member
+	for failed.Name == "" {
+		st := c.status(group)
+		for _, m := range st.Members {
+			if m.State == workflows.MemberFailed {
+				failed = m
+			}
+		}
+		if failed.Name == "" && len(st.Members) == 0 {
+			c.dumpLog()
+			t.Fatalf("the member was forgotten while its host was down: %+v", st)
+		}
+		if time.Since(killed) > 90*time.Second {
+			c.dumpLog()
+			t.Fatalf("no member reported failed %s after the host died: %+v", time.Since(killed), st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("member %s failed %s after its host died: %s", failed.Name, time.Since(killed).Round(time.Millisecond), failed.Error)
+	st := c.status(group)
+	if st.Settled() {
+		t.Errorf("group settled with a failed member: %+v", st)
+	}
+	for _, e := range st.Events {
+		t.Logf("event: %s", e.Message)
+	}
+
+	hostCtl(t, "restart", h)
+	restarted = true
+	back := time.Now()
+	conns[h.name] = connectURI(t, h.qemuURI())
+	st = c.waitSettled(group, 0, 2*time.Minute)
+	t.Logf("host back; %s removed and the group settled in %s: %s", failed.Name, time.Since(back).Round(time.Millisecond), checkInvariant(t, conns, guestPool, st))
+	c.checkWorkflowTasks(port)
+}

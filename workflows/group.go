@@ -141,6 +141,10 @@ type GroupSpec struct {
 	// but not running while the group tries to recover it; zero means
 	// DefaultUnhealthyGracePeriod.
 	UnhealthyGracePeriod time.Duration `json:"unhealthyGracePeriod,omitempty"`
+	// CleanupTimeout bounds the retries of each step that removes a VM
+	// (decommissioning, or a failed provisioning's cleanup) before the
+	// member is reported failed; zero means 10m.
+	CleanupTimeout time.Duration `json:"cleanupTimeout,omitempty"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -1048,7 +1052,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 	g.st.NextSeq++
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
-	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template}
+	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template, CleanupTimeout: g.spec.CleanupTimeout}
 	var providerID string
 	if g.spec.Kubernetes != nil {
 		in.Kubernetes = g.spec.Kubernetes
@@ -1149,7 +1153,7 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
-	in := DecommissionInput{Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace()}
+	in := DecommissionInput{Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace(), CleanupTimeout: g.spec.CleanupTimeout}
 	if m.ProviderID != "" {
 		in.Kubernetes, in.ProviderID = g.spec.Kubernetes, m.ProviderID
 	}

@@ -149,9 +149,9 @@ const ErrTypeDrainAborted = "DrainAborted"
 
 // forgetNode deletes the VM's Node object and any join token left; used
 // after the domain is gone, and by provisioning's compensation.
-func forgetNode(ctx workflow.Context, group, vm, providerID string) error {
+func forgetNode(ctx workflow.Context, group, vm, providerID string, timeout time.Duration) error {
 	var k *activities.Kubernetes
-	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: quickActivityTimeout, ScheduleToCloseTimeout: decommissionDeadline, RetryPolicy: retry})
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: quickActivityTimeout, ScheduleToCloseTimeout: timeout, RetryPolicy: retry})
 	if err := workflow.ExecuteActivity(quick, k.DeleteNode, activities.NodeRef{ProviderID: providerID}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("delete node: %w", err)
 	}

@@ -58,6 +58,9 @@ type ProvisionInput struct {
 	// provider ID names UUID, the domain's UUID.
 	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
 	UUID       string          `json:"uuid,omitempty"`
+	// CleanupTimeout bounds the retries of each compensation step; zero
+	// means decommissionDeadline.
+	CleanupTimeout time.Duration `json:"cleanupTimeout,omitempty"`
 }
 
 // ProvisionOutput describes the VM that was provisioned.
@@ -132,7 +135,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 		if in.Kubernetes != nil {
 			providerID = ProviderID(in.Group, in.UUID)
 		}
-		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0, providerID); cerr != nil {
+		if cerr := cleanupVM(ctx, in.Group, in.VM, in.Host, 0, providerID, in.CleanupTimeout); cerr != nil {
 			// The group keeps the member (failed) and retries the cleanup:
 			// forgetting it would leave a domain and disks nobody owns.
 			return ProvisionOutput{}, temporal.NewNonRetryableApplicationError(
@@ -152,6 +155,9 @@ type DecommissionInput struct {
 	// Kubernetes and ProviderID are set for a VM that joined the cluster.
 	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
 	ProviderID string          `json:"providerId,omitempty"`
+	// CleanupTimeout bounds the retries of each teardown step; zero means
+	// decommissionDeadline.
+	CleanupTimeout time.Duration `json:"cleanupTimeout,omitempty"`
 }
 
 // DecommissionVM removes one VM: for a node, cordon and drain it first
@@ -165,22 +171,26 @@ func DecommissionVM(ctx workflow.Context, in DecommissionInput) error {
 			return err
 		}
 	}
-	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod, in.ProviderID)
+	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod, in.ProviderID, in.CleanupTimeout)
 }
 
 // cleanupVM runs the teardown steps in a context that survives cancellation
 // of ctx. A domain that is not PremiScale's stops the domain steps (it is
 // never touched) but not the deletion of PremiScale's own volume. With a
 // providerID, the VM's Node object and join tokens are deleted once the
-// domain is gone.
-func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, grace time.Duration, providerID string) error {
+// domain is gone. Each step is retried for timeout (zero:
+// decommissionDeadline).
+func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, grace time.Duration, providerID string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = decommissionDeadline
+	}
 	var a *activities.Libvirt
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	ref := activities.DomainRef{Host: host, Group: group, VM: vm}
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout:    quickActivityTimeout,
-		ScheduleToCloseTimeout: decommissionDeadline,
+		ScheduleToCloseTimeout: timeout,
 		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            retry,
 	}
@@ -196,7 +206,7 @@ func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, 
 		return fmt.Errorf("remove domain %s: %w", vm, err)
 	}
 	if providerID != "" {
-		if err := forgetNode(dctx, group, vm, providerID); err != nil {
+		if err := forgetNode(dctx, group, vm, providerID, timeout); err != nil {
 			return fmt.Errorf("forget node of %s: %w", vm, err)
 		}
 	}
