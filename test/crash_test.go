@@ -212,7 +212,10 @@ func (c *controller) waitSettled(group string, desired int, timeout time.Duratio
 // controller (worker and embedded Temporal server) at random moments while
 // two groups spread over three libvirtd hosts scale out and in, restarts
 // it, and after each settle checks the invariant of checkInvariant for both
-// groups. CI runs 50 kills; -crash.kills=N runs more.
+// groups and that no workflow task failed for non-determinism or a panic.
+// Every other round scales to max and straight back first, so that kills
+// also land during the cleanups of cancelled provisionings. CI runs 50
+// kills; -crash.kills=N runs more.
 func TestKillLoopAcrossThreeHostsKeepsEveryInvariant(t *testing.T) {
 	hosts := requireHosts(t, 3)
 	conns := map[string]*libvirt.Libvirt{}
@@ -246,6 +249,13 @@ func TestKillLoopAcrossThreeHostsKeepsEveryInvariant(t *testing.T) {
 		want := map[string]int{}
 		for _, g := range groups {
 			want[g] = rand.IntN(max + 1)
+			if i%2 == 0 {
+				// Up to max and straight back: the scale-in cancels
+				// provisionings in flight, so the kill lands during their
+				// cleanups (compensation) as well as during provisioning
+				// and decommissioning.
+				c.mustCLI("scale", g, strconv.Itoa(max))
+			}
 			c.mustCLI("scale", g, strconv.Itoa(want[g]))
 		}
 		// The test driver completes a step in about a millisecond, so a
