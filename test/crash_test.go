@@ -524,21 +524,8 @@ func TestHungHostDoesNotStallTheOthers(t *testing.T) {
 // converge to desired with each VM defined once, with its own volume, and
 // no volume left over.
 func TestLibvirtdRestartMidProvisionConvergesWithoutLeaksOrDuplicates(t *testing.T) {
-	hosts := requireHosts(t, 1)
-	h := hosts[0]
-	conns := map[string]*libvirt.Libvirt{h.name: connectURI(t, h.qemuURI())}
 	const group = "mid"
-	port := freePort(t)
-	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4", `    - name: mid
-      max: 3
-      hostFailureGracePeriod: 5m
-      scaling: {evaluationInterval: 1s}
-      template: {diskSize: 16MiB, vcpus: 1, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
-`)
-	c := &controller{t: t, config: cfg, log: logPath}
-	c.start()
-	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
-	t.Cleanup(func() { c.checkLogForPanics() })
+	h, conns, c, port := oneQEMUHostController(t, group, "max: 3, hostFailureGracePeriod: 5m")
 
 	for round, delay := range []time.Duration{150 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond} {
 		c.mustCLI("scale", group, "3")
@@ -564,22 +551,8 @@ func TestLibvirtdRestartMidProvisionConvergesWithoutLeaksOrDuplicates(t *testing
 // the host); once the host is back, its domain and volume are removed and
 // the group settles with nothing left.
 func TestFailedCleanupKeepsTheMemberUntilItsHostReturns(t *testing.T) {
-	hosts := requireHosts(t, 1)
-	h := hosts[0]
-	conns := map[string]*libvirt.Libvirt{h.name: connectURI(t, h.qemuURI())}
 	const group = "cf"
-	port := freePort(t)
-	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4", `    - name: cf
-      max: 2
-      hostFailureGracePeriod: 10m
-      cleanupTimeout: 5s
-      scaling: {evaluationInterval: 1s}
-      template: {diskSize: 16MiB, vcpus: 1, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
-`)
-	c := &controller{t: t, config: cfg, log: logPath}
-	c.start()
-	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
-	t.Cleanup(func() { c.checkLogForPanics() })
+	h, conns, c, port := oneQEMUHostController(t, group, "max: 2, hostFailureGracePeriod: 10m, cleanupTimeout: 5s")
 
 	c.mustCLI("scale", group, "1")
 	time.Sleep(400 * time.Millisecond) // into the clone, define and start
@@ -626,4 +599,25 @@ func TestFailedCleanupKeepsTheMemberUntilItsHostReturns(t *testing.T) {
 	st = c.waitSettled(group, 0, 2*time.Minute)
 	t.Logf("host back; %s removed and the group settled in %s: %s", failed.Name, time.Since(back).Round(time.Millisecond), checkInvariant(t, conns, guestPool, st))
 	c.checkWorkflowTasks(port)
+}
+
+// oneQEMUHostController starts a controller with one group of small QEMU
+// domains (1 vCPU, 64 MiB, SeaBIOS idling on a blank disk) on the first
+// hosts.sh host, evaluated every second; settings are more of the group's
+// keys in YAML flow style.
+func oneQEMUHostController(t *testing.T, group, settings string) (libvirtHost, map[string]*libvirt.Libvirt, *controller, int) {
+	t.Helper()
+	hosts := requireHosts(t, 1)
+	h := hosts[0]
+	conns := map[string]*libvirt.Libvirt{h.name: connectURI(t, h.qemuURI())}
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4", fmt.Sprintf(`    - {name: %s, %s,
+       scaling: {evaluationInterval: 1s},
+       template: {diskSize: 16MiB, vcpus: 1, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}}
+`, group, settings))
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	t.Cleanup(func() { c.checkLogForPanics() })
+	return h, conns, c, port
 }
