@@ -504,7 +504,11 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	c.mustCLI("resume", group)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for c.status(group).Running != 0 || len(viewGroup(t, lv, group).defined) != 0 {
+	for {
+		// Settled: every decommissioning is done, disks deleted too.
+		if v := viewGroup(t, lv, group); c.status(group).Settled() && len(v.defined) == 0 && len(v.volumes) == 0 {
+			break
+		}
 		if ctx.Err() != nil {
 			t.Fatal("group did not scale to 0 after resume")
 		}

@@ -74,8 +74,10 @@ func TestGroupHistoryFromARealRunReplays(t *testing.T) {
 	}
 	t.Logf("recorded %d events", len(hist.Events))
 
-	replayer := sdkworker.NewWorkflowReplayer()
-	worker.RegisterWorkflows(replayer)
+	replayer, err := worker.NewReplayer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of a fresh history failed: %v", err)
 	}
@@ -282,8 +284,10 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 		}
 		hist.Events = append(hist.Events, ev)
 	}
-	replayer := sdkworker.NewWorkflowReplayer()
-	worker.RegisterWorkflows(replayer)
+	replayer, err := worker.NewReplayer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of the run that continued as new: %v", err)

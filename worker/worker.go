@@ -5,6 +5,7 @@ package worker
 
 import (
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -18,11 +19,25 @@ import (
 // Client: its activities then fail, without retry, for groups that join a
 // cluster.
 func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activities.Prometheus, kube *activities.Kubernetes, opts sdkworker.Options) sdkworker.Worker {
+	opts.Interceptors = append(opts.Interceptors, &workflows.SignalOrder{})
 	w := sdkworker.New(c, taskQueue, opts)
 	Register(w, lv, prom)
 	w.RegisterActivity(kube)
 	w.RegisterActivity(&activities.Groups{Client: c})
 	return w
+}
+
+// NewReplayer returns a workflow replayer with PremiScale's workflows and
+// the interceptors every worker runs them with (see workflows.SignalOrder).
+func NewReplayer() (sdkworker.WorkflowReplayer, error) {
+	r, err := sdkworker.NewWorkflowReplayerWithOptions(sdkworker.WorkflowReplayerOptions{
+		Interceptors: []interceptor.WorkerInterceptor{&workflows.SignalOrder{}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	RegisterWorkflows(r)
+	return r, nil
 }
 
 // WorkflowRegistry is where workflows are registered: a worker, a test

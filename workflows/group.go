@@ -34,10 +34,8 @@ const (
 	// SignalResume undoes SignalPause.
 	SignalResume = "resume"
 	// UpdatePause and UpdateResume are SignalPause and SignalResume as
-	// Updates: applied in the order they arrive, and confirmed to the
-	// caller (PauseResult). Signals that arrive in one workflow task are
-	// applied in a fixed order (spec, scale, pause, resume) because the
-	// SDK does not tell their order across channels; the CLI uses these.
+	// Updates, confirmed to the caller (PauseResult); the CLI uses these.
+	// Signals too are applied in arrival order (see SignalOrder).
 	UpdatePause  = "pause"
 	UpdateResume = "resume"
 	// SignalSpec delivers the group's configuration (GroupSpec) on controller start.
@@ -92,6 +90,10 @@ const (
 	// (before: it went on starting children, so a group with constant
 	// churn never got to continue as new and grew toward the hard limit).
 	changeHoldChildrenBeforeContinueAsNew = "hold-children-before-continue-as-new"
+	// changeSignalsInArrivalOrder: signals that arrive together are applied
+	// in the order they arrived, as SignalOrder reports it (before: all
+	// specs, then scales, then pauses, then resumes).
+	changeSignalsInArrivalOrder = "signals-in-arrival-order"
 )
 
 // hostQueryOptions are the options of the per-host listings and
@@ -353,7 +355,46 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	pending := func() bool {
 		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0
 	}
+	orderCh := workflow.GetSignalChannel(ctx, signalOrderChannel)
+	inOrder := workflow.DefaultVersion
+	applyOne := func(name string) {
+		switch name {
+		case SignalSpec:
+			var spec GroupSpec
+			if specCh.ReceiveAsync(&spec) {
+				g.applySpec(ctx, spec)
+			}
+		case SignalScale:
+			var req DesiredRequest
+			if scaleCh.ReceiveAsync(&req) {
+				g.scaleSignal(ctx, req.Desired)
+			}
+		case SignalPause:
+			if pauseCh.ReceiveAsync(nil) {
+				g.setPaused(ctx, true)
+			}
+		case SignalResume:
+			if resumeCh.ReceiveAsync(nil) {
+				g.setPaused(ctx, false)
+			}
+		}
+	}
 	drain := func() {
+		// In arrival order first, as far as SignalOrder told it; whatever
+		// is left (a worker without it, or histories from before) in the
+		// fixed order below.
+		for {
+			var name string
+			if !orderCh.ReceiveAsync(&name) {
+				break
+			}
+			if inOrder == workflow.DefaultVersion {
+				inOrder = workflow.GetVersion(ctx, changeSignalsInArrivalOrder, workflow.DefaultVersion, 1)
+			}
+			if inOrder >= 1 {
+				applyOne(name)
+			}
+		}
 		for {
 			var spec GroupSpec
 			if !specCh.ReceiveAsync(&spec) {

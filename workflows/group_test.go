@@ -14,9 +14,11 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
@@ -267,6 +269,7 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
+	env.SetWorkerOptions(sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&workflows.SignalOrder{}}})
 	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
 	var a *activities.Libvirt
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).After(f.cloneDelay).Return(f.CloneVolume)
@@ -1117,5 +1120,31 @@ func TestPauseAndResumeUpdatesApplyInTheOrderSent(t *testing.T) {
 		}
 	}, 4*time.Minute)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+// TestSignalsArrivingTogetherApplyInArrivalOrder: "resume then pause" sent
+// as signals that reach the workflow in one task ends paused, and "pause
+// then resume" ends resumed (SignalOrder tells the workflow their order).
+func TestSignalsArrivingTogetherApplyInArrivalOrder(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalPause, nil)
+		env.SignalWorkflow(workflows.SignalResume, nil)
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if status(t, env).Paused {
+			t.Error("pause then resume, as signals together, left the group paused")
+		}
+		env.SignalWorkflow(workflows.SignalResume, nil)
+		env.SignalWorkflow(workflows.SignalPause, nil)
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if !status(t, env).Paused {
+			t.Error("resume then pause, as signals together, left the group resumed")
+		}
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
 }

@@ -10,7 +10,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	sdklog "go.temporal.io/sdk/log"
-	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/worker"
 )
@@ -133,8 +132,10 @@ func replayHistory(t *testing.T, h *historypb.History, n int) {
 }
 
 func replay(t *testing.T, h *historypb.History) error {
-	r := sdkworker.NewWorkflowReplayer()
-	worker.RegisterWorkflows(r)
+	r, err := worker.NewReplayer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError + 1})))
 	return r.ReplayWorkflowHistory(logger, h)
 }
