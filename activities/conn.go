@@ -404,6 +404,7 @@ func (h *Hosts) Close() error {
 			case <-done:
 			case <-time.After(time.Second):
 			}
+			hc.lv = nil // disconnected, or given up on: not again in dropLocked
 		}
 		h.dropLocked(hc)
 		hc.mu.Unlock()

@@ -773,10 +773,7 @@ func (g *group) unhealthy(ctx workflow.Context, m *Member, state string) (recove
 // children may have finished while the activities ran.
 func (g *group) recoverMembers(ctx workflow.Context, names []string) {
 	var a *activities.Libvirt
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: quickActivityTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
-	})
+	actx := workflow.WithActivityOptions(ctx, quickTwiceOptions)
 	futures := make([]workflow.Future, len(names))
 	for i, name := range names {
 		m := g.member(name)
@@ -970,10 +967,7 @@ func (g *group) countPods(ctx workflow.Context, cands []policy.Candidate) {
 			in.ProviderIDs = append(in.ProviderIDs, m.ProviderID)
 		}
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: quickActivityTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
-	})
+	actx := workflow.WithActivityOptions(ctx, quickTwiceOptions)
 	var out activities.PodCountsOutput
 	if err := workflow.ExecuteActivity(actx, k.PodCounts, in).Get(ctx, &out); err != nil {
 		g.event(ctx, "counting pods for leastPods scale-in failed, choosing newest first: %s", rootCause(err))

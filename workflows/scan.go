@@ -1,9 +1,6 @@
 package workflows
 
 import (
-	"time"
-
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
@@ -44,10 +41,7 @@ func ScanOwned(ctx workflow.Context, in ScanInput) (ScanOutput, error) {
 // cannot be read carries the reason in its Error.
 func scanHosts(ctx workflow.Context, hosts []activities.HostRef) ScanOutput {
 	var a *activities.Libvirt
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: quickActivityTimeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
-	})
+	actx := workflow.WithActivityOptions(ctx, quickTwiceOptions)
 	futures := make([]workflow.Future, len(hosts))
 	for i, h := range hosts {
 		futures[i] = workflow.ExecuteActivity(actx, a.ListOwned, activities.ListOwnedInput{Host: h})

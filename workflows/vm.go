@@ -40,6 +40,13 @@ const (
 	DecommissionVMName = "DecommissionVM"
 )
 
+// quickTwiceOptions are for a quick read or fix that the caller can do
+// without: two attempts, then the caller goes on without it.
+var quickTwiceOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: quickActivityTimeout,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+}
+
 var retry = &temporal.RetryPolicy{
 	InitialInterval:    time.Second,
 	BackoffCoefficient: 2,
