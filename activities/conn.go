@@ -215,7 +215,12 @@ func (h *Hosts) dial(hc *hostConn, name, uri string, done chan struct{}) {
 func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil, nil, fmt.Errorf("libvirt uri: %w", err)
+		// url.Error repeats the URI, which may hold credentials.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, nil, fmt.Errorf("libvirt uri does not parse: %v", err)
 	}
 	raw, err := rawDialerFor(u)
 	if err != nil {

@@ -38,7 +38,7 @@ type Inventory struct {
 // Read-only, so always safe to retry. Fails without retry if the pool does
 // not exist.
 func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Inventory, error) {
-	lv, release, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, &in.Host)
 	if err != nil {
 		return Inventory{}, err
 	}
@@ -111,7 +111,7 @@ type ListOwnedOutput struct {
 // VolumePrefix, with the domains using each. Read-only, so always safe to
 // retry.
 func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
-	lv, release, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, &in.Host)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}

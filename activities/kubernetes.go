@@ -45,6 +45,8 @@ type Kubernetes struct {
 	// Client is nil when the controller has no cluster configured.
 	Client kubernetes.Interface
 	Hosts  *Hosts
+	// Catalog resolves groups and hosts by name (see Catalog).
+	Catalog *Catalog
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
 
@@ -97,9 +99,10 @@ func (k *Kubernetes) now() time.Time {
 
 // JoinTokenInput asks for the bootstrap token of one VM.
 type JoinTokenInput struct {
-	Group string        `json:"group"`
-	VM    string        `json:"vm"`
-	TTL   time.Duration `json:"ttl"`
+	Group string `json:"group"`
+	VM    string `json:"vm"`
+	// Revision is the group's configuration revision the workflow holds.
+	Revision string `json:"revision"`
 }
 
 // JoinTokenOutput names the token by its public ID only.
@@ -111,9 +114,19 @@ type JoinTokenOutput struct {
 // bootstrap-token-<id> in kube-system, usable for authentication and
 // signing, in kubeadm's default node-token group, expiring after TTL.
 // Idempotent: an unexpired token already labelled for this VM is returned
-// instead. Only the token's ID (its public half) is returned.
+// instead. Only the token's ID (its public half) is returned. The TTL is
+// the worker's controller.kubernetes.tokenTTL, and the group must be one
+// the worker's catalog has, joining by kubeadm.
 func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (JoinTokenOutput, error) {
 	defer keepAlive(ctx)()
+	g, err := k.Catalog.Member(in.Group, in.Revision, in.VM)
+	if err != nil {
+		return JoinTokenOutput{}, err
+	}
+	if g.Kubernetes.Join != joinKubeadm {
+		return JoinTokenOutput{}, nonRetryable(ErrTypeInvalidConfig, "group %s does not join by kubeadm; no join token", in.Group)
+	}
+	ttl := k.Catalog.Kubernetes().TokenTTL
 	c, err := k.client()
 	if err != nil {
 		return JoinTokenOutput{}, err
@@ -149,7 +162,7 @@ func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (Jo
 			bootstrapapi.BootstrapTokenDescriptionKey:      "PremiScale join token of " + in.VM,
 			bootstrapapi.BootstrapTokenIDKey:               id,
 			bootstrapapi.BootstrapTokenSecretKey:           secret,
-			bootstrapapi.BootstrapTokenExpirationKey:       k.now().Add(in.TTL).UTC().Format(time.RFC3339),
+			bootstrapapi.BootstrapTokenExpirationKey:       k.now().Add(ttl).UTC().Format(time.RFC3339),
 			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
 			bootstrapapi.BootstrapTokenUsageSigningKey:     "true",
 			bootstrapapi.BootstrapTokenExtraGroupsKey:      "system:bootstrappers:kubeadm:default-node-token",
@@ -169,17 +182,29 @@ func cutToken(token string) (id, secret string, ok bool) {
 	return m[1], m[2], true
 }
 
-// joinToken reads back the full token "<id>.<secret>" of a token ID.
-func (k *Kubernetes) joinToken(ctx context.Context, id string) (string, error) {
+// joinToken reads back the full token "<id>.<secret>" of a token ID. The
+// token must be one CreateJoinToken made for this group's VM: a workflow
+// cannot have any other bootstrap token written into a seed.
+func (k *Kubernetes) joinToken(ctx context.Context, group, vm, id string) (string, error) {
 	c, err := k.client()
 	if err != nil {
 		return "", err
 	}
-	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, bootstrapapi.BootstrapTokenSecretPrefix+id, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("read join token %s: %w", id, err)
+	if !bootstraputil.IsValidBootstrapTokenID(id) {
+		return "", nonRetryable(ErrTypeInvalidConfig, "join token of %s: %q is not a bootstrap token ID", vm, id)
 	}
-	return id + "." + secretField(s, bootstrapapi.BootstrapTokenSecretKey), nil
+	// Only this VM's tokens are listed: a token of anyone else is never read.
+	sel := labels.SelectorFromSet(labels.Set{LabelGroup: group, LabelVM: vm}).String()
+	list, err := c.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return "", fmt.Errorf("list join tokens of %s: %w", vm, err)
+	}
+	for _, s := range list.Items {
+		if s.Name == bootstrapapi.BootstrapTokenSecretPrefix+id && s.Type == bootstrapapi.SecretTypeBootstrapToken {
+			return id + "." + secretField(&s, bootstrapapi.BootstrapTokenSecretKey), nil
+		}
+	}
+	return "", nonRetryable(ErrTypeNotOwned, "join token %s is not PremiScale's token of %s; refusing to use it", id, vm)
 }
 
 // secretField reads a Secret's key from Data, or from StringData, which an

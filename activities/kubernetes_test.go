@@ -25,13 +25,17 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/premiscale/premiscale/config"
 )
 
 func TestCreateJoinTokenReturnsOnlyTheIDAndIsIdempotent(t *testing.T) {
 	cs := fake.NewClientset()
-	k := &Kubernetes{Client: cs}
+	cat := testCatalog(config.JoinKubeadm)
+	k := &Kubernetes{Client: cs, Catalog: cat}
 	ctx := context.Background()
-	out, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", TTL: 30 * time.Minute})
+	rev := cat.groups["web"].Revision()
+	out, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", Revision: rev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,13 +50,19 @@ func TestCreateJoinTokenReturnsOnlyTheIDAndIsIdempotent(t *testing.T) {
 		s.StringData[bootstrapapi.BootstrapTokenUsageAuthentication] != "true" || len(s.StringData[bootstrapapi.BootstrapTokenSecretKey]) != 16 {
 		t.Errorf("token secret = %+v", s)
 	}
-	again, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", TTL: 30 * time.Minute})
+	if exp, _ := time.Parse(time.RFC3339, s.StringData[bootstrapapi.BootstrapTokenExpirationKey]); time.Until(exp) > 31*time.Minute || time.Until(exp) < 29*time.Minute {
+		t.Errorf("token expires %s, want the worker's tokenTTL (30m) from now", exp)
+	}
+	again, err := k.CreateJoinToken(ctx, JoinTokenInput{Group: "web", VM: "web-1", Revision: rev})
 	if err != nil || again.TokenID != out.TokenID {
 		t.Errorf("second call: %q %v, want the same token %q", again.TokenID, err, out.TokenID)
 	}
-	full, err := k.joinToken(ctx, out.TokenID)
+	full, err := k.joinToken(ctx, "web", "web-1", out.TokenID)
 	if err != nil || !strings.HasPrefix(full, out.TokenID+".") || len(full) != 23 {
 		t.Errorf("joinToken = %q %v", full, err)
+	}
+	if _, err := k.joinToken(ctx, "web", "web-2", out.TokenID); !isType(err, ErrTypeNotOwned) {
+		t.Errorf("web-1's token read for web-2: err = %v, want %s", err, ErrTypeNotOwned)
 	}
 	if err := k.DeleteJoinTokens(ctx, DeleteJoinTokensInput{Group: "web", VM: "web-1"}); err != nil {
 		t.Fatal(err)
@@ -71,7 +81,7 @@ func TestNoClusterIsANonRetryableError(t *testing.T) {
 }
 
 func TestKubeadmUserDataJoinsWithTokenHashAndProviderID(t *testing.T) {
-	in := SeedInput{
+	in := Seed{
 		VM: "web-1", Group: "web", NodeName: "web-1", ProviderID: "premiscale://web/0a1b",
 		APIServerEndpoint: "10.0.0.10:6443", CACertHashes: []string{"sha256:" + strings.Repeat("ab", 32)},
 		Labels: map[string]string{"tier": "web", "a": "b"},
@@ -92,13 +102,17 @@ func TestKubeadmUserDataJoinsWithTokenHashAndProviderID(t *testing.T) {
 			t.Errorf("user-data lacks %q:\n%s", want, ud)
 		}
 	}
-	if _, err := KubeadmUserData(SeedInput{}, "abcdef.0123456789abcdef"); err == nil {
+	if _, err := KubeadmUserData(Seed{}, "abcdef.0123456789abcdef"); err == nil {
 		t.Error("kubeadm user-data without endpoint and CA hash rendered")
 	}
 }
 
 func TestSeedISOReadsBackWithLabelAndFiles(t *testing.T) {
-	iso, err := SeedISO([]byte("#cloud-config\nhostname: a\n"), MetaData(SeedInput{InstanceID: "id-1", NodeName: "a"}))
+	md, err := MetaData(Seed{InstanceID: "id-1", NodeName: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso, err := SeedISO([]byte("#cloud-config\nhostname: a\n"), md)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,11 +36,13 @@ const (
 	ErrTypeInUse = "InUse"
 )
 
-// HostRef says which hypervisor an activity acts on.
+// HostRef says which hypervisor an activity acts on. Only its name (and
+// placement's numbers) travels in workflow history: URI and Pool are never
+// serialized, and an activity fills them in from the worker's Catalog.
 type HostRef struct {
 	Name string `json:"name"`
-	URI  string `json:"uri"`
-	Pool string `json:"pool"`
+	URI  string `json:"-"`
+	Pool string `json:"-"`
 	// ReservedMemoryBytes, ReservedCPUs and CPUOvercommit shape placement.
 	ReservedMemoryBytes uint64  `json:"reservedMemoryBytes,omitempty"`
 	ReservedCPUs        int     `json:"reservedCPUs,omitempty"`
@@ -55,16 +57,24 @@ type DomainRef struct {
 	VM    string  `json:"vm"`
 }
 
-// Libvirt is the set of libvirt activities; it holds the pooled connections.
+// Libvirt is the set of libvirt activities; it holds the pooled connections
+// and the worker's catalog of hosts and groups.
 type Libvirt struct {
-	Hosts *Hosts
+	Hosts   *Hosts
+	Catalog *Catalog
 	// PollInterval is how often waits poll a domain's state; zero means 250 ms.
 	PollInterval time.Duration
 }
 
-// conn takes one of host h's connection slots and returns its connection;
-// release gives the slot back (see Hosts).
-func (l *Libvirt) conn(ctx context.Context, h HostRef) (lv *libvirt.Libvirt, release func(), err error) {
+// conn resolves *h by name in the worker's catalog (filling in its URI and
+// pool), then takes one of its connection slots and returns the
+// connection; release gives the slot back (see Hosts).
+func (l *Libvirt) conn(ctx context.Context, h *HostRef) (lv *libvirt.Libvirt, release func(), err error) {
+	r, err := l.Catalog.Host(*h)
+	if err != nil {
+		return nil, nil, err
+	}
+	*h = r
 	return l.Hosts.Acquire(ctx, h.Name, h.URI)
 }
 
@@ -110,14 +120,15 @@ func isLibvirtCode(err error, code libvirt.ErrorNumber) bool {
 	return errors.As(err, &le) && le.Code == uint32(code)
 }
 
-// CloneVolumeInput asks for the disk volume of one VM.
+// CloneVolumeInput asks for the disk volume of one VM of a group. The base
+// volume and disk size are the group's template's in the worker's catalog.
 type CloneVolumeInput struct {
-	Host HostRef `json:"host"`
-	VM   string  `json:"vm"`
-	// BaseVolume, if set, is the backing store of the new qcow2 overlay.
-	BaseVolume string `json:"baseVolume,omitempty"`
-	// DiskSize is the virtual size; empty means the base volume's.
-	DiskSize string `json:"diskSize,omitempty"`
+	Host  HostRef `json:"host"`
+	Group string  `json:"group"`
+	VM    string  `json:"vm"`
+	// Revision is the group's configuration revision the workflow holds;
+	// it must be the worker's (config.Group.Revision).
+	Revision string `json:"revision"`
 }
 
 // CloneVolumeOutput describes the VM's volume.
@@ -129,10 +140,16 @@ type CloneVolumeOutput struct {
 // CloneVolume creates the VM's disk, VolumeName(vm), in the host's pool: a
 // qcow2 overlay on the base volume (or a blank qcow2 without one).
 // Idempotent: if the volume already exists it is returned as is. Fails
-// without retry when the pool or the base volume does not exist.
+// without retry when the pool or the base volume does not exist, and when
+// the catalog refuses the group, VM name, host or revision.
 func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVolumeOutput, error) {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, in.Host)
+	g, err := l.Catalog.Group(in.Group, in.Revision, in.VM, in.Host.Name)
+	if err != nil {
+		return CloneVolumeOutput{}, err
+	}
+	baseVolume, diskSize := g.Template.BaseVolume, g.Template.DiskSize
+	lv, release, err := l.conn(ctx, &in.Host)
 	if err != nil {
 		return CloneVolumeOutput{}, err
 	}
@@ -156,8 +173,8 @@ func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVo
 	}
 
 	var capacity uint64
-	if in.DiskSize != "" {
-		if capacity, err = config.ParseSize(in.DiskSize); err != nil {
+	if diskSize != "" {
+		if capacity, err = config.ParseSize(diskSize); err != nil {
 			return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "template.diskSize: %w", err)
 		}
 	}
@@ -165,27 +182,27 @@ func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVo
 		Name:   name,
 		Target: &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
 	}
-	if in.BaseVolume != "" {
-		base, err := lv.StorageVolLookupByName(pool, in.BaseVolume)
+	if baseVolume != "" {
+		base, err := lv.StorageVolLookupByName(pool, baseVolume)
 		if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
 			// A file copied into a directory pool shows up only after a refresh.
 			if rerr := lv.StoragePoolRefresh(pool, 0); rerr == nil {
-				base, err = lv.StorageVolLookupByName(pool, in.BaseVolume)
+				base, err = lv.StorageVolLookupByName(pool, baseVolume)
 			}
 		}
 		if err != nil {
 			if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
-				return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "host %s: base volume %q not found in pool %q", in.Host.Name, in.BaseVolume, in.Host.Pool)
+				return CloneVolumeOutput{}, nonRetryable(ErrTypeInvalidConfig, "host %s: base volume %q not found in pool %q", in.Host.Name, baseVolume, in.Host.Pool)
 			}
-			return CloneVolumeOutput{}, fmt.Errorf("lookup base volume %q: %w", in.BaseVolume, err)
+			return CloneVolumeOutput{}, fmt.Errorf("lookup base volume %q: %w", baseVolume, err)
 		}
 		baseXML, err := lv.StorageVolGetXMLDesc(base, 0)
 		if err != nil {
-			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", in.BaseVolume, err)
+			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", baseVolume, err)
 		}
 		var bv libvirtxml.StorageVolume
 		if err := bv.Unmarshal(baseXML); err != nil {
-			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", in.BaseVolume, err)
+			return CloneVolumeOutput{}, fmt.Errorf("base volume %q xml: %w", baseVolume, err)
 		}
 		format := "raw"
 		if bv.Target != nil && bv.Target.Format != nil && bv.Target.Format.Type != "" {
@@ -197,7 +214,7 @@ func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVo
 		}
 		if basePath == "" {
 			if basePath, err = lv.StorageVolGetPath(base); err != nil {
-				return CloneVolumeOutput{}, fmt.Errorf("base volume %q path: %w", in.BaseVolume, err)
+				return CloneVolumeOutput{}, fmt.Errorf("base volume %q path: %w", baseVolume, err)
 			}
 		}
 		if bv.Capacity != nil {
@@ -248,11 +265,13 @@ func unitBytes(unit string) uint64 {
 	return 1
 }
 
-// DefineDomainInput asks for the persistent definition of one VM.
+// DefineDomainInput asks for the persistent definition of one VM, from its
+// group's template in the worker's catalog.
 type DefineDomainInput struct {
-	Domain   DomainRef       `json:"domain"`
-	Volume   string          `json:"volume"`
-	Template config.Template `json:"template"`
+	Domain DomainRef `json:"domain"`
+	Volume string    `json:"volume"`
+	// Revision is the group's configuration revision the workflow holds.
+	Revision string `json:"revision"`
 	// Extras fix the UUID and attach the seed, when the VM joins Kubernetes.
 	Extras DomainExtras `json:"extras,omitzero"`
 }
@@ -261,10 +280,21 @@ type DefineDomainInput struct {
 // PremiScale's ownership metadata naming its group. Idempotent: a domain of
 // that name already marked for this group and VM is accepted as is. A domain
 // of that name that is not marked so is never touched: the activity fails
-// without retry (ErrTypeNotOwned).
+// without retry (ErrTypeNotOwned), as is a group, VM name, host or revision
+// the catalog refuses. The volume must be the VM's own disk.
 func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, in.Domain.Host)
+	g, err := l.Catalog.Group(in.Domain.Group, in.Revision, in.Domain.VM, in.Domain.Host.Name)
+	if err != nil {
+		return err
+	}
+	if in.Volume != VolumeName(in.Domain.VM) {
+		return nonRetryable(ErrTypeInvalidConfig, "domain %s: volume %q is not its disk %q; refusing", in.Domain.VM, in.Volume, VolumeName(in.Domain.VM))
+	}
+	if in.Extras.Seed != "" && in.Extras.Seed != SeedVolumeName(in.Domain.VM) {
+		return nonRetryable(ErrTypeInvalidConfig, "domain %s: seed %q is not its seed %q; refusing", in.Domain.VM, in.Extras.Seed, SeedVolumeName(in.Domain.VM))
+	}
+	lv, release, err := l.conn(ctx, &in.Domain.Host)
 	if err != nil {
 		return err
 	}
@@ -273,7 +303,7 @@ func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error 
 		return err
 	}
 	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume}
-	doc, err := DomainXMLWith(in.Domain.VM, owner, in.Domain.Host.Pool, in.Template, in.Extras)
+	doc, err := DomainXMLWith(in.Domain.VM, owner, in.Domain.Host.Pool, g.Template, in.Extras)
 	if err != nil {
 		return nonRetryable(ErrTypeInvalidConfig, "domain %s: %w", in.Domain.VM, err)
 	}
@@ -320,7 +350,7 @@ func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, boo
 // PremiScale's.
 func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, &ref.Host)
 	if err != nil {
 		return err
 	}
@@ -368,7 +398,7 @@ type RecoverDomainOutput struct {
 // is missing (ErrTypeMissing) or not PremiScale's.
 func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDomainOutput, error) {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, &ref.Host)
 	if err != nil {
 		return RecoverDomainOutput{}, err
 	}
@@ -404,7 +434,7 @@ func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDoma
 // off meanwhile fails without retry (ErrTypeBootFailed): it crashed or was
 // stopped while booting.
 func (l *Libvirt) WaitRunning(ctx context.Context, ref DomainRef) error {
-	lv, release, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, &ref.Host)
 	if err != nil {
 		return err
 	}
@@ -449,7 +479,7 @@ type StopDomainInput struct {
 // A domain that is not PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, in.Domain.Host)
+	lv, release, err := l.conn(ctx, &in.Domain.Host)
 	if err != nil {
 		return err
 	}
@@ -501,7 +531,7 @@ func (l *Libvirt) StopDomain(ctx context.Context, in StopDomainInput) error {
 // PremiScale's is never touched (ErrTypeNotOwned).
 func (l *Libvirt) UndefineDomain(ctx context.Context, ref DomainRef) error {
 	defer keepAlive(ctx)()
-	lv, release, err := l.conn(ctx, ref.Host)
+	lv, release, err := l.conn(ctx, &ref.Host)
 	if err != nil {
 		return err
 	}
@@ -554,7 +584,7 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 		}
 		names = []string{in.Volume}
 	}
-	lv, release, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, &in.Host)
 	if err != nil {
 		return err
 	}
@@ -573,6 +603,13 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 				continue
 			}
 			return fmt.Errorf("lookup volume %q: %w", name, err)
+		}
+		// Never the backing store of another volume (a base image some
+		// overlay, anyone's, still reads), whatever its name.
+		if backed, err := backedBy(lv, pool, vol); err != nil {
+			return err
+		} else if len(backed) > 0 {
+			return nonRetryable(ErrTypeInUse, "host %s: volume %q is the backing store of %s; not deleting it", in.Host.Name, name, strings.Join(backed, ", "))
 		}
 		if in.IfUnused {
 			user, err := volumeUser(lv, in.Host.Name, in.Host.Pool, vol)
@@ -613,7 +650,7 @@ type ListDomainsOutput struct {
 // ListDomains reports the domains on a host that carry PremiScale's mark
 // (of one group, if given) and their state. Read-only, so always safe to retry.
 func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDomainsOutput, error) {
-	lv, release, err := l.conn(ctx, in.Host)
+	lv, release, err := l.conn(ctx, &in.Host)
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
@@ -697,6 +734,39 @@ func stateName(s libvirt.DomainState) string {
 		return "suspended"
 	}
 	return "unknown"
+}
+
+// backedBy lists the volumes of pool whose backing store is vol (by path).
+func backedBy(lv *libvirt.Libvirt, pool libvirt.StoragePool, vol libvirt.StorageVol) ([]string, error) {
+	path, err := lv.StorageVolGetPath(vol)
+	if err != nil {
+		return nil, fmt.Errorf("volume %q path: %w", vol.Name, err)
+	}
+	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list volumes of pool %q: %w", pool.Name, err)
+	}
+	var out []string
+	for _, v := range vols {
+		if v.Name == vol.Name {
+			continue
+		}
+		doc, err := lv.StorageVolGetXMLDesc(v, 0)
+		if err != nil {
+			if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+				continue // deleted meanwhile
+			}
+			return nil, fmt.Errorf("volume %q xml: %w", v.Name, err)
+		}
+		var vx libvirtxml.StorageVolume
+		if err := vx.Unmarshal(doc); err != nil {
+			return nil, fmt.Errorf("volume %q xml: %w", v.Name, err)
+		}
+		if vx.BackingStore != nil && filepath.Clean(vx.BackingStore.Path) == filepath.Clean(path) {
+			out = append(out, v.Name)
+		}
+	}
+	return out, nil
 }
 
 // volumeUser returns the name of a domain on the host that has vol as a

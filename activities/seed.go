@@ -10,9 +10,12 @@ import (
 	"text/template"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/google/uuid"
 	"github.com/kdomanski/iso9660"
 	"libvirt.org/go/libvirtxml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/premiscale/premiscale/config"
 )
 
 // SeedLabel is the volume label cloud-init's NoCloud datasource looks for.
@@ -34,26 +37,39 @@ type Taint struct {
 	Effect string `json:"effect"`
 }
 
-// SeedInput describes the NoCloud seed of one VM. It holds no secret: for
-// kubeadm, the token is read inside the activity by TokenID.
+// SeedInput asks for the NoCloud seed of one VM of a group. It holds no
+// secret and no content: what the seed says (join mode, node name, labels,
+// taints, user-data, API server) comes from the worker's catalog, and the
+// kubeadm token is read inside the activity by TokenID, which must be a
+// token PremiScale made for this VM.
 type SeedInput struct {
-	Host       HostRef `json:"host"`
-	Group      string  `json:"group"`
-	VM         string  `json:"vm"`
-	InstanceID string  `json:"instanceId"`
-	// NodeName is a Go template of the node name; fields .VM and .Group.
-	NodeName   string `json:"nodeName"`
-	ProviderID string `json:"providerId"`
-	// Join is "kubeadm" or "userData".
-	Join string `json:"join"`
-	// kubeadm: the token to read, and what kubeadm join is told.
-	TokenID           string            `json:"tokenId,omitempty"`
-	APIServerEndpoint string            `json:"apiServerEndpoint,omitempty"`
-	CACertHashes      []string          `json:"caCertHashes,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Taints            []Taint           `json:"taints,omitempty"`
-	// userData: the group's template; fields .VM, .Group, .NodeName, .ProviderID.
-	UserData string `json:"userData,omitempty"`
+	Host  HostRef `json:"host"`
+	Group string  `json:"group"`
+	VM    string  `json:"vm"`
+	// Revision is the group's configuration revision the workflow holds.
+	Revision string `json:"revision"`
+	// InstanceID is the domain's UUID; the node's provider ID names it.
+	InstanceID string `json:"instanceId"`
+	// TokenID is the kubeadm join token's public ID (CreateJoinToken).
+	TokenID string `json:"tokenId,omitempty"`
+}
+
+// Seed is what one VM's seed says, resolved in the worker.
+type Seed struct {
+	Group      string
+	VM         string
+	InstanceID string
+	// NodeName is the rendered node name.
+	NodeName   string
+	ProviderID string
+	// kubeadm: what kubeadm join is told.
+	APIServerEndpoint string
+	CACertHashes      []string
+	Labels            map[string]string
+	Taints            []Taint
+	// UserData is the group's template (join: userData); fields .VM,
+	// .Group, .NodeName, .ProviderID.
+	UserData string
 }
 
 // SeedOutput names the seed volume.
@@ -68,60 +84,69 @@ type SeedOutput struct {
 // token).
 func (k *Kubernetes) CreateSeedVolume(ctx context.Context, in SeedInput) (SeedOutput, error) {
 	defer keepAlive(ctx)()
-	name, err := RenderNodeName(in.NodeName, in.Group, in.VM)
+	g, err := k.Catalog.Group(in.Group, in.Revision, in.VM, in.Host.Name)
+	if err != nil {
+		return SeedOutput{}, err
+	}
+	if _, err := uuid.Parse(in.InstanceID); err != nil {
+		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "seed of %s: instance ID %q is not a UUID", in.VM, in.InstanceID)
+	}
+	name, err := config.RenderNodeName(g.Kubernetes.NodeName, in.Group, in.VM)
 	if err != nil {
 		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "node name of %s: %v", in.VM, err)
 	}
-	in.NodeName = name
+	kc := k.Catalog.Kubernetes()
+	seed := Seed{
+		Group: in.Group, VM: in.VM, InstanceID: in.InstanceID, NodeName: name,
+		ProviderID:        ProviderID(in.Group, in.InstanceID),
+		APIServerEndpoint: kc.APIServerEndpoint, CACertHashes: kc.CACertHashes,
+		Labels: g.Kubernetes.Labels, UserData: g.Kubernetes.UserData,
+	}
+	for _, t := range g.Kubernetes.Taints {
+		seed.Taints = append(seed.Taints, Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
+	}
 	var userData []byte
-	switch in.Join {
+	switch g.Kubernetes.Join {
 	case joinKubeadm:
-		token, err := k.joinToken(ctx, in.TokenID)
+		token, err := k.joinToken(ctx, in.Group, in.VM, in.TokenID)
 		if err != nil {
 			return SeedOutput{}, err
 		}
-		if userData, err = KubeadmUserData(in, token); err != nil {
+		if userData, err = KubeadmUserData(seed, token); err != nil {
 			return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "user-data of %s: %v", in.VM, err)
 		}
 	case joinUserData:
-		var err error
-		if userData, err = TemplateUserData(in); err != nil {
+		if userData, err = TemplateUserData(seed); err != nil {
 			return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "user-data of %s: %v", in.VM, err)
 		}
 	default:
-		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "no seed for join mode %q", in.Join)
+		return SeedOutput{}, nonRetryable(ErrTypeInvalidConfig, "group %s does not join Kubernetes (join %q); no seed", in.Group, g.Kubernetes.Join)
 	}
-	iso, err := SeedISO(userData, MetaData(in))
+	metaData, err := MetaData(seed)
+	if err != nil {
+		return SeedOutput{}, err
+	}
+	iso, err := SeedISO(userData, metaData)
 	if err != nil {
 		return SeedOutput{}, err
 	}
 	vol := SeedVolumeName(in.VM)
-	if err := uploadVolume(k.Hosts, ctx, in.Host, vol, iso); err != nil {
+	if err := uploadVolume(k.Hosts, k.Catalog, ctx, in.Host, vol, iso); err != nil {
 		return SeedOutput{}, err
 	}
 	return SeedOutput{Volume: vol}, nil
 }
 
-// RenderNodeName renders a node name template (.VM, .Group).
-func RenderNodeName(pattern, group, vm string) (string, error) {
-	if pattern == "" {
-		return vm, nil
-	}
-	t, err := template.New("nodeName").Option("missingkey=error").Parse(pattern)
-	if err != nil {
-		return "", err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, map[string]string{"VM": vm, "Group": group}); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+// ProviderID is the provider ID of a VM's node: the kubelet registers it
+// and the cluster-autoscaler matches nodes to groups by it.
+func ProviderID(group, domainUUID string) string {
+	return "premiscale://" + group + "/" + domainUUID
 }
 
 // KubeadmUserData renders a cloud-config that sets the kubelet's provider
 // ID, labels and taints and runs kubeadm join with the token and the CA
 // hashes.
-func KubeadmUserData(in SeedInput, token string) ([]byte, error) {
+func KubeadmUserData(in Seed, token string) ([]byte, error) {
 	if in.APIServerEndpoint == "" || len(in.CACertHashes) == 0 {
 		return nil, fmt.Errorf("kubeadm join needs the API server endpoint and the CA cert hashes")
 	}
@@ -167,7 +192,7 @@ func KubeadmUserData(in SeedInput, token string) ([]byte, error) {
 }
 
 // TemplateUserData executes the group's user-data template.
-func TemplateUserData(in SeedInput) ([]byte, error) {
+func TemplateUserData(in Seed) ([]byte, error) {
 	t, err := template.New("userData").Option("missingkey=error").Parse(in.UserData)
 	if err != nil {
 		return nil, err
@@ -177,9 +202,10 @@ func TemplateUserData(in SeedInput) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// MetaData is the NoCloud meta-data: the instance ID and the hostname.
-func MetaData(in SeedInput) []byte {
-	return fmt.Appendf(nil, "instance-id: %s\nlocal-hostname: %s\n", in.InstanceID, in.NodeName)
+// MetaData is the NoCloud meta-data: the instance ID and the hostname,
+// marshalled (a name can never add a key).
+func MetaData(in Seed) ([]byte, error) {
+	return yaml.Marshal(map[string]string{"instance-id": in.InstanceID, "local-hostname": in.NodeName})
 }
 
 // SeedISO writes user-data and meta-data to an ISO9660 image labelled cidata.
@@ -232,7 +258,11 @@ func ReadSeedISO(iso []byte) (files map[string]string, label string, err error) 
 }
 
 // uploadVolume (re)creates the raw volume name in the host's pool with data.
-func uploadVolume(hosts *Hosts, ctx context.Context, h HostRef, name string, data []byte) error {
+func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, name string, data []byte) error {
+	h, err := cat.Host(h)
+	if err != nil {
+		return err
+	}
 	lv, release, err := hosts.Acquire(ctx, h.Name, h.URI)
 	if err != nil {
 		return err

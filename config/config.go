@@ -10,6 +10,12 @@ import (
 // Version is the only configuration schema version this build reads.
 const Version = "v1alpha1"
 
+// MaxGroupSize is the largest max a group may have. A group's members live
+// in its workflow's state, which Temporal carries in every continue-as-new
+// input and status query; a thousand members keep that well below
+// Temporal's payload limits.
+const MaxGroupSize = 1000
+
 // Default values, named once so that documentation, defaults and tests agree.
 const (
 	DefaultConfigPath             = "/opt/premiscale/config.yaml"

@@ -90,6 +90,7 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	spec := workflows.GroupSpec{
 		Name:                   g.Name,
+		Revision:               g.Revision(),
 		Min:                    g.Min,
 		Max:                    g.Max,
 		Desired:                g.Min,
@@ -107,7 +108,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	if k := g.Kubernetes; k.Join != config.JoinNone && k.Join != "" {
 		kc := cfg.Controller.Kubernetes
 		spec.Kubernetes = &workflows.KubernetesSpec{
-			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: k.Taints, UserData: k.UserData,
+			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: k.Taints,
 			ReadyTimeout: k.ReadyTimeout, Drain: k.Drain,
 			APIServerEndpoint: kc.APIServerEndpoint, CACertHashes: kc.CACertHashes, TokenTTL: kc.TokenTTL,
 		}
@@ -116,7 +117,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		if h, ok := cfg.Host(name); ok {
 			reserved, _ := config.ParseSize(h.Reserved.Memory) // validated; empty is 0
 			spec.Hosts = append(spec.Hosts, activities.HostRef{
-				Name: h.Name, URI: h.URI, Pool: h.Pool,
+				Name:                h.Name,
 				ReservedMemoryBytes: reserved, ReservedCPUs: h.Reserved.CPUs,
 				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
 			})
@@ -124,7 +125,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	}
 	for _, h := range cfg.Autoscale.Hosts {
 		if !slices.Contains(g.Hosts, h.Name) {
-			spec.RetiredHosts = append(spec.RetiredHosts, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
+			spec.RetiredHosts = append(spec.RetiredHosts, activities.HostRef{Name: h.Name})
 		}
 	}
 	return spec
@@ -354,7 +355,7 @@ func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 func (s *Starter) hostRefs() []activities.HostRef {
 	refs := make([]activities.HostRef, 0, len(s.Config.Autoscale.Hosts))
 	for _, h := range s.Config.Autoscale.Hosts {
-		refs = append(refs, activities.HostRef{Name: h.Name, URI: h.URI, Pool: h.Pool})
+		refs = append(refs, activities.HostRef{Name: h.Name})
 	}
 	return refs
 }

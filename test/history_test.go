@@ -159,7 +159,8 @@ func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts}, pr, &activities.Kubernetes{Client: kube, Hosts: hosts}, sdkworker.Options{})
+	cat := activities.NewCatalog(cfg)
+	w := worker.New(c, queue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, pr, &activities.Kubernetes{Client: kube, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		tb.Fatal(err)
 	}

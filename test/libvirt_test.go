@@ -107,6 +107,22 @@ func activityEnv(t *testing.T, lv *activities.Libvirt) *testsuite.TestActivityEn
 	return env
 }
 
+// testActs returns libvirt activities whose worker catalog has host and,
+// on it, one group per template (group name -> template), and a function
+// that gives each group's revision.
+func testActs(t *testing.T, host config.Host, groups map[string]config.Template) (*activities.Libvirt, func(group string) string) {
+	t.Helper()
+	cfg := &config.Config{Autoscale: config.Autoscale{Hosts: []config.Host{host}}}
+	for name, tmpl := range groups {
+		cfg.Autoscale.Groups = append(cfg.Autoscale.Groups, config.Group{Name: name, Hosts: []string{host.Name}, Max: 1, Template: tmpl})
+	}
+	cfg.ApplyDefaults()
+	cat := activities.NewCatalog(cfg)
+	hosts := activities.NewHosts(nil)
+	t.Cleanup(func() { _ = hosts.Close() })
+	return &activities.Libvirt{Hosts: hosts, Catalog: cat}, cat.Revision
+}
+
 func run(t *testing.T, env *testsuite.TestActivityEnvironment, fn any, in any, out any) error {
 	t.Helper()
 	v, err := env.ExecuteActivity(fn, in)
@@ -121,21 +137,20 @@ func run(t *testing.T, env *testsuite.TestActivityEnvironment, fn any, in any, o
 func TestVMLifecycleIsIdempotentOnTheTestDriver(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
 	ensureVolume(t, lv, testPool, "it-base.qcow2", 64<<20)
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	acts := &activities.Libvirt{Hosts: hosts, PollInterval: 20 * time.Millisecond}
+	tmpl := config.Template{BaseVolume: "it-base.qcow2", VCPUs: 1, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", Network: config.Network{Type: config.NetworkUser, Model: "virtio"}}
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool}, map[string]config.Template{"itlife": tmpl})
+	acts.PollInterval = 20 * time.Millisecond
 	env := activityEnv(t, acts)
 	var a *activities.Libvirt
 
-	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
-	vm := fmt.Sprintf("itlife-%d", time.Now().UnixNano()%100000)
+	host := activities.HostRef{Name: "test"}
+	vm := fmt.Sprintf("itlife-%d", 1+time.Now().UnixNano()%100000)
 	ref := activities.DomainRef{Host: host, Group: "itlife", VM: vm}
-	tmpl := config.Template{VCPUs: 1, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", Network: config.Network{Type: config.NetworkUser, Model: "virtio"}}
 
 	// Clone twice: the second call finds the overlay and returns it.
 	for i := range 2 {
 		var out activities.CloneVolumeOutput
-		if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: vm, BaseVolume: "it-base.qcow2"}, &out); err != nil {
+		if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itlife", VM: vm, Revision: rev("itlife")}, &out); err != nil {
 			t.Fatalf("clone #%d: %v", i+1, err)
 		}
 		if out.Volume != activities.VolumeName(vm) {
@@ -154,7 +169,7 @@ func TestVMLifecycleIsIdempotentOnTheTestDriver(t *testing.T) {
 	}
 
 	for i := range 2 {
-		if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Template: tmpl}, nil); err != nil {
+		if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itlife")}, nil); err != nil {
 			t.Fatalf("define #%d: %v", i+1, err)
 		}
 	}
@@ -200,14 +215,14 @@ func TestVMLifecycleIsIdempotentOnTheTestDriver(t *testing.T) {
 
 func TestUnownedDomainIsNeverTouched(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"itforeign": {VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}})
+	env := activityEnv(t, acts)
 	var a *activities.Libvirt
-	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
+	host := activities.HostRef{Name: "test"}
 
 	// A domain someone else made, with a name PremiScale could generate.
-	name := fmt.Sprintf("itforeign-%d", time.Now().UnixNano()%100000)
+	name := fmt.Sprintf("itforeign-%d", 1+time.Now().UnixNano()%100000)
 	doc, _ := (&libvirtxml.Domain{Type: "test", Name: name, Memory: &libvirtxml.DomainMemory{Value: 65536, Unit: "KiB"},
 		OS: &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Type: "hvm"}}}).Marshal()
 	dom, err := lv.DomainDefineXML(doc)
@@ -221,7 +236,7 @@ func TestUnownedDomainIsNeverTouched(t *testing.T) {
 
 	ref := activities.DomainRef{Host: host, Group: "itforeign", VM: name}
 	calls := map[string]error{
-		"define":   run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: "x", Template: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}}, nil),
+		"define":   run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(name), Revision: rev("itforeign")}, nil),
 		"start":    run(t, env, a.StartDomain, ref, nil),
 		"stop":     run(t, env, a.StopDomain, activities.StopDomainInput{Domain: ref}, nil),
 		"undefine": run(t, env, a.UndefineDomain, ref, nil),
@@ -248,12 +263,12 @@ func TestUnownedDomainIsNeverTouched(t *testing.T) {
 
 func TestMissingBaseVolumeFailsWithoutRetry(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"itmissing": {BaseVolume: "no-such-base.qcow2"}})
+	env := activityEnv(t, acts)
 	var a *activities.Libvirt
 	err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{
-		Host: activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}, VM: "itmissing-1", BaseVolume: "no-such-base.qcow2",
+		Host: activities.HostRef{Name: "test"}, Group: "itmissing", VM: "itmissing-1", Revision: rev("itmissing"),
 	}, nil)
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeInvalidConfig || !strings.Contains(err.Error(), "no-such-base.qcow2") {
@@ -291,11 +306,11 @@ func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
 
 func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	tmpl := config.Template{VCPUs: 2, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool}, map[string]config.Template{"itinv": tmpl})
+	env := activityEnv(t, acts)
 	var a *activities.Libvirt
-	host := activities.HostRef{Name: "test", URI: testDriverURI, Pool: testPool}
+	host := activities.HostRef{Name: "test"}
 
 	var before activities.Inventory
 	if err := run(t, env, a.HostInventory, activities.InventoryInput{Host: host}, &before); err != nil {
@@ -306,17 +321,16 @@ func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
 	}
 
 	// One PremiScale VM (2 vCPUs, 128 MiB) joins the host.
-	vm := fmt.Sprintf("itinv-%d", time.Now().UnixNano()%100000)
+	vm := fmt.Sprintf("itinv-%d", 1+time.Now().UnixNano()%100000)
 	ref := activities.DomainRef{Host: host, Group: "itinv", VM: vm}
-	tmpl := config.Template{VCPUs: 2, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: vm, DiskSize: "64MiB"}, nil); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itinv", VM: vm, Revision: rev("itinv")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = run(t, env, a.UndefineDomain, ref, nil)
 		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
 	})
-	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Template: tmpl}, nil); err != nil {
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itinv")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var after activities.Inventory

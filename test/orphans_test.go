@@ -30,19 +30,19 @@ func TestOrphansReportsOwnedLeftoversButNeverMembersOrForeignDomains(t *testing.
 
 	// Leftovers marked as PremiScale's: a domain of a group that is not
 	// configured, and a volume no member uses.
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	// (made by a worker whose configuration has the group ghost)
+	acts, rev := testActs(t, config.Host{Name: "testhost", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"ghost": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, group: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}})
+	env := activityEnv(t, acts)
 	var a *activities.Libvirt
-	host := activities.HostRef{Name: "testhost", URI: testDriverURI, Pool: testPool}
-	ghost := fmt.Sprintf("ghost-%d", time.Now().UnixNano()%100000)
+	host := activities.HostRef{Name: "testhost"}
+	ghost := fmt.Sprintf("ghost-%d", 1+time.Now().UnixNano()%100000)
 	ghostRef := activities.DomainRef{Host: host, Group: "ghost", VM: ghost}
-	tmpl := config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}
-	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ghostRef, Volume: "x", Template: tmpl}, nil); err != nil {
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ghostRef, Volume: activities.VolumeName(ghost), Revision: rev("ghost")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	leftover := group + "-99"
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: leftover, DiskSize: "64MiB"}, nil); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: group, VM: leftover, Revision: rev(group)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -96,31 +96,30 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
+	acts, rev := testActs(t, config.Host{Name: "testhost", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"ghost": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, group: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, "foreign": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}})
+	env := activityEnv(t, acts)
 	var a *activities.Libvirt
-	host := activities.HostRef{Name: "testhost", URI: testDriverURI, Pool: testPool}
-	suffix := time.Now().UnixNano() % 100000
+	host := activities.HostRef{Name: "testhost"}
+	suffix := 1 + time.Now().UnixNano()%100000
 	// An owned orphan domain of an unconfigured group, with its volume.
 	ghost := fmt.Sprintf("ghost-%d", suffix)
 	ghostRef := activities.DomainRef{Host: host, Group: "ghost", VM: ghost}
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: ghost, DiskSize: "64MiB"}, nil); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "ghost", VM: ghost, Revision: rev("ghost")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}
-	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ghostRef, Volume: activities.VolumeName(ghost), Template: tmpl}, nil); err != nil {
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ghostRef, Volume: activities.VolumeName(ghost), Revision: rev("ghost")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A volume of the group that no member uses.
 	leftover := group + "-99"
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: leftover, DiskSize: "64MiB"}, nil); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: group, VM: leftover, Revision: rev(group)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A domain without PremiScale's mark whose disk is a volume named like
 	// PremiScale's: neither may be touched.
 	foreign := fmt.Sprintf("foreign-%d", suffix)
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: foreign, DiskSize: "64MiB"}, nil); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "foreign", VM: foreign, Revision: rev("foreign")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>

@@ -33,14 +33,6 @@ func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
 		}
 	}
 	lv := requireLibvirt(t, qemuURI)
-	hosts := activities.NewHosts(nil)
-	defer hosts.Close()
-	env := activityEnv(t, &activities.Libvirt{Hosts: hosts})
-	var a *activities.Libvirt
-
-	host := activities.HostRef{Name: "local", URI: qemuURI, Pool: guestPool}
-	vm := "itqemu-1"
-	ref := activities.DomainRef{Host: host, Group: "itqemu", VM: vm}
 	shutdownNow := time.Duration(0)
 	tmpl := config.Template{
 		BaseVolume: guestBase, VCPUs: 1, Memory: "256MiB", DomainType: "qemu", Arch: "x86_64",
@@ -48,6 +40,12 @@ func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
 		Cmdline: "console=ttyS0 quiet panic=-1", ConsoleLog: true,
 		Network: config.Network{Type: config.NetworkNone}, ShutdownTimeout: &shutdownNow,
 	}
+	acts, rev := testActs(t, config.Host{Name: "local", URI: qemuURI, Pool: guestPool}, map[string]config.Template{"itqemu": tmpl})
+	env := activityEnv(t, acts)
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "local"}
+	vm := "itqemu-1"
+	ref := activities.DomainRef{Host: host, Group: "itqemu", VM: vm}
 	consoleLog := "/var/log/libvirt/qemu/" + vm + "-console.log"
 	_ = os.Remove(consoleLog)
 	teardown := func() {
@@ -59,7 +57,7 @@ func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
 	t.Cleanup(teardown)
 
 	var vol activities.CloneVolumeOutput
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, VM: vm, BaseVolume: guestBase}, &vol); err != nil {
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itqemu", VM: vm, Revision: rev("itqemu")}, &vol); err != nil {
 		t.Fatalf("clone: %v", err)
 	}
 	x, ok := volumeXML(t, lv, guestPool, vol.Volume)
@@ -67,7 +65,7 @@ func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
 		t.Fatalf("VM disk is not an overlay of %s: %+v", guestBase, x.BackingStore)
 	}
 	start := time.Now()
-	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: vol.Volume, Template: tmpl}, nil); err != nil {
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: vol.Volume, Revision: rev("itqemu")}, nil); err != nil {
 		t.Fatalf("define: %v", err)
 	}
 	if err := run(t, env, a.StartDomain, ref, nil); err != nil {

@@ -94,6 +94,10 @@ const (
 	// in the order they arrived, as SignalOrder reports it (before: all
 	// specs, then scales, then pauses, then resumes).
 	changeSignalsInArrivalOrder = "signals-in-arrival-order"
+	// changeCapStartsPerReconcile: a group has at most MaxProvisioning VMs
+	// being provisioned at once, so one reconciliation starts no more
+	// (before: every missing one at once).
+	changeCapStartsPerReconcile = "cap-starts-per-reconcile"
 )
 
 // hostQueryOptions are the options of the per-host listings and
@@ -117,14 +121,21 @@ const DefaultHistoryLimit = 5000
 // maxEvents is how many recent events a group keeps for status.
 const maxEvents = 20
 
+// ErrTypeInvalidSpec fails a group workflow started with a spec that does
+// not pass GroupSpec.Validate.
+const ErrTypeInvalidSpec = "InvalidSpec"
+
 // GroupWorkflowID is the workflow ID of a group's workflow.
 func GroupWorkflowID(group string) string { return "premiscale/group/" + group }
 
 // GroupSpec is a group's configuration as the workflow uses it.
 type GroupSpec struct {
 	Name string `json:"name"`
-	Min  int    `json:"min"`
-	Max  int    `json:"max"`
+	// Revision is config.Group.Revision of the configuration the spec was
+	// made from; workers create VMs only for the revision they hold.
+	Revision string `json:"revision"`
+	Min      int    `json:"min"`
+	Max      int    `json:"max"`
 	// Desired is the configured size; it applies when the group is created
 	// and whenever its value in the configuration changes.
 	Desired            int                  `json:"desired"`
@@ -335,6 +346,12 @@ type group struct {
 //	    +--------------------------------------------+
 func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	g := &group{spec: in.Spec, logger: workflow.GetLogger(ctx)}
+	if in.State == nil {
+		// A new group's spec may come from anyone who can start a workflow.
+		if err := in.Spec.Validate(); err != nil {
+			return temporal.NewNonRetryableApplicationError("invalid group spec: "+err.Error(), ErrTypeInvalidSpec, nil)
+		}
+	}
 	if in.State != nil {
 		g.st = *in.State
 	} else {
@@ -552,6 +569,10 @@ func (g *group) scaleSignal(ctx workflow.Context, n int) {
 func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 	if spec.Name != g.spec.Name {
 		g.logger.Warn("ignoring spec for another group", "group", g.spec.Name, "spec_group", spec.Name)
+		return
+	}
+	if err := spec.Validate(); err != nil {
+		g.event(ctx, "spec refused, keeping the current one: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
 	}
 	g.spec = spec
@@ -875,6 +896,12 @@ func (g *group) reconcile(ctx workflow.Context) {
 			return
 		}
 		n := g.st.Desired - active
+		if workflow.GetVersion(ctx, changeCapStartsPerReconcile, workflow.DefaultVersion, 1) >= 1 {
+			n = min(n, MaxProvisioning-g.count(MemberProvisioning))
+			if n <= 0 {
+				return
+			}
+		}
 		if workflow.GetVersion(ctx, changePlacementByInventory, workflow.DefaultVersion, 1) >= 1 {
 			hosts, err := g.placeMany(ctx, n)
 			for _, h := range hosts {
@@ -1087,7 +1114,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string) {
 	g.st.NextSeq++
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
-	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Template: g.spec.Template, CleanupTimeout: g.spec.CleanupTimeout}
+	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.spec.Revision, CleanupTimeout: g.spec.CleanupTimeout}
 	var providerID string
 	if g.spec.Kubernetes != nil {
 		in.Kubernetes = g.spec.Kubernetes

@@ -1006,7 +1006,7 @@ func withKube(t *testing.T, env *testsuite.TestWorkflowEnvironment, abortDrain .
 	env.OnActivity(k.CreateJoinToken, mock.Anything, mock.Anything).Return(activities.JoinTokenOutput{TokenID: "abcdef"}, nil)
 	env.OnActivity(k.CreateSeedVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SeedInput) (activities.SeedOutput, error) {
 		mu.Lock()
-		vmOf[in.ProviderID] = in.VM
+		vmOf[activities.ProviderID(in.Group, in.InstanceID)] = in.VM
 		mu.Unlock()
 		return activities.SeedOutput{Volume: activities.SeedVolumeName(in.VM)}, nil
 	})
@@ -1147,4 +1147,62 @@ func TestSignalsArrivingTogetherApplyInArrivalOrder(t *testing.T) {
 	}, 3*time.Minute)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+func TestSpecSignalThatFailsValidationIsRefused(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() {
+			bad := spec(2_000_000_000, 0, 2_000_000_000, "h1")
+			bad.EvaluationInterval = 0
+			env.SignalWorkflow(workflows.SignalSpec, bad)
+		},
+		func() {
+			st := status(t, env)
+			if st.Max != 3 || st.Desired != 1 || st.Running != 1 {
+				t.Errorf("after an invalid spec: max %d desired %d running %d, want the old 3, 1, 1", st.Max, st.Desired, st.Running)
+			}
+			var refused string
+			for _, e := range st.Events {
+				if strings.Contains(e.Message, "spec refused") {
+					refused = e.Message
+				}
+			}
+			if !containsAll(refused, "spec.max", "spec.evaluationInterval", "spec.desired") {
+				t.Errorf("no event names every refused field: %q", refused)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+func TestGroupStartedWithAnInvalidSpecFails(t *testing.T) {
+	env := newEnv(t, newFake("h1"))
+	bad := spec(1, 0, config.MaxGroupSize+1)
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: bad})
+	err := env.GetWorkflowError()
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeInvalidSpec || !containsAll(err.Error(), "spec.max", "spec.hosts") {
+		t.Fatalf("err = %v, want %s naming spec.max and spec.hosts", err, workflows.ErrTypeInvalidSpec)
+	}
+}
+
+func TestScaleOutProvisionsAtMostMaxProvisioningAtOnce(t *testing.T) {
+	f := newFake("h1", "h2", "h3", "h4", "h5")
+	env := newEnv(t, f, 5*time.Minute)
+	want := workflows.MaxProvisioning + 10
+	env.RegisterDelayedCallback(func() { setDesired(t, env, want) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if st := status(t, env); st.Provisioning != workflows.MaxProvisioning {
+			t.Errorf("right after desired 0 -> %d: %d provisioning, want the cap %d", want, st.Provisioning, workflows.MaxProvisioning)
+		}
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if st := status(t, env); st.Running != want {
+			t.Errorf("later: %d running (%d provisioning), want %d", st.Running, st.Provisioning, want)
+		}
+	}, 20*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 21*time.Minute)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, want, "h1", "h2", "h3", "h4", "h5")})
 }

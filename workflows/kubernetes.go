@@ -14,13 +14,14 @@ import (
 
 // KubernetesSpec is how a group's VMs join the cluster and leave it: the
 // group's kubernetes settings plus what the controller knows of the
-// cluster. It holds no secret.
+// cluster, as the workflow decides by them. It holds no secret and nothing
+// a worker trusts: what a VM's seed says comes from the worker's own
+// configuration.
 type KubernetesSpec struct {
 	Join              string            `json:"join"`
 	NodeName          string            `json:"nodeName"`
 	Labels            map[string]string `json:"labels,omitempty"`
 	Taints            []config.Taint    `json:"taints,omitempty"`
-	UserData          string            `json:"userData,omitempty"`
 	ReadyTimeout      time.Duration     `json:"readyTimeout"`
 	Drain             config.Drain      `json:"drain"`
 	APIServerEndpoint string            `json:"apiServerEndpoint,omitempty"`
@@ -31,11 +32,8 @@ type KubernetesSpec struct {
 // nodeReadyPoll is how often provisioning looks for the VM's node to be Ready.
 const nodeReadyPoll = 5 * time.Second
 
-// ProviderID is the provider ID of a VM's node: the kubelet registers it
-// and the cluster-autoscaler matches nodes to groups by it.
-func ProviderID(group, domainUUID string) string {
-	return "premiscale://" + group + "/" + domainUUID
-}
+// ProviderID is the provider ID of a VM's node (activities.ProviderID).
+func ProviderID(group, domainUUID string) string { return activities.ProviderID(group, domainUUID) }
 
 // providerNamespace seeds the name-based UUIDs of domains.
 var providerNamespace = uuid.MustParse("5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11")
@@ -52,18 +50,10 @@ func domainUUID(runID, vm string) string {
 func joinCluster(ctx workflow.Context, quick workflow.Context, in ProvisionInput) (activities.DomainExtras, error) {
 	var k *activities.Kubernetes
 	kube := in.Kubernetes
-	seed := activities.SeedInput{
-		Host: in.Host, Group: in.Group, VM: in.VM, InstanceID: in.UUID, NodeName: kube.NodeName,
-		ProviderID: ProviderID(in.Group, in.UUID), Join: kube.Join,
-		APIServerEndpoint: kube.APIServerEndpoint, CACertHashes: kube.CACertHashes,
-		Labels: kube.Labels, UserData: kube.UserData,
-	}
-	for _, t := range kube.Taints {
-		seed.Taints = append(seed.Taints, activities.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
-	}
+	seed := activities.SeedInput{Host: in.Host, Group: in.Group, VM: in.VM, Revision: in.Revision, InstanceID: in.UUID}
 	if kube.Join == config.JoinKubeadm {
 		var tok activities.JoinTokenOutput
-		if err := workflow.ExecuteActivity(quick, k.CreateJoinToken, activities.JoinTokenInput{Group: in.Group, VM: in.VM, TTL: kube.TokenTTL}).Get(ctx, &tok); err != nil {
+		if err := workflow.ExecuteActivity(quick, k.CreateJoinToken, activities.JoinTokenInput{Group: in.Group, VM: in.VM, Revision: in.Revision}).Get(ctx, &tok); err != nil {
 			return activities.DomainExtras{}, fmt.Errorf("join token: %w", err)
 		}
 		seed.TokenID = tok.TokenID

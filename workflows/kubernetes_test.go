@@ -74,7 +74,7 @@ func kubeEnv(t *testing.T, calls *kubeCalls, nodeReadyAfter int, drainErr error)
 		return activities.JoinTokenOutput{TokenID: "abcdef"}, nil
 	})
 	env.OnActivity(k.CreateSeedVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SeedInput) (activities.SeedOutput, error) {
-		if in.TokenID != "abcdef" || !strings.HasPrefix(in.ProviderID, "premiscale://web/") {
+		if in.TokenID != "abcdef" || in.InstanceID != "u-1" || in.Group != "web" {
 			t.Errorf("seed input %+v", in)
 		}
 		calls.add("seed")

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
-	"github.com/premiscale/premiscale/config"
 )
 
 // Timeouts of the VM activities. Quick ones are short so that a crashed
@@ -55,10 +54,13 @@ var retry = &temporal.RetryPolicy{
 
 // ProvisionInput asks for one new VM.
 type ProvisionInput struct {
-	Group    string             `json:"group"`
-	VM       string             `json:"vm"`
-	Host     activities.HostRef `json:"host"`
-	Template config.Template    `json:"template"`
+	Group string             `json:"group"`
+	VM    string             `json:"vm"`
+	Host  activities.HostRef `json:"host"`
+	// Revision is the group's configuration revision (GroupSpec.Revision):
+	// the worker creates the VM from its own configuration of the group,
+	// and refuses if that is another revision.
+	Revision string `json:"revision"`
 	// BootTimeout bounds the wait for the domain to run; zero means DefaultBootTimeout.
 	BootTimeout time.Duration `json:"bootTimeout,omitempty"`
 	// Kubernetes, when set, makes the VM join the cluster as a node whose
@@ -116,15 +118,20 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 
 	var vol activities.CloneVolumeOutput
 	err := workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
-		Host: in.Host, VM: in.VM, BaseVolume: in.Template.BaseVolume, DiskSize: in.Template.DiskSize,
+		Host: in.Host, Group: in.Group, VM: in.VM, Revision: in.Revision,
 	}).Get(ctx, &vol)
+	if refused(err) {
+		// The worker refused the group, VM name, host or revision before
+		// the first step did anything: there is nothing to compensate.
+		return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
+	}
 	var extras activities.DomainExtras
 	if err == nil && in.Kubernetes != nil {
 		extras, err = joinCluster(ctx, quick, in)
 	}
 	if err == nil {
 		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
-			Domain: ref, Volume: vol.Volume, Template: in.Template, Extras: extras,
+			Domain: ref, Volume: vol.Volume, Revision: in.Revision, Extras: extras,
 		}).Get(ctx, nil)
 	}
 	if err == nil {
@@ -221,6 +228,13 @@ func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, 
 		return fmt.Errorf("delete volume of %s: %w", vm, verr)
 	}
 	return nil
+}
+
+// refused reports whether the worker's catalog refused the activity (see
+// activities.Catalog).
+func refused(err error) bool {
+	return isAppError(err, activities.ErrTypeUnknownHost) || isAppError(err, activities.ErrTypeUnknownGroup) ||
+		isAppError(err, activities.ErrTypeConfigMismatch)
 }
 
 func isAppError(err error, errType string) bool {

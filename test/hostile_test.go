@@ -1,0 +1,192 @@
+package test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stesting "k8s.io/client-go/testing"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// hostileCall is one activity a hostile workflow schedules on PremiScale's
+// task queue, with raw input: whatever JSON an attacker likes.
+type hostileCall struct {
+	Activity string         `json:"activity"`
+	Input    map[string]any `json:"input"`
+}
+
+// hostileWorkflow runs on the attacker's own worker and task queue, and
+// schedules each call once on PremiScale's task queue, where PremiScale's
+// worker executes it. It returns each call's error text ("" if it ran).
+func hostileWorkflow(ctx workflow.Context, queue string, calls []hostileCall) ([]string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	out := make([]string, len(calls))
+	for i, c := range calls {
+		if err := workflow.ExecuteActivity(ctx, c.Activity, c.Input).Get(ctx, nil); err != nil {
+			out[i] = err.Error()
+		}
+	}
+	return out, nil
+}
+
+// TestHostileClientGetsNoHypervisorThroughTemporal plays someone who can
+// reach the Temporal frontend and nothing else: they start ProvisionVM, and
+// run their own worker whose workflow schedules PremiScale's activities with
+// inputs of their choosing (a foreign URI, an unknown group, a template that
+// mounts the host's root filesystem, another VM's join token). Every one is
+// refused by name, nothing is defined on the host, and no token Secret but
+// PremiScale's own is read.
+func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := fakeCluster(t)
+	// Someone else's bootstrap token, in the cluster PremiScale joins.
+	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.BootstrapTokenSecretPrefix + "abcdef", Namespace: metav1.NamespaceSystem},
+		Type:       bootstrapapi.SecretTypeBootstrapToken,
+		StringData: map[string]string{bootstrapapi.BootstrapTokenIDKey: "abcdef", bootstrapapi.BootstrapTokenSecretKey: "0123456789abcdef"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const group = "hw"
+	g := testDriverGroup(group, 0, 3)
+	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
+	cfg := &config.Config{
+		Version: config.Version,
+		Controller: config.Controller{Kubernetes: config.Kubernetes{
+			Kubeconfig: "(fake API in the test)", APIServerEndpoint: "127.0.0.1:6443", CACertHashes: []string{"sha256:" + strings.Repeat("0f", 32)},
+		}},
+		Autoscale: config.Autoscale{
+			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
+			Groups: []config.Group{g},
+		},
+	}
+	s, c := startInProcessConfig(t, ctx, cfg, cs)
+	queue := s.Config.Controller.Temporal.TaskQueue
+	rev := s.Config.Autoscale.Groups[0].Revision()
+	before := domainNames(t, lv)
+	cs.ClearActions()
+
+	rootFS := `<filesystem type='mount' accessmode='passthrough'><source dir='/'/><target dir='hostroot'/></filesystem>`
+	evilHost := map[string]any{"name": "evil", "uri": "qemu+tcp://attacker.example/system", "pool": "default"}
+	ourHost := map[string]any{"name": "testhost", "uri": "qemu+tcp://attacker.example/system", "pool": "default"}
+	evilTemplate := map[string]any{"memory": "64MiB", "domainType": "qemu", "extraDevicesXML": rootFS}
+
+	// 1. ProvisionVM started straight through the frontend.
+	provisions := []struct {
+		name  string
+		input map[string]any
+		want  string
+	}{
+		{"foreign URI", map[string]any{"group": group, "vm": group + "-901", "host": evilHost, "revision": rev, "template": evilTemplate}, activities.ErrTypeUnknownHost},
+		{"unknown group", map[string]any{"group": "evil", "vm": "evil-1", "host": ourHost, "revision": rev, "template": evilTemplate}, activities.ErrTypeUnknownGroup},
+		{"template with the host's root filesystem", map[string]any{"group": group, "vm": group + "-902", "host": ourHost, "template": evilTemplate}, activities.ErrTypeConfigMismatch},
+		{"a name that is not the group's", map[string]any{"group": group, "vm": "victim", "host": ourHost, "revision": rev}, activities.ErrTypeUnknownGroup},
+	}
+	for _, p := range provisions {
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "hostile-" + strings.ReplaceAll(p.name, " ", "-"), TaskQueue: queue},
+			workflows.ProvisionVMName, p.input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err = run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "type: "+p.want+",") || strings.Contains(err.Error(), workflows.ErrTypeCleanupFailed) {
+			t.Errorf("ProvisionVM with %s: err = %v, want it refused with %s", p.name, err, p.want)
+		}
+	}
+
+	// 2. Activities scheduled by the attacker's own workflow and worker.
+	w := sdkworker.New(c, "hostile", sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(hostileWorkflow, workflow.RegisterOptions{Name: "Hostile"})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	calls := []struct {
+		call hostileCall
+		want string
+	}{
+		{hostileCall{"CloneVolume", map[string]any{"host": evilHost, "group": group, "vm": group + "-903", "revision": rev}}, activities.ErrTypeUnknownHost},
+		{hostileCall{"ListDomains", map[string]any{"host": evilHost}}, activities.ErrTypeUnknownHost},
+		{hostileCall{"HostInventory", map[string]any{"host": evilHost}}, activities.ErrTypeUnknownHost},
+		{hostileCall{"UndefineDomain", map[string]any{"host": evilHost, "group": group, "vm": group + "-1"}}, activities.ErrTypeUnknownHost},
+		{hostileCall{"DefineDomain", map[string]any{"domain": map[string]any{"host": ourHost, "group": group, "vm": group + "-904"},
+			"volume": activities.VolumeName(group + "-904"), "template": evilTemplate}}, activities.ErrTypeConfigMismatch},
+		{hostileCall{"DefineDomain", map[string]any{"domain": map[string]any{"host": ourHost, "group": group, "vm": group + "-905"},
+			"volume": "/etc/shadow", "revision": rev}}, activities.ErrTypeInvalidConfig},
+		{hostileCall{"CreateJoinToken", map[string]any{"group": "evil", "vm": "evil-1", "revision": rev}}, activities.ErrTypeUnknownGroup},
+		{hostileCall{"CreateSeedVolume", map[string]any{"host": ourHost, "group": group, "vm": group + "-906", "revision": rev,
+			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "abcdef"}}, activities.ErrTypeNotOwned},
+		{hostileCall{"CreateSeedVolume", map[string]any{"host": evilHost, "group": group, "vm": group + "-907", "revision": rev,
+			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "abcdef"}}, activities.ErrTypeUnknownHost},
+	}
+	in := make([]hostileCall, len(calls))
+	for i, c := range calls {
+		in[i] = c.call
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "hostile-activities", TaskQueue: "hostile"}, "Hostile", queue, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	if err := run.Get(ctx, &errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range calls {
+		if !strings.Contains(errs[i], "type: "+c.want+",") {
+			t.Errorf("%s %v: err = %q, want it refused with %s", c.call.Activity, c.call.Input, errs[i], c.want)
+		}
+	}
+
+	// Nothing was defined, and no Secret was read but by PremiScale's own
+	// token labels.
+	if after := domainNames(t, lv); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Errorf("domains on the host changed: before %v, after %v", before, after)
+	}
+	for _, a := range cs.Actions() {
+		if a.GetResource().Resource != "secrets" {
+			continue
+		}
+		if a.GetVerb() == "get" {
+			t.Errorf("a Secret was read: %v", a)
+		}
+		if l, ok := a.(k8stesting.ListAction); ok {
+			if sel := l.GetListRestrictions().Labels.String(); !strings.Contains(sel, activities.LabelVM+"=") {
+				t.Errorf("Secrets listed without PremiScale's VM label: selector %q", sel)
+			}
+		}
+	}
+}
+
+// domainNames lists every domain defined on the host, sorted.
+func domainNames(t *testing.T, lv *libvirt.Libvirt) []string {
+	t.Helper()
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(doms))
+	for _, d := range doms {
+		names = append(names, d.Name)
+	}
+	slices.Sort(names)
+	return names
+}
