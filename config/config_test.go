@@ -319,7 +319,7 @@ autoscale:
 		"autoscale.groups[0].placement.strategy: must be one of spread, vacancy, binpack, random",
 		"autoscale.groups[0].placement.maxPerHost: must be >= 0",
 		"autoscale.orphans.action: must be one of report, delete",
-		"autoscale.orphans.gracePeriod: must not be negative",
+		"autoscale.orphans.gracePeriod: must be >= 1m0s",
 		"autoscale.orphans.scanInterval: must be >= 1s",
 	} {
 		if !strings.Contains(err.Error(), want) {

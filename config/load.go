@@ -60,7 +60,7 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 	}
 
 	var errs []error
-	keys := scalarKeys(reflect.TypeFor[Config](), "")
+	keys := scalarKeys(reflect.TypeFor[Config](), "", nil)
 	envErrs := []error{}
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
@@ -72,12 +72,17 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 			if key, ok := envAliases[name]; ok {
 				return key, value
 			}
-			key, ok := keys[normalizeKey(strings.TrimPrefix(name, EnvPrefix))]
+			f, ok := keys[normalizeKey(strings.TrimPrefix(name, EnvPrefix))]
 			if !ok {
 				envErrs = append(envErrs, fmt.Errorf("environment variable %s: no such config key", name))
 				return "", nil
 			}
-			return key, value
+			v, err := envValue(value, f.typ)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("environment variable %s (%s): %v", name, f.key, err))
+				return "", nil
+			}
+			return f.key, v
 		},
 	}), nil); err != nil {
 		return nil, fmt.Errorf("environment: %w", err)
@@ -92,8 +97,10 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 	errs = append(errs, unknownKeys(k.Raw(), reflect.TypeFor[Config](), "")...)
 	var cfg Config
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
-		WeaklyTypedInput: true,
+		DecodeHook: strictHook,
+		// No weak typing: "1.9" is not an int, true not a number, 1 not a
+		// boolean, and a bare number not a duration.
+		WeaklyTypedInput: false,
 		TagName:          "koanf",
 	}}); err != nil {
 		// Type errors leave fields unset; validating them would only add noise.
@@ -132,9 +139,18 @@ func normalizeKey(s string) string {
 	return strings.NewReplacer("_", "", ".", "", "-", "").Replace(strings.ToLower(s))
 }
 
-// scalarKeys lists the dotted keys of t's non-list leaves by normalized form.
-func scalarKeys(t reflect.Type, prefix string) map[string]string {
-	out := map[string]string{}
+// scalarField is one settable leaf of the configuration.
+type scalarField struct {
+	key string
+	typ reflect.Type
+}
+
+// scalarKeys lists the dotted keys of t's non-list leaves, with their
+// types, by normalized form.
+func scalarKeys(t reflect.Type, prefix string, out map[string]scalarField) map[string]scalarField {
+	if out == nil {
+		out = map[string]scalarField{}
+	}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("koanf")
@@ -150,17 +166,73 @@ func scalarKeys(t reflect.Type, prefix string) map[string]string {
 			ft = ft.Elem()
 		}
 		switch {
-		case ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Duration]():
-			for k, v := range scalarKeys(ft, key) {
-				out[k] = v
-			}
+		case ft.Kind() == reflect.Struct && ft != durationType:
+			scalarKeys(ft, key, out)
 		case ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map:
 			// Lists (hosts, groups) and maps (headers) are set in the file only.
 		default:
-			out[normalizeKey(key)] = key
+			out[normalizeKey(key)] = scalarField{key: key, typ: ft}
 		}
 	}
 	return out
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// envValue parses an environment variable's text as the type of its key,
+// as strictly as the file's values are decoded.
+func envValue(s string, t reflect.Type) (any, error) {
+	switch {
+	case t == durationType:
+		return s, nil // strictHook parses it, unit required
+	case t.Kind() == reflect.String:
+		return s, nil
+	case t.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not true or false", s)
+		}
+		return b, nil
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a whole number", s)
+		}
+		return n, nil
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", s)
+		}
+		return f, nil
+	}
+	return s, nil
+}
+
+// strictHook decodes durations from strings with a unit only ("30s",
+// "5m"; a bare 600 would be 600ns) and refuses fractions for whole
+// numbers (min: 1.9 would be 1); a whole number is accepted as text.
+func strictHook(from, to reflect.Type, data any) (any, error) {
+	switch {
+	case to == durationType:
+		switch v := data.(type) {
+		case string:
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h)", v)
+			}
+			return d, nil
+		case time.Duration:
+			return v, nil
+		}
+		return nil, fmt.Errorf("%v needs a unit, e.g. \"%vs\" (a bare number is ambiguous)", data, data)
+	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64 && (from.Kind() == reflect.Float32 || from.Kind() == reflect.Float64):
+		return nil, fmt.Errorf("%v is not a whole number", data)
+	case to.Kind() == reflect.String && from.Kind() >= reflect.Int && from.Kind() <= reflect.Uint64:
+		// A count where text is expected (scaleIn.maxStep: 2) reads as text.
+		return fmt.Sprint(data), nil
+	}
+	return data, nil
 }
 
 // unknownKeys walks raw against t and reports every key t does not have.
@@ -171,7 +243,7 @@ func unknownKeys(raw any, t reflect.Type, path string) []error {
 	var errs []error
 	switch t.Kind() {
 	case reflect.Struct:
-		if t == reflect.TypeFor[time.Duration]() {
+		if t == durationType {
 			return nil
 		}
 		m, ok := raw.(map[string]any)

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net"
@@ -33,6 +34,15 @@ var (
 // MinEvaluationInterval is the shortest evaluation interval accepted.
 const MinEvaluationInterval = time.Second
 
+// Lower bounds of grace periods and timeouts: below them a blip (one slow
+// listing, one reboot) would replace members or abandon cleanups.
+const (
+	MinHostFailureGracePeriod = 5 * time.Second
+	MinUnhealthyGracePeriod   = 5 * time.Second
+	MinCleanupTimeout         = 5 * time.Second
+	MinOrphanGracePeriod      = time.Minute
+)
+
 // MinMemory is the smallest VM memory accepted.
 const MinMemory = 32 << 20
 
@@ -60,6 +70,9 @@ func (c *Config) Validate() error {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}
 	if t.Address == "" {
+		if ip := net.ParseIP(t.Embedded.Host); ip == nil || !ip.IsLoopback() {
+			v.add("controller.temporal.embedded.host", "must be a loopback address (127.0.0.1 or ::1), got %q: the embedded Temporal server has no authentication, and whoever reaches it can scale, pause and read every group; to serve other machines run a Temporal cluster with mTLS and set controller.temporal.address", t.Embedded.Host)
+		}
 		if t.Embedded.Port < 1 || t.Embedded.Port > 65535 {
 			v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", t.Embedded.Port)
 		}
@@ -103,9 +116,7 @@ func (c *Config) Validate() error {
 
 	o := c.Autoscale.Orphans
 	v.oneOf("autoscale.orphans.action", o.Action, []string{OrphansReport, OrphansDelete})
-	if o.GracePeriod < 0 {
-		v.add("autoscale.orphans.gracePeriod", "must not be negative, got %s", o.GracePeriod)
-	}
+	v.atLeast("autoscale.orphans.gracePeriod", o.GracePeriod, MinOrphanGracePeriod)
 	if o.ScanInterval < time.Second {
 		v.add("autoscale.orphans.scanInterval", "must be >= 1s, got %s", o.ScanInterval)
 	}
@@ -140,6 +151,9 @@ func (c *Config) Validate() error {
 		if g.Max < 1 {
 			v.add(p+".max", "must be >= 1, got %d", g.Max)
 		}
+		if g.Max > MaxGroupSize {
+			v.add(p+".max", "must be <= %d (the largest group PremiScale runs), got %d", MaxGroupSize, g.Max)
+		}
 		if g.Desired != nil && (*g.Desired < g.Min || *g.Desired > g.Max) {
 			v.add(p+".desired", "must be within [min, max] = [%d, %d], got %d", g.Min, g.Max, *g.Desired)
 		}
@@ -148,20 +162,23 @@ func (c *Config) Validate() error {
 		}
 		v.scaling(p+".scaling", g.Scaling)
 		v.oneOf(p+".placement.strategy", g.Placement.Strategy, []string{PlacementSpread, PlacementVacancy, PlacementBinpack, PlacementRandom})
-		if g.HostFailureGracePeriod < 0 {
-			v.add(p+".hostFailureGracePeriod", "must be >= 0, got %s", g.HostFailureGracePeriod)
-		}
-		if g.UnhealthyGracePeriod < 0 {
-			v.add(p+".unhealthyGracePeriod", "must be >= 0, got %s", g.UnhealthyGracePeriod)
-		}
-		if g.CleanupTimeout < 0 {
-			v.add(p+".cleanupTimeout", "must be >= 0, got %s", g.CleanupTimeout)
-		}
+		v.atLeast(p+".hostFailureGracePeriod", g.HostFailureGracePeriod, MinHostFailureGracePeriod)
+		v.atLeast(p+".unhealthyGracePeriod", g.UnhealthyGracePeriod, MinUnhealthyGracePeriod)
+		v.atLeast(p+".cleanupTimeout", g.CleanupTimeout, MinCleanupTimeout)
 		if g.Placement.MaxPerHost < 0 {
 			v.add(p+".placement.maxPerHost", "must be >= 0, got %d", g.Placement.MaxPerHost)
 		}
 		v.template(p+".template", g.Template)
 		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
+		if g.Kubernetes.Join != JoinNone && g.Kubernetes.Join != "" && nameRE.MatchString(g.Name) {
+			// The longest name the group's VMs can have.
+			vm := fmt.Sprintf("%s-%d", g.Name, 10*MaxGroupSize*MaxGroupSize)
+			if name, err := RenderNodeName(g.Kubernetes.NodeName, g.Name, vm); err != nil {
+				v.add(p+".kubernetes.nodeName", "%v", err)
+			} else if !dns1123RE.MatchString(name) || len(name) > 253 {
+				v.add(p+".kubernetes.nodeName", "renders %q for VM %s, which is not a valid node name (DNS-1123: lower-case letters, digits, '-' and '.', at most 253)", name, vm)
+			}
+		}
 		if g.Scaling.Mode == ModeClusterAutoscaler {
 			if ca := c.Controller.ClusterAutoscaler; ca.Listen == "" {
 				v.add(p+".scaling.mode", "clusterAutoscaler needs controller.clusterAutoscaler.listen")
@@ -274,8 +291,10 @@ func (v *validator) template(p string, t Template) {
 		v.add(p+".memory", "must be at least 32MiB, got %q", t.Memory)
 	}
 	if t.DiskSize != "" {
-		if _, err := ParseSize(t.DiskSize); err != nil {
+		if n, err := ParseSize(t.DiskSize); err != nil {
 			v.add(p+".diskSize", "%v", err)
+		} else if n < 1<<20 {
+			v.add(p+".diskSize", "must be at least 1MiB, got %q", t.DiskSize)
 		}
 	}
 	if t.BaseVolume == "" && t.DiskSize == "" {
@@ -283,6 +302,9 @@ func (v *validator) template(p string, t Template) {
 	}
 	if strings.ContainsAny(t.BaseVolume, "/\x00") {
 		v.add(p+".baseVolume", "must be a volume name in the host's pool, not a path: %q", t.BaseVolume)
+	}
+	if strings.HasPrefix(t.BaseVolume, "premiscale-") {
+		v.add(p+".baseVolume", "must not start with \"premiscale-\": that prefix names the volumes PremiScale creates and deletes; rename %q", t.BaseVolume)
 	}
 	v.oneOf(p+".domainType", t.DomainType, domainTypes)
 	if t.Arch == "" {
@@ -303,9 +325,8 @@ func (v *validator) template(p string, t Template) {
 		}
 	}
 	if t.ExtraDevicesXML != "" {
-		var devs libvirtxml.DomainDeviceList
-		if err := xml.Unmarshal([]byte("<devices>"+t.ExtraDevicesXML+"</devices>"), &devs); err != nil {
-			v.add(p+".extraDevicesXML", "not valid libvirt <devices> XML: %v", err)
+		if err := checkDevicesXML(t.ExtraDevicesXML); err != nil {
+			v.add(p+".extraDevicesXML", "%v", err)
 		}
 	}
 	if t.ShutdownGrace() < 0 {
@@ -493,6 +514,91 @@ func (v *validator) oneOf(path, got string, allowed []string) {
 	v.add(path, "must be one of %s, got %q", strings.Join(allowed, ", "), got)
 }
 
+func (v *validator) atLeast(path string, got, least time.Duration) {
+	if got < least {
+		v.add(path, "must be >= %s, got %s", least, got)
+	}
+}
+
+// dns1123RE is a DNS-1123 subdomain, what a Kubernetes node name must be.
+var dns1123RE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// RenderNodeName renders a node name template (.VM, .Group); empty means
+// the VM's name.
+func RenderNodeName(pattern, group, vm string) (string, error) {
+	if pattern == "" {
+		return vm, nil
+	}
+	t, err := template.New("nodeName").Option("missingkey=error").Parse(pattern)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, map[string]string{"VM": vm, "Group": group}); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// checkDevicesXML parses extra <devices> children as libvirt's Go types do
+// when the domain is defined, and refuses XML they would not carry over
+// whole: an element or attribute they do not know would be dropped
+// silently, and the VM would lack a device its user asked for.
+func checkDevicesXML(doc string) error {
+	var devs libvirtxml.DomainDeviceList
+	if err := xml.Unmarshal([]byte("<devices>"+doc+"</devices>"), &devs); err != nil {
+		return fmt.Errorf("not valid libvirt <devices> XML: %v", err)
+	}
+	out, err := xml.Marshal(devs)
+	if err != nil {
+		return fmt.Errorf("cannot be written back as libvirt XML: %v", err)
+	}
+	want, err := xmlShape("<devices>" + doc + "</devices>")
+	if err != nil {
+		return fmt.Errorf("not valid XML: %v", err)
+	}
+	got, err := xmlShape(string(out))
+	if err != nil {
+		return fmt.Errorf("cannot be written back as libvirt XML: %v", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] < want[k] {
+			return fmt.Errorf("%s is not known to libvirt's domain schema as PremiScale reads it, and would be dropped", k)
+		}
+	}
+	return nil
+}
+
+// xmlShape counts each element path and attribute (path@name) of doc.
+func xmlShape(doc string) (map[string]int, error) {
+	d := xml.NewDecoder(strings.NewReader(doc))
+	shape := map[string]int{}
+	var path []string
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return shape, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			path = append(path, e.Name.Local)
+			p := strings.Join(path[1:], "/") // without the <devices> around
+			if p == "" {
+				continue
+			}
+			shape["element <"+p+">"]++
+			for _, a := range e.Attr {
+				shape["attribute "+a.Name.Local+" of <"+p+">"]++
+			}
+		case xml.EndElement:
+			path = path[:len(path)-1]
+		}
+	}
+}
+
 func (v *validator) name(path, got string) {
 	if !nameRE.MatchString(got) {
 		v.add(path, "must be 1-40 lower-case letters, digits or '-', starting and ending with a letter or digit, got %q", got)
@@ -506,12 +612,20 @@ func (v *validator) uri(path, got string) {
 	}
 	u, err := url.Parse(got)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URI, which may hold credentials
+		}
 		v.add(path, "not a libvirt URI: %v", err)
+		return
+	}
+	if _, ok := u.User.Password(); ok {
+		v.add(path, "must not hold a password (it would be kept in plain text in the configuration and shown wherever the URI is): use SSH keys (qemu+ssh://), TLS client certificates (qemu+tls://), or libvirt's auth.conf (?authfile=/path/auth.conf)")
 		return
 	}
 	driver, transport, _ := strings.Cut(u.Scheme, "+")
 	if driver == "" {
-		v.add(path, "not a libvirt URI (want e.g. qemu:///system or qemu+tcp://host/system): %q", got)
+		v.add(path, "not a libvirt URI (want e.g. qemu:///system or qemu+tcp://host/system)")
 		return
 	}
 	for _, t := range transports {
@@ -519,7 +633,7 @@ func (v *validator) uri(path, got string) {
 			return
 		}
 	}
-	v.add(path, "unsupported transport %q in %q (want one of unix, tcp, tls, ssh, libssh)", transport, got)
+	v.add(path, "unsupported transport %q (want one of unix, tcp, tls, ssh, libssh)", transport)
 }
 
 // ParseSize parses a size such as "512MiB", "2GiB", "1G" or "4096KiB" into

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -26,7 +28,7 @@ const TemporalDBFile = "temporal.db"
 func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger, controller bool) error {
 	t := cfg.Controller.Temporal
 	if controller && cfg.UsesEmbedded() {
-		if err := os.MkdirAll(cfg.Controller.StateDir, 0o755); err != nil {
+		if err := privateStateDir(cfg.Controller.StateDir); err != nil {
 			return fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
 		}
 		db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
@@ -45,7 +47,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 				logger.Warn("stopping embedded temporal server", "error", err)
 			}
 		}()
-		logger.Info("embedded temporal server started", "address", srv.Address(), "db", db)
+		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db)
 	}
 
 	c, err := starter.Dial(ctx, cfg, logger)
@@ -64,7 +66,8 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	if err != nil {
 		return err
 	}
-	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts}, sdkworker.Options{})
+	cat := activities.NewCatalog(cfg)
+	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
 	}
@@ -97,5 +100,30 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	}
 	<-ctx.Done()
 	logger.Info("shutting down")
+	return nil
+}
+
+// privateStateDir creates the state directory for the controller's user
+// only (0700), and takes group and other access away from it and from the
+// files in it that an older version left readable (the database, its WAL
+// and shared memory).
+func privateStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

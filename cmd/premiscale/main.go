@@ -100,6 +100,10 @@ func run(ctx context.Context, gf *globalFlags, controller bool) error {
 	if err != nil {
 		return err
 	}
+	// Everything the controller writes (the embedded server's database and
+	// its WAL, the log, generated keys) is for its own user only: history
+	// holds the groups' state and the log what was done to which host.
+	syscall.Umask(0o077)
 	logger, closeLog, err := newLogger(cfg.Controller.Log)
 	if err != nil {
 		return err
@@ -158,11 +162,16 @@ func newLogger(c config.Log) (*slog.Logger, func(), error) {
 	var w io.Writer = os.Stdout
 	closeFn := func() {}
 	if !c.Stdout {
-		if err := os.MkdirAll(filepath.Dir(c.File), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(c.File), 0o700); err != nil {
 			return nil, nil, fmt.Errorf("log file %s: %w", c.File, err)
 		}
-		f, err := os.OpenFile(c.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(c.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
+			return nil, nil, fmt.Errorf("log file %s: %w", c.File, err)
+		}
+		// A log file from an older version may be world-readable.
+		if err := f.Chmod(0o600); err != nil {
+			_ = f.Close()
 			return nil, nil, fmt.Errorf("log file %s: %w", c.File, err)
 		}
 		w = f

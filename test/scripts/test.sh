@@ -43,3 +43,9 @@ packages="${TEST_PACKAGES:-./...}"
 log "go test ${GO_TEST_FLAGS:-} $packages $*"
 # shellcheck disable=SC2086
 go test -count=1 ${GO_TEST_FLAGS:-} -timeout 60m $packages "$@"
+# The loader and validator take files written by hand: fuzz them for a
+# bounded time on every run (the corpus above ran as a plain test).
+if [[ "$packages" == "./..." && $# -eq 0 ]]; then
+  log "fuzzing the config loader for ${FUZZ_TIME:=60s}"
+  go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime "$FUZZ_TIME" ./config
+fi

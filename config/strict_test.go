@@ -1,0 +1,121 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// group is a minimal valid group line with extra keys spliced in.
+func withGroup(extra string) string {
+	return `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "qemu+tcp://10.0.0.1/system"}
+  groups:
+    - {name: web, min: 1, max: 3, template: {diskSize: 1GiB}` + extra + `}
+`
+}
+
+// withTemplate is withGroup with extra keys in the template.
+func withTemplate(extra string) string {
+	return strings.Replace(withGroup(""), "template: {diskSize: 1GiB}", "template: {diskSize: 1GiB"+extra+"}", 1)
+}
+
+// TestBrokenConfigCorpusIsRefusedWithThePath: each mistake a hand-written
+// file makes is refused, naming the key, instead of being read as
+// something else (1.9 as 1, true as 1, 600 as 600ns).
+func TestBrokenConfigCorpusIsRefusedWithThePath(t *testing.T) {
+	kube := `
+controller:
+  kubernetes: {kubeconfig: /dev/null, apiServerEndpoint: "10.0.0.10:6443", caCertHashes: ["sha256:` + strings.Repeat("ab", 32) + `"]}
+`
+	tests := []struct {
+		name, body, want string
+	}{
+		{"bare duration", withGroup(", hostFailureGracePeriod: 120"), "autoscale.groups[0].hostFailureGracePeriod"},
+		{"bare orphan grace", withGroup("") + "  orphans: {action: delete, gracePeriod: 600}\n", "autoscale.orphans.gracePeriod"},
+		{"duration without unit text", withGroup(`, cleanupTimeout: "90"`), "autoscale.groups[0].cleanupTimeout"},
+		{"float for an int", withGroup(", desired: 1.9"), "autoscale.groups[0].desired"},
+		{"float min", strings.Replace(withGroup(""), "min: 1", "min: 1.9", 1), "autoscale.groups[0].min"},
+		{"boolean for an int", strings.Replace(withGroup(""), "max: 3", "max: true", 1), "autoscale.groups[0].max"},
+		{"number for a boolean", withGroup(", scaling: {dryRun: 1}"), "autoscale.groups[0].scaling.dryRun"},
+		{"huge max", strings.Replace(withGroup(""), "max: 3", "max: 2000000000", 1), "autoscale.groups[0].max: must be <= 1000"},
+		{"max past int32", strings.Replace(withGroup(""), "max: 3", "max: 4294967297", 1), "autoscale.groups[0].max"},
+		{"zero disk", strings.Replace(withGroup(""), "diskSize: 1GiB", "diskSize: 0B", 1), "autoscale.groups[0].template.diskSize: must be at least 1MiB"},
+		{"unknown XML element", withTemplate(`, extraDevicesXML: "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng><bogus/>"`),
+			"autoscale.groups[0].template.extraDevicesXML: element <bogus>"},
+		{"unknown XML attribute", withTemplate(`, extraDevicesXML: "<rng model='virtio' evil='1'><backend model='random'>/dev/urandom</backend></rng>"`),
+			"autoscale.groups[0].template.extraDevicesXML: attribute evil of <rng>"},
+		{"bad node name", kube + withGroup(`, kubernetes: {join: kubeadm, nodeName: "{{.VM}}_Node"}`)[len("\nversion: v1alpha1"):] + "version: v1alpha1\n",
+			"autoscale.groups[0].kubernetes.nodeName: renders \"web-10000000_Node\""},
+		{"newline in a name", strings.Replace(withGroup(""), "name: web", `name: "web\ninstance-id: x"`, 1), "autoscale.groups[0].name"},
+		{"URI with a password", strings.Replace(withGroup(""), "qemu+tcp://10.0.0.1/system", "qemu+tcp://root:hunter2@10.0.0.1/system", 1),
+			"autoscale.hosts[0].uri: must not hold a password"},
+		{"embedded server on every address", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0}}\n", "controller.temporal.embedded.host: must be a loopback address"},
+		{"base volume named as PremiScale's", withTemplate(`, baseVolume: premiscale-base.qcow2`), "autoscale.groups[0].template.baseVolume: must not start with"},
+		{"grace below its floor", withGroup(", unhealthyGracePeriod: 1ms"), "autoscale.groups[0].unhealthyGracePeriod: must be >= 5s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(writeConfig(t, tt.body), noEnv, nil)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tt.body)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error lacks %q:\n%v", tt.want, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error repeats the password:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestWellFormedValuesStillLoad(t *testing.T) {
+	cfg, err := load(writeConfig(t, strings.Replace(withTemplate(`, extraDevicesXML: "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"`),
+		"max: 3", "max: 3, hostFailureGracePeriod: 2m, scaling: {scaleIn: {maxStep: 2}}", 1)), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Autoscale.Groups[0]; g.Scaling.ScaleIn.MaxStep != "2" || g.HostFailureGracePeriod.Minutes() != 2 {
+		t.Errorf("maxStep %q, hostFailureGracePeriod %s", g.Scaling.ScaleIn.MaxStep, g.HostFailureGracePeriod)
+	}
+}
+
+func TestEnvironmentValuesAreTypedStrictly(t *testing.T) {
+	env := func(kv ...string) func() []string { return func() []string { return kv } }
+	if _, err := load(writeConfig(t, withGroup("")), env("PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_PORT=7244.5"), nil); err == nil ||
+		!strings.Contains(err.Error(), "PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_PORT (controller.temporal.embedded.port)") {
+		t.Errorf("fractional port from the environment: err = %v", err)
+	}
+	if _, err := load(writeConfig(t, withGroup("")), env("PREMISCALE_CONTROLLER_PROMETHEUS_QUERY_TIMEOUT=10"), nil); err == nil ||
+		!strings.Contains(err.Error(), "controller.prometheus.queryTimeout") {
+		t.Errorf("bare duration from the environment: err = %v", err)
+	}
+	cfg, err := load(writeConfig(t, withGroup("")), env("PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_PORT=7244", "PREMISCALE_CONTROLLER_PROMETHEUS_QUERY_TIMEOUT=3s"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Controller.Temporal.Embedded.Port != 7244 || cfg.Controller.Prometheus.QueryTimeout.Seconds() != 3 {
+		t.Errorf("port %d, query timeout %s", cfg.Controller.Temporal.Embedded.Port, cfg.Controller.Prometheus.QueryTimeout)
+	}
+}
+
+// FuzzLoad feeds arbitrary files to the loader and validator: they must
+// never panic, and whatever they accept must validate again as is.
+func FuzzLoad(f *testing.F) {
+	f.Add(minimal)
+	f.Add(withGroup(", hostFailureGracePeriod: 120"))
+	f.Add(withTemplate(`, extraDevicesXML: "<rng model='virtio'/>"`))
+	f.Add(withGroup(`, kubernetes: {join: userData, userData: "#cloud-config\n", nodeName: "{{.Group}}.{{.VM}}"}`))
+	f.Fuzz(func(t *testing.T, body string) {
+		cfg, err := load(writeConfig(t, body), noEnv, nil)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted, then invalid on a second look: %v", err)
+		}
+	})
+}
