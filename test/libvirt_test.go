@@ -354,3 +354,59 @@ func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeThatBacksAnotherIsNeverDeleted: someone made an overlay (a
+// snapshot, a clone) on a PremiScale disk. Deleting the disk would corrupt
+// it, so DeleteVolume refuses, whether or not the VM's domain is gone.
+func TestVolumeThatBacksAnotherIsNeverDeleted(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"itback": {DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}})
+	env := activityEnv(t, acts)
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test"}
+	vm := fmt.Sprintf("itback-%d", 1+time.Now().UnixNano()%100000)
+	var disk activities.CloneVolumeOutput
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itback", VM: vm, Revision: rev("itback")}, &disk); err != nil {
+		t.Fatal(err)
+	}
+	p, err := lv.StoragePoolLookupByName(testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := "snapshot-of-" + vm + ".qcow2"
+	doc, _ := (&libvirtxml.StorageVolume{
+		Name:         snap,
+		Capacity:     &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: 64 << 20},
+		Target:       &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+		BackingStore: &libvirtxml.StorageVolumeBackingStore{Path: disk.Path, Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+	}).Marshal()
+	sv, err := lv.StorageVolCreateXML(p, doc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = lv.StorageVolDelete(sv, 0)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
+	})
+	for _, in := range []activities.DeleteVolumeInput{{Host: host, VM: vm}, {Host: host, VM: vm, Volume: disk.Volume, IfUnused: true}} {
+		err := run(t, env, a.DeleteVolume, in, nil)
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeInUse || !strings.Contains(err.Error(), snap) {
+			t.Errorf("delete %+v: err = %v, want %s naming %s", in, err, activities.ErrTypeInUse, snap)
+		}
+	}
+	if _, ok := volumeXML(t, lv, testPool, disk.Volume); !ok {
+		t.Fatal("the disk under the snapshot was deleted")
+	}
+	// Once the snapshot is gone, the disk goes.
+	if err := lv.StorageVolDelete(sv, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := volumeXML(t, lv, testPool, disk.Volume); ok {
+		t.Error("disk still there after its snapshot went")
+	}
+}

@@ -190,7 +190,8 @@ func DecommissionVM(ctx workflow.Context, in DecommissionInput) error {
 
 // cleanupVM runs the teardown steps in a context that survives cancellation
 // of ctx. A domain that is not PremiScale's stops the domain steps (it is
-// never touched) but not the deletion of PremiScale's own volume. With a
+// never touched) but not the deletion of PremiScale's own volumes, which
+// are then deleted only if no domain uses them. With a
 // providerID, the VM's Node object and join tokens are deleted once the
 // domain is gone. Each step is retried for timeout (zero:
 // decommissionDeadline).
@@ -219,12 +220,19 @@ func cleanupVM(ctx workflow.Context, group, vm string, host activities.HostRef, 
 	if err != nil && !isAppError(err, activities.ErrTypeNotOwned) {
 		return fmt.Errorf("remove domain %s: %w", vm, err)
 	}
+	// A domain of that name that is not ours may have our volume's name as
+	// a disk: then the volume is left where it is.
+	notOwned := err != nil
 	if providerID != "" {
 		if err := forgetNode(dctx, group, vm, providerID, timeout); err != nil {
 			return fmt.Errorf("forget node of %s: %w", vm, err)
 		}
 	}
-	if verr := workflow.ExecuteActivity(quick, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}).Get(dctx, nil); verr != nil {
+	if verr := workflow.ExecuteActivity(quick, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm, IfUnused: notOwned}).Get(dctx, nil); verr != nil {
+		if notOwned && isAppError(verr, activities.ErrTypeInUse) {
+			workflow.GetLogger(ctx).Warn("volume left in place: a domain that is not PremiScale's uses it", "vm", vm, "host", host.Name, "error", rootCause(verr))
+			return nil
+		}
 		return fmt.Errorf("delete volume of %s: %w", vm, verr)
 	}
 	return nil
