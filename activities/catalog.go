@@ -29,14 +29,17 @@ const (
 // input: it looks the name up here, and refuses, without retry, a name the
 // worker does not know.
 type Catalog struct {
-	hosts  map[string]config.Host
-	groups map[string]config.Group
-	kube   config.Kubernetes
+	// Installation is this installation's identity, written into every
+	// domain's mark (controller.installation, resolved at start).
+	Installation string
+	hosts        map[string]config.Host
+	groups       map[string]config.Group
+	kube         config.Kubernetes
 }
 
 // NewCatalog indexes a loaded (defaulted and validated) configuration.
 func NewCatalog(cfg *config.Config) *Catalog {
-	c := &Catalog{hosts: map[string]config.Host{}, groups: map[string]config.Group{}, kube: cfg.Controller.Kubernetes}
+	c := &Catalog{Installation: cfg.Controller.Installation, hosts: map[string]config.Host{}, groups: map[string]config.Group{}, kube: cfg.Controller.Kubernetes}
 	for _, h := range cfg.Autoscale.Hosts {
 		c.hosts[h.Name] = h
 	}
@@ -121,4 +124,10 @@ func (c *Catalog) Revision(group string) string {
 		return g.Revision()
 	}
 	return ""
+}
+
+// ours reports whether a mark is this installation's: its installation is
+// ours, or empty (a domain marked before marks named installations).
+func (c *Catalog) ours(o Owner) bool {
+	return o.Installation == "" || (c != nil && o.Installation == c.Installation)
 }

@@ -22,18 +22,41 @@ const VolumePrefix = "premiscale-"
 // VolumeName is the name of the disk volume of the VM named vm.
 func VolumeName(vm string) string { return VolumePrefix + vm + ".qcow2" }
 
+// VolumeVM is the VM a volume named VolumeName(vm) or SeedVolumeName(vm) is
+// for; ok is false for any other name.
+func VolumeVM(vol string) (vm string, ok bool) {
+	rest, ok := strings.CutPrefix(vol, VolumePrefix)
+	if !ok {
+		return "", false
+	}
+	if vm, ok := strings.CutSuffix(rest, ".seed.iso"); ok {
+		return vm, vm != ""
+	}
+	vm, ok = strings.CutSuffix(rest, ".qcow2")
+	return vm, ok && vm != ""
+}
+
 // Owner is PremiScale's ownership mark on a domain.
 type Owner struct {
 	XMLName xml.Name `xml:"https://premiscale.com/xmlns/libvirt/v1alpha1 owner" json:"-"`
 	Group   string   `xml:"group,attr" json:"group"`
 	VM      string   `xml:"vm,attr" json:"vm"`
 	Volume  string   `xml:"volume,attr" json:"volume"`
+	// Installation is the PremiScale installation that created the domain
+	// (controller.installation); empty on domains created before marks
+	// carried it ("legacy"). A domain of another installation is never
+	// touched, listed as a member or taken for an orphan.
+	Installation string `xml:"installation,attr,omitempty" json:"installation,omitempty"`
 }
 
 // ownerXML renders the mark with an explicit prefix, as libvirt requires.
 func ownerXML(o Owner) string {
-	return fmt.Sprintf(`<premiscale:owner xmlns:premiscale=%q group=%q vm=%q volume=%q/>`,
-		MetadataNamespace, xmlEscape(o.Group), xmlEscape(o.VM), xmlEscape(o.Volume))
+	inst := ""
+	if o.Installation != "" {
+		inst = fmt.Sprintf(" installation=%q", xmlEscape(o.Installation))
+	}
+	return fmt.Sprintf(`<premiscale:owner xmlns:premiscale=%q group=%q vm=%q volume=%q%s/>`,
+		MetadataNamespace, xmlEscape(o.Group), xmlEscape(o.VM), xmlEscape(o.Volume), inst)
 }
 
 func xmlEscape(s string) string {

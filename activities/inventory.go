@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,8 +30,14 @@ type Inventory struct {
 	// PoolCapacityBytes and PoolAvailableBytes describe the host's pool.
 	PoolCapacityBytes  uint64 `json:"poolCapacityBytes"`
 	PoolAvailableBytes uint64 `json:"poolAvailableBytes"`
-	// Owned lists the domains that carry PremiScale's mark.
+	// Owned lists the domains that carry this installation's mark.
 	Owned []DomainInfo `json:"owned"`
+	// Taken lists every name a new VM may not have on this host: every
+	// domain's (anyone's) and every VM name that a volume in the pool is
+	// named for (VolumeName, SeedVolumeName), sorted. After a state loss,
+	// or beside another installation, a new VM skips them, so that nothing
+	// of theirs is adopted, replaced or destroyed as its own.
+	Taken []string `json:"taken,omitempty"`
 }
 
 // HostInventory reports a host's CPUs and memory (NodeGetInfo), free
@@ -64,6 +72,16 @@ func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Invento
 	} else {
 		inv.PoolCapacityBytes, inv.PoolAvailableBytes = capacity, available
 	}
+	taken := map[string]bool{}
+	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		return Inventory{}, fmt.Errorf("list volumes of pool %q: %w", in.Host.Pool, err)
+	}
+	for _, v := range vols {
+		if vm, ok := VolumeVM(v.Name); ok {
+			taken[vm] = true
+		}
+	}
 	doms, _, err := lv.ConnectListAllDomains(1, 0)
 	if err != nil {
 		return Inventory{}, fmt.Errorf("list domains on %s: %w", in.Host.Name, err)
@@ -77,17 +95,19 @@ func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Invento
 			return Inventory{}, fmt.Errorf("domain %s info: %w", dom.Name, err)
 		}
 		inv.Domains++
+		taken[dom.Name] = true
 		inv.AllocatedVCPUs += int(vcpus)
 		inv.AllocatedMemoryBytes += maxMemKiB << 10
 		doc, err := lv.DomainGetXMLDesc(dom, 0)
 		if err != nil {
 			continue
 		}
-		if owner, ok, _ := parseOwner(doc); ok {
+		if owner, ok, _ := parseOwner(doc); ok && l.Catalog.ours(owner) {
 			s := libvirt.DomainState(state)
 			inv.Owned = append(inv.Owned, DomainInfo{Name: dom.Name, Owner: owner, Running: s == libvirt.DomainRunning, State: stateName(s)})
 		}
 	}
+	inv.Taken = slices.Sorted(maps.Keys(taken))
 	return inv, nil
 }
 
@@ -120,7 +140,7 @@ func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOu
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}
-	owned, err := ownedDomains(lv, docs, "")
+	owned, err := ownedDomains(lv, docs, "", l.Catalog)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}

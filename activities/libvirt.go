@@ -302,7 +302,7 @@ func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error 
 	if _, found, err := l.owned(lv, in.Domain); err != nil || found {
 		return err
 	}
-	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume}
+	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume, Installation: l.Catalog.Installation}
 	doc, err := DomainXMLWith(in.Domain.VM, owner, in.Domain.Host.Pool, g.Template, in.Extras)
 	if err != nil {
 		return nonRetryable(ErrTypeInvalidConfig, "domain %s: %w", in.Domain.VM, err)
@@ -341,6 +341,10 @@ func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, boo
 	if !ok || owner.Group != ref.Group || owner.VM != ref.VM {
 		return libvirt.Domain{}, false, nonRetryable(ErrTypeNotOwned,
 			"host %s: domain %s exists and is not PremiScale's VM of group %s; not touching it", ref.Host.Name, ref.VM, ref.Group)
+	}
+	if !l.Catalog.ours(owner) {
+		return libvirt.Domain{}, false, nonRetryable(ErrTypeNotOwned,
+			"host %s: domain %s belongs to another PremiScale installation (%s); not touching it", ref.Host.Name, ref.VM, owner.Installation)
 	}
 	return dom, true, nil
 }
@@ -659,7 +663,7 @@ func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDom
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
-	owned, err := ownedDomains(lv, docs, in.Group)
+	owned, err := ownedDomains(lv, docs, in.Group, l.Catalog)
 	return ListDomainsOutput{Domains: owned}, err
 }
 
@@ -690,13 +694,13 @@ func domainDocs(lv *libvirt.Libvirt, host string) ([]domainDoc, error) {
 	return out, nil
 }
 
-// ownedDomains keeps the domains with PremiScale's mark (of group, if set)
-// and reads their state.
-func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string) ([]DomainInfo, error) {
+// ownedDomains keeps the domains with this installation's mark (of group,
+// if set) and reads their state.
+func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string, cat *Catalog) ([]DomainInfo, error) {
 	out := []DomainInfo{}
 	for _, d := range docs {
 		owner, ok, err := parseOwner(d.doc)
-		if err != nil || !ok || (group != "" && owner.Group != group) {
+		if err != nil || !ok || (group != "" && owner.Group != group) || !cat.ours(owner) {
 			continue
 		}
 		state, _, err := lv.DomainGetState(d.dom, 0)

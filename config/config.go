@@ -142,6 +142,11 @@ type Config struct {
 
 // Controller configures the PremiScale process itself.
 type Controller struct {
+	// Installation names this PremiScale installation in the mark of every
+	// domain it creates; a domain marked by another installation is never
+	// touched. Empty: generated once into StateDir with the embedded
+	// server, "<namespace>.<taskQueue>" with a Temporal cluster.
+	Installation string `koanf:"installation" json:"installation,omitempty"`
 	// StateDir holds the embedded Temporal server's SQLite database.
 	StateDir   string     `koanf:"stateDir" json:"stateDir"`
 	Log        Log        `koanf:"log" json:"log"`
@@ -270,6 +275,10 @@ type Orphans struct {
 	GracePeriod time.Duration `koanf:"gracePeriod" json:"gracePeriod"`
 	// ScanInterval is how often the hosts are scanned when Action is delete.
 	ScanInterval time.Duration `koanf:"scanInterval" json:"scanInterval"`
+	// DeleteUnconfiguredGroups lets Action delete also remove the VMs of
+	// groups that are no longer configured (by default they are reported
+	// and kept: a group removed by mistake, or renamed, keeps its VMs).
+	DeleteUnconfiguredGroups bool `koanf:"deleteUnconfiguredGroups" json:"deleteUnconfiguredGroups,omitempty"`
 }
 
 // Host is one libvirt hypervisor.

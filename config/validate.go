@@ -59,6 +59,9 @@ func (c *Config) Validate() error {
 	if ctl.StateDir == "" {
 		v.add("controller.stateDir", "must not be empty")
 	}
+	if ctl.Installation != "" && !installationRE.MatchString(ctl.Installation) {
+		v.add("controller.installation", "must be 1-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit, got %q", ctl.Installation)
+	}
 	t := ctl.Temporal
 	if t.Namespace == "" {
 		v.add("controller.temporal.namespace", "must not be empty")
@@ -519,6 +522,9 @@ func (v *validator) atLeast(path string, got, least time.Duration) {
 		v.add(path, "must be >= %s, got %s", least, got)
 	}
 }
+
+// installationRE is what an installation identity looks like.
+var installationRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
 // dns1123RE is a DNS-1123 subdomain, what a Kubernetes node name must be.
 var dns1123RE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)

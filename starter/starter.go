@@ -366,11 +366,12 @@ func (s *Starter) hostRefs() []activities.HostRef {
 func (s *Starter) EnsureOrphanCollector(ctx context.Context) error {
 	o := s.Config.Autoscale.Orphans
 	spec := workflows.OrphanSpec{
-		Hosts:        s.hostRefs(),
-		Groups:       s.Config.GroupNames(),
-		Delete:       o.Action == config.OrphansDelete,
-		GracePeriod:  o.GracePeriod,
-		ScanInterval: o.ScanInterval,
+		Hosts:              s.hostRefs(),
+		Groups:             s.Config.GroupNames(),
+		Delete:             o.Action == config.OrphansDelete,
+		DeleteUnconfigured: o.DeleteUnconfiguredGroups,
+		GracePeriod:        o.GracePeriod,
+		ScanInterval:       o.ScanInterval,
 	}
 	if !spec.Delete {
 		err := s.Client.SignalWorkflow(ctx, workflows.OrphanWorkflowID, "", workflows.SignalOrphanSpec, spec)

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -150,6 +151,9 @@ func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config
 	hosts := activities.NewHosts(logger)
 	tb.Cleanup(func() { _ = hosts.Close() })
 	cfg.ApplyDefaults()
+	if cfg.Controller.Installation == "" {
+		cfg.Controller.Installation = fmt.Sprintf("test-%d", time.Now().UnixNano())
+	}
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("test config: %v", err)
 	}

@@ -33,6 +33,7 @@ func TestOrphansReportsOwnedLeftoversButNeverMembersOrForeignDomains(t *testing.
 	// (made by a worker whose configuration has the group ghost)
 	acts, rev := testActs(t, config.Host{Name: "testhost", URI: testDriverURI, Pool: testPool},
 		map[string]config.Template{"ghost": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, group: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}})
+	acts.Catalog.Installation = s.Config.Controller.Installation
 	env := activityEnv(t, acts)
 	var a *activities.Libvirt
 	host := activities.HostRef{Name: "testhost"}
@@ -98,6 +99,7 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 
 	acts, rev := testActs(t, config.Host{Name: "testhost", URI: testDriverURI, Pool: testPool},
 		map[string]config.Template{"ghost": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, group: config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}, "foreign": config.Template{VCPUs: 1, Memory: "64MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}})
+	acts.Catalog.Installation = s.Config.Controller.Installation
 	env := activityEnv(t, acts)
 	var a *activities.Libvirt
 	host := activities.HostRef{Name: "testhost"}
@@ -138,7 +140,7 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 	})
 
 	const grace = 4 * time.Second
-	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: grace, ScanInterval: time.Second}
+	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: grace, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
 	started := time.Now()
 	if err := s.EnsureOrphanCollector(ctx); err != nil {
 		t.Fatal(err)

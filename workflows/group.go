@@ -903,9 +903,9 @@ func (g *group) reconcile(ctx workflow.Context) {
 			}
 		}
 		if workflow.GetVersion(ctx, changePlacementByInventory, workflow.DefaultVersion, 1) >= 1 {
-			hosts, err := g.placeMany(ctx, n)
-			for _, h := range hosts {
-				g.provisionOn(ctx, h)
+			hosts, seqs, err := g.placeMany(ctx, n)
+			for i, h := range hosts {
+				g.provisionOn(ctx, h, seqs[i])
 			}
 			g.st.NoCapacity = ""
 			if errors.Is(err, policy.ErrNoCapacity) {
@@ -1023,7 +1023,7 @@ func (g *group) provision(ctx workflow.Context) bool {
 		g.fail(ctx, "no hosts configured")
 		return false
 	}
-	g.provisionOn(ctx, hostName)
+	g.provisionOn(ctx, hostName, g.st.NextSeq)
 	return true
 }
 
@@ -1048,8 +1048,9 @@ func vmShape(t config.Template) policy.VMShape {
 
 // placeMany takes every host's inventory and places n new VMs by the
 // group's strategy. A host whose inventory fails counts as unreachable.
-// It returns the hosts chosen and, if not all n fit, why.
-func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
+// It returns the hosts chosen, the seq of each new VM (skipping every name
+// any host has in use), and, if not all n fit, why.
+func (g *group) placeMany(ctx workflow.Context, n int) ([]string, []int, error) {
 	var a *activities.Libvirt
 	actx := workflow.WithActivityOptions(ctx, hostQueryOptions)
 	skipDown := workflow.GetVersion(ctx, changePlacementSkipsDownHosts, workflow.DefaultVersion, 1) >= 1
@@ -1062,6 +1063,7 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
 	}
 	shape := vmShape(g.spec.Template)
 	caps := make([]policy.HostCapacity, len(g.spec.Hosts))
+	taken := map[string]bool{}
 	for i, h := range g.spec.Hosts {
 		hc := policy.HostCapacity{
 			Name: h.Name, ReservedCPUs: h.ReservedCPUs, ReservedMemoryBytes: h.ReservedMemoryBytes,
@@ -1077,6 +1079,9 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
 			g.logger.Warn("host inventory failed", "group", g.spec.Name, "host", h.Name, "error", err)
 		}
 		if asked && err == nil {
+			for _, name := range inv.Taken {
+				taken[name] = true
+			}
 			hc.Reachable = true
 			hc.CPUs, hc.MemoryBytes, hc.PoolAvailableBytes = inv.CPUs, inv.MemoryBytes, inv.PoolAvailableBytes
 			hc.AllocatedVCPUs, hc.AllocatedMemoryBytes = inv.AllocatedVCPUs, inv.AllocatedMemoryBytes
@@ -1098,20 +1103,19 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, error) {
 		}
 		caps[i] = hc
 	}
-	seeds := make([]string, n)
-	for i := range seeds {
-		seeds[i] = g.spec.Name + "-" + strconv.Itoa(g.st.NextSeq+i)
-	}
-	return policy.PlaceMany(policy.PlaceInput{
+	// Histories from before inventories listed Taken have none: the names
+	// are then NextSeq on, as they were.
+	seeds, seqs := policy.NewNames(g.spec.Name, g.st.NextSeq, n, func(name string) bool { return taken[name] || g.member(name) != nil })
+	hosts, err := policy.PlaceMany(policy.PlaceInput{
 		Strategy: g.spec.Placement.Strategy, Hosts: caps, VM: shape, MaxPerHost: g.spec.Placement.MaxPerHost,
 	}, n, seeds)
+	return hosts, seqs[:len(hosts)], err
 }
 
-// provisionOn starts provisioning one new member on hostName.
-func (g *group) provisionOn(ctx workflow.Context, hostName string) {
+// provisionOn starts provisioning one new member, number seq, on hostName.
+func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 	host, _ := g.host(hostName)
-	seq := g.st.NextSeq
-	g.st.NextSeq++
+	g.st.NextSeq = max(g.st.NextSeq, seq+1)
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
 	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.spec.Revision, CleanupTimeout: g.spec.CleanupTimeout}

@@ -54,6 +54,9 @@ type fakeLibvirt struct {
 	slowHost   string
 	slowBy     time.Duration
 	cloneDelay time.Duration
+	// foreign are names in use on a host that are not the group's (another
+	// installation's VMs, or this one's from before a state loss).
+	foreign map[string][]string
 }
 
 func (f *fakeLibvirt) isDown(host string) error {
@@ -204,7 +207,9 @@ func (f *fakeLibvirt) HostInventory(_ context.Context, in activities.InventoryIn
 		mem = m
 	}
 	inv := activities.Inventory{CPUs: 16, MemoryBytes: mem << 30, PoolAvailableBytes: 1 << 40, Owned: []activities.DomainInfo{}}
+	inv.Taken = append(inv.Taken, f.foreign[in.Host.Name]...)
 	for name, running := range f.domains[in.Host.Name] {
+		inv.Taken = append(inv.Taken, name)
 		inv.Domains++
 		inv.AllocatedVCPUs++
 		inv.AllocatedMemoryBytes += 256 << 20
@@ -1205,4 +1210,24 @@ func TestScaleOutProvisionsAtMostMaxProvisioningAtOnce(t *testing.T) {
 	}, 20*time.Minute)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 21*time.Minute)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, want, "h1", "h2", "h3", "h4", "h5")})
+}
+
+func TestNewVMsSkipNamesInUseOnAnyHost(t *testing.T) {
+	f := newFake("h1", "h2")
+	f.foreign = map[string][]string{"h1": {"web-1", "web-3"}, "h2": {"web-2"}}
+	env := newEnv(t, f)
+	steps(env,
+		func() { setDesired(t, env, 2) },
+		func() {
+			st := status(t, env)
+			var names []string
+			for _, m := range st.Members {
+				names = append(names, m.Name)
+			}
+			if !slices.Equal(names, []string{"web-4", "web-5"}) || st.Running != 2 {
+				t.Errorf("members %v (%d running), want web-4 and web-5 running: web-1..3 are in use on the hosts", names, st.Running)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }

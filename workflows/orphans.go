@@ -30,6 +30,11 @@ const (
 	OrphanVolume = "volume"
 )
 
+// changeOrphansKeepUnconfigured: the collector keeps the VMs of groups no
+// longer configured (unless DeleteUnconfigured) and domains whose mark names
+// no installation (before: it deleted every orphan past the grace period).
+const changeOrphansKeepUnconfigured = "orphans-keep-unconfigured"
+
 // orphanRounds is how many scans one run makes before continuing as new.
 const orphanRounds = 500
 
@@ -46,6 +51,11 @@ type Orphan struct {
 	FirstSeen time.Time `json:"firstSeen,omitzero"`
 	// DeletedAt is set once the collector deleted it.
 	DeletedAt time.Time `json:"deletedAt,omitzero"`
+	// Kept says why the collector does not delete it, however long it stays
+	// an orphan ("" when it may): the VM of a group that is no longer
+	// configured (unless orphans.deleteUnconfiguredGroups), or a domain
+	// marked before marks named their installation.
+	Kept string `json:"kept,omitempty"`
 }
 
 func (o Orphan) key() string { return o.Host + "/" + o.Kind + "/" + o.Name }
@@ -79,6 +89,12 @@ func (s MemberSet) Add(group string, m activities.MemberRef) {
 	}
 }
 
+// Why an orphan is kept (Orphan.Kept).
+const (
+	keptUnconfigured = "its group is not configured (autoscale.orphans.deleteUnconfiguredGroups deletes it)"
+	keptLegacy       = "its mark names no installation (made by an earlier PremiScale); delete it by hand"
+)
+
 // FindOrphans compares a scan with the members. Hosts that could not be
 // scanned are returned in unscanned ("host: reason") and contribute no
 // orphans. Pure and deterministic; the output is sorted by host, kind, name.
@@ -95,11 +111,15 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 				continue
 			}
 			orphanDomains[d.Name] = true
-			reason := "not a member of group " + d.Owner.Group
+			o := Orphan{Host: h.Host, Kind: OrphanDomain, Name: d.Name, Group: d.Owner.Group, Reason: "not a member of group " + d.Owner.Group}
 			if !members.Configured[d.Owner.Group] {
-				reason = "group " + d.Owner.Group + " is not configured"
+				o.Reason = "group " + d.Owner.Group + " is not configured"
+				o.Kept = keptUnconfigured
 			}
-			orphans = append(orphans, Orphan{Host: h.Host, Kind: OrphanDomain, Name: d.Name, Group: d.Owner.Group, Reason: reason})
+			if d.Owner.Installation == "" {
+				o.Kept = keptLegacy
+			}
+			orphans = append(orphans, o)
 		}
 		for _, v := range h.Volumes {
 			if members.Volumes[v] {
@@ -110,7 +130,11 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 			if slices.ContainsFunc(h.VolumeUsers[v], func(d string) bool { return !orphanDomains[d] }) {
 				continue
 			}
-			orphans = append(orphans, Orphan{Host: h.Host, Kind: OrphanVolume, Name: v, Group: VolumeGroup(v), Reason: "no member uses it"})
+			o := Orphan{Host: h.Host, Kind: OrphanVolume, Name: v, Group: VolumeGroup(v), Reason: "no member uses it"}
+			if !members.Configured[o.Group] {
+				o.Kept = keptUnconfigured
+			}
+			orphans = append(orphans, o)
 		}
 	}
 	slices.SortFunc(orphans, func(a, b Orphan) int { return strings.Compare(a.key(), b.key()) })
@@ -129,11 +153,8 @@ func VolumeGroup(vol string) string {
 // volumeVM is the VM a volume named VolumeName(vm) or SeedVolumeName(vm)
 // belongs to.
 func volumeVM(vol string) string {
-	vm := strings.TrimPrefix(vol, activities.VolumePrefix)
-	if s, ok := strings.CutSuffix(vm, ".seed.iso"); ok {
-		return s
-	}
-	return strings.TrimSuffix(vm, ".qcow2")
+	vm, _ := activities.VolumeVM(vol)
+	return vm
 }
 
 // AgeOrphans carries the first-seen clock of every orphan from one scan to
@@ -164,11 +185,16 @@ func AgeOrphans(prev map[string]time.Time, orphans []Orphan, unscannedHosts []st
 }
 
 // DueOrphans returns the orphans that have been orphans for at least grace,
-// domains first (a volume is freed by deleting its domain).
-func DueOrphans(orphans []Orphan, grace time.Duration, now time.Time) []Orphan {
+// domains first (a volume is freed by deleting its domain). With keep, the
+// orphans FindOrphans marked Kept are never due, except those of
+// unconfigured groups when deleteUnconfigured.
+func DueOrphans(orphans []Orphan, grace time.Duration, now time.Time, keep, deleteUnconfigured bool) []Orphan {
 	var due []Orphan
 	for _, kind := range []string{OrphanDomain, OrphanVolume} {
 		for _, o := range orphans {
+			if keep && o.Kept != "" && (o.Kept != keptUnconfigured || !deleteUnconfigured) {
+				continue
+			}
 			if o.Kind == kind && !o.FirstSeen.IsZero() && now.Sub(o.FirstSeen) >= grace {
 				due = append(due, o)
 			}
@@ -181,10 +207,12 @@ func DueOrphans(orphans []Orphan, grace time.Duration, now time.Time) []Orphan {
 type OrphanSpec struct {
 	Hosts []activities.HostRef `json:"hosts"`
 	// Groups are the configured groups, whose members are not orphans.
-	Groups       []string      `json:"groups"`
-	Delete       bool          `json:"delete"`
-	GracePeriod  time.Duration `json:"gracePeriod"`
-	ScanInterval time.Duration `json:"scanInterval"`
+	Groups []string `json:"groups"`
+	Delete bool     `json:"delete"`
+	// DeleteUnconfigured also deletes the VMs of groups not configured.
+	DeleteUnconfigured bool          `json:"deleteUnconfigured,omitempty"`
+	GracePeriod        time.Duration `json:"gracePeriod"`
+	ScanInterval       time.Duration `json:"scanInterval"`
 }
 
 // OrphanInput starts (or continues) the collector.
@@ -308,7 +336,8 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 		hosts[h.Name] = h
 	}
 	var errs []error
-	for _, o := range DueOrphans(orphans, st.Spec.GracePeriod, now) {
+	keep := workflow.GetVersion(ctx, changeOrphansKeepUnconfigured, workflow.DefaultVersion, 1) >= 1
+	for _, o := range DueOrphans(orphans, st.Spec.GracePeriod, now, keep, st.Spec.DeleteUnconfigured) {
 		host := hosts[o.Host]
 		var err error
 		switch o.Kind {

@@ -52,7 +52,7 @@ func TestOrphanCollectorDeletesNothingWhileMembersCannotBeRead(t *testing.T) {
 	env.OnActivity(a.ListOwned, mock.Anything, mock.Anything).Return(activities.ListOwnedOutput{
 		Domains: []activities.DomainInfo{
 			{Name: "web-1", Owner: activities.Owner{Group: "web", VM: "web-1"}},
-			{Name: "web-5", Owner: activities.Owner{Group: "web", VM: "web-5"}},
+			{Name: "web-5", Owner: activities.Owner{Group: "web", VM: "web-5", Installation: "i1"}},
 		},
 		Volumes: []string{activities.VolumeName("web-1")},
 	}, nil)

@@ -9,7 +9,7 @@ import (
 )
 
 func dom(group, name string) activities.DomainInfo {
-	return activities.DomainInfo{Name: name, Owner: activities.Owner{Group: group, VM: name, Volume: activities.VolumeName(name)}}
+	return activities.DomainInfo{Name: name, Owner: activities.Owner{Group: group, VM: name, Volume: activities.VolumeName(name), Installation: "i1"}}
 }
 
 func TestFindOrphans(t *testing.T) {
@@ -119,10 +119,46 @@ func TestDueOrphansWaitsForGraceAndPutsDomainsFirst(t *testing.T) {
 		{Kind: OrphanDomain, Name: "d-unaged"},
 	}
 	var names []string
-	for _, o := range DueOrphans(orphans, 10*time.Minute, t0.Add(10*time.Minute)) {
+	for _, o := range DueOrphans(orphans, 10*time.Minute, t0.Add(10*time.Minute), true, false) {
 		names = append(names, o.Name)
 	}
 	if want := []string{"d-old", "v-old"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("due = %v, want %v", names, want)
+	}
+}
+
+func TestOrphansOfUnconfiguredGroupsAndLegacyMarksAreKept(t *testing.T) {
+	members := NewMemberSet([]string{"web"})
+	legacy := dom("web", "web-8")
+	legacy.Owner.Installation = ""
+	scan := HostScan{Host: "h1", Domains: []activities.DomainInfo{dom("web", "web-7"), dom("old", "old-3"), legacy},
+		Volumes: []string{activities.VolumeName("old-4"), activities.VolumeName("web-9")}}
+	orphans, _ := FindOrphans(ScanOutput{Hosts: []HostScan{scan}}, members)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range orphans {
+		orphans[i].FirstSeen = t0
+	}
+	due := func(keep, deleteUnconfigured bool) []string {
+		var names []string
+		for _, o := range DueOrphans(orphans, time.Minute, t0.Add(time.Hour), keep, deleteUnconfigured) {
+			names = append(names, o.Name)
+		}
+		return names
+	}
+	tests := []struct {
+		name                     string
+		keep, deleteUnconfigured bool
+		want                     []string
+	}{
+		{"kept by default", true, false, []string{"web-7", activities.VolumeName("web-9")}},
+		{"unconfigured groups when asked", true, true, []string{"old-3", "web-7", activities.VolumeName("old-4"), activities.VolumeName("web-9")}},
+		{"histories from before: everything", false, false, []string{"old-3", "web-7", "web-8", activities.VolumeName("old-4"), activities.VolumeName("web-9")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := due(tt.keep, tt.deleteUnconfigured); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("due = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

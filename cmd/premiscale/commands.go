@@ -116,9 +116,13 @@ func printOrphans(out io.Writer, rep starter.OrphanReport, output string) error 
 		fmt.Fprintln(out, "no orphans")
 	} else {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "HOST\tKIND\tNAME\tGROUP\tREASON")
+		fmt.Fprintln(tw, "HOST\tKIND\tNAME\tGROUP\tREASON\tKEPT")
 		for _, o := range rep.Orphans {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Host, o.Kind, o.Name, o.Group, o.Reason)
+			kept := "-"
+			if o.Kept != "" {
+				kept = o.Kept
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Host, o.Kind, o.Name, o.Group, o.Reason, kept)
 		}
 		_ = tw.Flush()
 	}
