@@ -167,8 +167,12 @@ type ClusterAutoscaler struct {
 	CertFile     string `koanf:"certFile" json:"certFile,omitempty"`
 	KeyFile      string `koanf:"keyFile" json:"keyFile,omitempty"`
 	ClientCAFile string `koanf:"clientCAFile" json:"clientCAFile,omitempty"`
-	// Insecure serves plaintext gRPC; only for a loopback or otherwise
-	// protected listener.
+	// AllowedClients are the client certificate names (common name, or a
+	// DNS or URI SAN) that may call; a certificate from ClientCAFile with
+	// another name is refused. Required with TLS.
+	AllowedClients []string `koanf:"allowedClients" json:"allowedClients,omitempty"`
+	// Insecure serves plaintext gRPC without client authentication; only
+	// on a loopback listen address.
 	Insecure bool `koanf:"insecure" json:"insecure,omitempty"`
 }
 

@@ -54,6 +54,8 @@ controller:
 			"autoscale.hosts[0].uri: must not hold a password"},
 		{"embedded server on every address", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0}}\n", "controller.temporal.embedded.host: must be a loopback address"},
 		{"base volume named as PremiScale's", withTemplate(`, baseVolume: premiscale-base.qcow2`), "autoscale.groups[0].template.baseVolume: must not start with"},
+		{"plaintext provider on every address", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", insecure: true}\n", "controller.clusterAutoscaler.insecure: only on a loopback listen address"},
+		{"provider without an allow-list", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", certFile: a, keyFile: b, clientCAFile: c}\n", "controller.clusterAutoscaler.allowedClients: must list"},
 		{"grace below its floor", withGroup(", unhealthyGracePeriod: 1ms"), "autoscale.groups[0].unhealthyGracePeriod: must be >= 5s"},
 	}
 	for _, tt := range tests {

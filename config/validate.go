@@ -207,6 +207,14 @@ func (c *Config) Validate() error {
 		if ca.Insecure && (ca.CertFile != "" || ca.KeyFile != "" || ca.ClientCAFile != "") {
 			v.add("controller.clusterAutoscaler.insecure", "true but TLS files are set; choose one")
 		}
+		if host, _, err := net.SplitHostPort(ca.Listen); err == nil && ca.Insecure {
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				v.add("controller.clusterAutoscaler.insecure", "only on a loopback listen address (127.0.0.1, ::1), got %q: anyone who reaches it could resize the groups", ca.Listen)
+			}
+		}
+		if !ca.Insecure && len(ca.AllowedClients) == 0 {
+			v.add("controller.clusterAutoscaler.allowedClients", "must list the client certificate names (common name or SAN) that may call, e.g. [cluster-autoscaler]: any certificate of the client CA would otherwise resize the groups")
+		}
 	}
 	kc := c.Controller.Kubernetes
 	if kc.InCluster && kc.Kubeconfig != "" {

@@ -143,7 +143,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 			},
 		}
 	}
-	ca := config.ClusterAutoscaler{Listen: addr, CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caFile}
+	ca := config.ClusterAutoscaler{Listen: addr, CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caFile, AllowedClients: []string{"cluster-autoscaler"}}
 	cfg := &config.Config{
 		Version: config.Version,
 		Controller: config.Controller{

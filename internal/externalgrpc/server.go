@@ -15,12 +15,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -362,10 +365,69 @@ func (s *Server) NodeGroupGetOptions(_ context.Context, req *protos.NodeGroupAut
 	return &protos.NodeGroupAutoscalingOptionsResponse{NodeGroupAutoscalingOptions: opts}, nil
 }
 
-// ServerCredentials are the listener's TLS settings: the server's
-// certificate, and client certificates required and verified against
-// clientCAFile.
-func ServerCredentials(ca config.ClusterAutoscaler) (credentials.TransportCredentials, error) {
+// ServerCredentials is mutual TLS for the provider: the server certificate
+// and the client CA are re-read whenever their files change (cert-manager
+// rotates them in place), and a client must present a certificate from the
+// CA whose common name or a DNS or URI SAN is in ca.AllowedClients.
+func ServerCredentials(ca config.ClusterAutoscaler, log *slog.Logger) (credentials.TransportCredentials, error) {
+	r := &tlsFiles{ca: ca, log: log}
+	base, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	r.cfg = base
+	return credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		// Every handshake takes the files' current contents.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return r.current(), nil },
+	}), nil
+}
+
+// tlsFiles holds the provider's TLS configuration as last read from its
+// files, and re-reads them when one of them changes.
+type tlsFiles struct {
+	ca  config.ClusterAutoscaler
+	log *slog.Logger
+
+	mu     sync.Mutex
+	cfg    *tls.Config
+	stamps string
+}
+
+// stamp identifies the files' current versions (size and modification time).
+func (r *tlsFiles) stamp() string {
+	var b strings.Builder
+	for _, f := range []string{r.ca.CertFile, r.ca.KeyFile, r.ca.ClientCAFile} {
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// current returns the configuration, re-read if a file changed since; a
+// file that does not load (caught half-written) keeps the previous one.
+func (r *tlsFiles) current() *tls.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stamp()
+	if st == r.stamps {
+		return r.cfg
+	}
+	cfg, err := r.load()
+	if err != nil {
+		r.log.Warn("cluster-autoscaler provider: TLS files changed but do not load; serving the previous ones", "error", err)
+		return r.cfg
+	}
+	r.log.Info("cluster-autoscaler provider: TLS files reloaded")
+	r.cfg, r.stamps = cfg, st
+	return cfg
+}
+
+func (r *tlsFiles) load() (*tls.Config, error) {
+	st := r.stamp()
+	ca := r.ca
 	cert, err := tls.LoadX509KeyPair(ca.CertFile, ca.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("controller.clusterAutoscaler.certFile/keyFile: %w", err)
@@ -378,20 +440,70 @@ func ServerCredentials(ca config.ClusterAutoscaler) (credentials.TransportCreden
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("controller.clusterAutoscaler.clientCAFile %s: no PEM certificate", ca.ClientCAFile)
 	}
-	return credentials.NewTLS(&tls.Config{
+	r.stamps = st
+	allowed := ca.AllowedClients
+	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS12,
-	}), nil
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no client certificate")
+			}
+			if id := ClientIdentity(cs.PeerCertificates[0], allowed); id == "" {
+				return fmt.Errorf("client certificate %q is not in controller.clusterAutoscaler.allowedClients", cs.PeerCertificates[0].Subject.CommonName)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// ClientIdentity returns the name by which cert is allowed: its common
+// name, or one of its DNS or URI SANs, that allowed lists; "" if none.
+func ClientIdentity(cert *x509.Certificate, allowed []string) string {
+	names := append([]string{cert.Subject.CommonName}, cert.DNSNames...)
+	for _, u := range cert.URIs {
+		names = append(names, u.String())
+	}
+	for _, n := range names {
+		if n != "" && slices.Contains(allowed, n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// logCalls logs every call with its peer: the calls that change groups at
+// info, the rest at debug.
+func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		who := "unknown"
+		if p, ok := peer.FromContext(ctx); ok {
+			who = p.Addr.String()
+			if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+				who = ti.State.PeerCertificates[0].Subject.CommonName + "@" + who
+			}
+		}
+		resp, err := handler(ctx, req)
+		level := slog.LevelDebug
+		method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+		if strings.Contains(method, "IncreaseSize") || strings.Contains(method, "DeleteNodes") || strings.Contains(method, "DecreaseTargetSize") {
+			level = slog.LevelInfo
+		}
+		log.Log(ctx, level, "cluster-autoscaler call", "method", method, "peer", who, "error", err)
+		return resp, err
+	}
 }
 
 // Serve listens on ca.Listen (mutual TLS unless ca.Insecure) and serves
 // the provider until ctx ends.
 func Serve(ctx context.Context, ca config.ClusterAutoscaler, srv *Server) error {
-	var opts []grpc.ServerOption
-	if !ca.Insecure {
-		creds, err := ServerCredentials(ca)
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(logCalls(srv.Log))}
+	if ca.Insecure {
+		srv.Log.Warn("cluster-autoscaler provider serves plaintext gRPC without client authentication (insecure: true); keep it on loopback", "listen", ca.Listen)
+	} else {
+		creds, err := ServerCredentials(ca, srv.Log)
 		if err != nil {
 			return err
 		}
