@@ -94,6 +94,11 @@ const (
 	// in the order they arrived, as SignalOrder reports it (before: all
 	// specs, then scales, then pauses, then resumes).
 	changeSignalsInArrivalOrder = "signals-in-arrival-order"
+	// changeStableDomainUUID: a new VM's domain UUID (and provider ID)
+	// derives from the workflow's first run ID (before: from the current
+	// run's, which a reset changes, so members replayed after a reset got
+	// provider IDs their nodes do not have, and their drains were skipped).
+	changeStableDomainUUID = "stable-domain-uuid"
 	// changeCapStartsPerReconcile: a group has at most MaxProvisioning VMs
 	// being provisioned at once, so one reconciliation starts no more
 	// (before: every missing one at once).
@@ -249,6 +254,10 @@ type GroupState struct {
 	Decisions []policy.Decision `json:"decisions,omitempty"`
 	// HostsDown maps an unreachable host to when it was first seen so.
 	HostsDown map[string]time.Time `json:"hostsDown,omitempty"`
+	// Removed: the group is no longer in the configuration (SignalRemove);
+	// RemoveDeletesVMs: its members are being decommissioned.
+	Removed          bool `json:"removed,omitempty"`
+	RemoveDeletesVMs bool `json:"removeDeletesVMs,omitempty"`
 }
 
 // GroupInput starts (or continues) a group workflow.
@@ -306,6 +315,10 @@ type GroupStatus struct {
 	Decision    *policy.Decision     `json:"decision,omitempty"`
 	Decisions   []policy.Decision    `json:"decisions"`
 	LastScaleAt time.Time            `json:"lastScaleAt"`
+	// Removed: the group is no longer configured (see SignalRemove), and
+	// RemoveDeletesVMs whether its VMs are being deleted or kept.
+	Removed          bool `json:"removed,omitempty"`
+	RemoveDeletesVMs bool `json:"removeDeletesVMs,omitempty"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -369,8 +382,9 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	specCh := workflow.GetSignalChannel(ctx, SignalSpec)
+	removeCh := workflow.GetSignalChannel(ctx, SignalRemove)
 	pending := func() bool {
-		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0
+		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0 || removeCh.Len() > 0
 	}
 	orderCh := workflow.GetSignalChannel(ctx, signalOrderChannel)
 	inOrder := workflow.DefaultVersion
@@ -393,6 +407,11 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		case SignalResume:
 			if resumeCh.ReceiveAsync(nil) {
 				g.setPaused(ctx, false)
+			}
+		case SignalRemove:
+			var req RemoveRequest
+			if removeCh.ReceiveAsync(&req) {
+				g.remove(ctx, req)
 			}
 		}
 	}
@@ -432,6 +451,13 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		for resumeCh.ReceiveAsync(nil) {
 			g.setPaused(ctx, false)
 		}
+		for {
+			var req RemoveRequest
+			if !removeCh.ReceiveAsync(&req) {
+				break
+			}
+			g.remove(ctx, req)
+		}
 	}
 
 	for {
@@ -454,13 +480,20 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		if workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval {
 			g.observe(ctx)
 			drain()
-			if g.metricsEnabled() && !g.st.Paused {
+			if g.metricsEnabled() && !g.st.Paused && !g.st.Removed {
 				g.evaluate(ctx)
 				drain()
 			}
 		}
-		if !g.st.Paused {
+		if g.st.Removed && g.st.RemoveDeletesVMs {
+			g.st.Desired = 0
+		}
+		if !g.st.Paused && !g.keepsRemoved() {
 			g.reconcile(ctx)
+		}
+		if g.removedAndGone() {
+			g.event(ctx, "removed group has no VMs left; its workflow ends")
+			return nil
 		}
 		if g.historyTooLong(ctx) && g.inflight == 0 {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
@@ -576,6 +609,10 @@ func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 		return
 	}
 	g.spec = spec
+	if g.st.Removed {
+		g.st.Removed, g.st.RemoveDeletesVMs = false, false
+		g.event(ctx, "group is in the configuration again")
+	}
 	desired := g.st.Desired
 	if spec.Desired != g.st.ConfigDesired {
 		desired = spec.Desired
@@ -673,6 +710,10 @@ func (g *group) observe(ctx workflow.Context) {
 	slices.Sort(strays)
 	g.strays = strays
 
+	if g.keepsRemoved() {
+		g.forgetVanished(ctx, seen, reachable)
+		return
+	}
 	var recovering []string
 	offConfig := !g.st.Paused && workflow.GetVersion(ctx, changeMembersOffConfig, workflow.DefaultVersion, 1) >= 1
 	for i := range g.st.Members {
@@ -1122,7 +1163,15 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 	var providerID string
 	if g.spec.Kubernetes != nil {
 		in.Kubernetes = g.spec.Kubernetes
-		in.UUID = domainUUID(workflow.GetInfo(ctx).WorkflowExecution.RunID, name)
+		info := workflow.GetInfo(ctx)
+		runID := info.WorkflowExecution.RunID
+		if workflow.GetVersion(ctx, changeStableDomainUUID, workflow.DefaultVersion, 1) >= 1 {
+			// The first run's ID stays through continue-as-new and
+			// `temporal workflow reset`, so replaying a reset run
+			// computes the provider IDs its members were created with.
+			runID = info.FirstRunID
+		}
+		in.UUID = domainUUID(runID, name)
 		providerID = ProviderID(g.spec.Name, in.UUID)
 	}
 	g.st.Members = append(g.st.Members, Member{
@@ -1284,6 +1333,8 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		Decision:         g.st.Decision,
 		Decisions:        append([]policy.Decision{}, g.st.Decisions...),
 		LastScaleAt:      g.st.LastScaleAt,
+		Removed:          g.st.Removed,
+		RemoveDeletesVMs: g.st.RemoveDeletesVMs,
 	}
 }
 

@@ -38,8 +38,9 @@ func ProviderID(group, domainUUID string) string { return activities.ProviderID(
 // providerNamespace seeds the name-based UUIDs of domains.
 var providerNamespace = uuid.MustParse("5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11")
 
-// domainUUID derives a VM's domain UUID from the group workflow's run and
-// the VM's name: deterministic on replay, unique across runs and installs.
+// domainUUID derives a VM's domain UUID from a run ID of the group workflow
+// (its first run's) and the VM's name: deterministic on replay, the same
+// after a reset, unique across histories (a lost state starts a new one).
 func domainUUID(runID, vm string) string {
 	return uuid.NewSHA1(providerNamespace, []byte(runID+"/"+vm)).String()
 }

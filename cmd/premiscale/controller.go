@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -25,10 +21,6 @@ import (
 
 // TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
 const TemporalDBFile = "temporal.db"
-
-// InstallationFile holds the generated installation identity under
-// controller.stateDir, beside the history it names.
-const InstallationFile = "installation"
 
 // runController wires the controller: the embedded Temporal server when no
 // address is configured (controller mode only), a worker, and, in controller
@@ -58,7 +50,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db)
 	}
 
-	if err := resolveInstallation(cfg, controller); err != nil {
+	if err := cfg.ResolveInstallation(controller); err != nil {
 		return err
 	}
 	logger.Info("installation", "id", cfg.Controller.Installation)
@@ -139,61 +131,4 @@ func privateStateDir(dir string) error {
 		}
 	}
 	return nil
-}
-
-// resolveInstallation fills in controller.installation when it is not set.
-// With the embedded server the identity is generated once and kept in the
-// state dir beside the history: a fresh state dir is a new installation,
-// and the VMs of the old one are never touched (reported as strays, never
-// reused, destroyed or deleted as orphans). With a Temporal cluster it is
-// "<namespace>.<taskQueue>", which every worker of the installation shares.
-func resolveInstallation(cfg *config.Config, controller bool) error {
-	c := &cfg.Controller
-	if c.Installation != "" {
-		return nil
-	}
-	if !cfg.UsesEmbedded() {
-		c.Installation = installationName(c.Temporal.Namespace + "." + c.Temporal.TaskQueue)
-		return nil
-	}
-	path := filepath.Join(c.StateDir, InstallationFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		c.Installation = strings.TrimSpace(string(b))
-		if c.Installation == "" {
-			return fmt.Errorf("controller.installation: %s is empty; remove it to generate a new identity, or set controller.installation", path)
-		}
-		return nil
-	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("controller.installation: %w", err)
-	case !controller:
-		return fmt.Errorf("controller.installation: not set and %s does not exist; start the controller first, or set it", path)
-	}
-	var id [6]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return fmt.Errorf("controller.installation: %w", err)
-	}
-	c.Installation = "ps-" + hex.EncodeToString(id[:])
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("controller.installation: %w", err)
-	}
-	if _, err := f.WriteString(c.Installation + "\n"); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("controller.installation: %w", err)
-	}
-	return f.Close()
-}
-
-// installationName makes s an installation identity: lower case, with
-// anything but letters, digits, '-' and '.' replaced by '-'.
-func installationName(s string) string {
-	b := []byte(strings.ToLower(s))
-	for i, c := range b {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
-			b[i] = '-'
-		}
-	}
-	return strings.Trim(string(b), "-.")
 }
