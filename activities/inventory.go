@@ -127,8 +127,9 @@ type ListOwnedOutput struct {
 }
 
 // ListOwned reports every domain on the host that carries PremiScale's mark
-// (of any group) and every volume in the host's pool named with
-// VolumePrefix, with the domains using each. Read-only, so always safe to
+// (of any group; those of other installations flagged Foreign) and every
+// volume in the host's pool named with VolumePrefix, with the domains using
+// each. Read-only, so always safe to
 // retry.
 func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOutput, error) {
 	lv, release, err := l.conn(ctx, &in.Host)
@@ -140,7 +141,7 @@ func (l *Libvirt) ListOwned(ctx context.Context, in ListOwnedInput) (ListOwnedOu
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}
-	owned, err := ownedDomains(lv, docs, "", l.Catalog)
+	owned, err := ownedDomains(lv, docs, "", l.Catalog, true)
 	if err != nil {
 		return ListOwnedOutput{}, err
 	}

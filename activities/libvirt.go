@@ -640,8 +640,10 @@ type ListDomainsInput struct {
 
 // DomainInfo is one PremiScale domain as libvirt sees it.
 type DomainInfo struct {
-	Name    string `json:"name"`
-	Owner   Owner  `json:"owner"`
+	Name  string `json:"name"`
+	Owner Owner  `json:"owner"`
+	// Foreign: the mark names another installation (ListOwned only).
+	Foreign bool   `json:"foreign,omitempty"`
 	Running bool   `json:"running"`
 	State   string `json:"state"`
 }
@@ -663,7 +665,7 @@ func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDom
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
-	owned, err := ownedDomains(lv, docs, in.Group, l.Catalog)
+	owned, err := ownedDomains(lv, docs, in.Group, l.Catalog, false)
 	return ListDomainsOutput{Domains: owned}, err
 }
 
@@ -695,12 +697,13 @@ func domainDocs(lv *libvirt.Libvirt, host string) ([]domainDoc, error) {
 }
 
 // ownedDomains keeps the domains with this installation's mark (of group,
-// if set) and reads their state.
-func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string, cat *Catalog) ([]DomainInfo, error) {
+// if set), and with foreign those of other installations too (flagged
+// Foreign), and reads their state.
+func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string, cat *Catalog, foreign bool) ([]DomainInfo, error) {
 	out := []DomainInfo{}
 	for _, d := range docs {
 		owner, ok, err := parseOwner(d.doc)
-		if err != nil || !ok || (group != "" && owner.Group != group) || !cat.ours(owner) {
+		if err != nil || !ok || (group != "" && owner.Group != group) || (!foreign && !cat.ours(owner)) {
 			continue
 		}
 		state, _, err := lv.DomainGetState(d.dom, 0)
@@ -712,6 +715,7 @@ func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string, cat *Cata
 		}
 		out = append(out, DomainInfo{
 			Name:    d.dom.Name,
+			Foreign: !cat.ours(owner),
 			Owner:   owner,
 			Running: libvirt.DomainState(state) == libvirt.DomainRunning,
 			State:   stateName(libvirt.DomainState(state)),

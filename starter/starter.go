@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -154,7 +155,44 @@ func (s *Starter) EnsureGroups(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("ensure group %s: %w", g.Name, err))
 		}
 	}
+	removed, err := s.RemovedGroups(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	req := workflows.RemoveRequest{DeleteVMs: s.Config.Autoscale.Orphans.DeleteUnconfiguredGroups}
+	for _, name := range removed {
+		if err := s.Client.SignalWorkflow(ctx, workflows.GroupWorkflowID(name), "", workflows.SignalRemove, req); err != nil {
+			errs = append(errs, fmt.Errorf("tell removed group %s: %w", name, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// RemovedGroups lists, sorted, the groups whose workflows still run though
+// the configuration no longer has them (see workflows.SignalRemove).
+func (s *Starter) RemovedGroups(ctx context.Context) ([]string, error) {
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.GroupWorkflowName)
+	var names []string
+	var token []byte
+	for {
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: s.Config.Controller.Temporal.Namespace, Query: query, NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list group workflows: %w", err)
+		}
+		for _, e := range resp.Executions {
+			name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflows.GroupWorkflowID(""))
+			if _, configured := s.Config.Group(name); ok && !configured && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func (s *Starter) group(name string) (config.Group, error) {
@@ -222,10 +260,14 @@ func (s *Starter) Protect(ctx context.Context, group, vm string, protected bool)
 	return err
 }
 
-// Status queries a group's workflow.
+// Status queries a group's workflow: a configured group's, or a removed
+// group's whose workflow still runs.
 func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatus, error) {
 	if _, err := s.group(name); err != nil {
-		return workflows.GroupStatus{}, err
+		removed, lerr := s.RemovedGroups(ctx)
+		if lerr != nil || !slices.Contains(removed, name) {
+			return workflows.GroupStatus{}, err
+		}
 	}
 	v, err := s.Client.QueryWorkflow(ctx, workflows.GroupWorkflowID(name), "", workflows.QueryStatus)
 	if err != nil {
@@ -318,14 +360,19 @@ type OrphanReport struct {
 // or removed meanwhile is not reported.
 func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 	members := workflows.NewMemberSet(s.Config.GroupNames())
+	removed, err := s.RemovedGroups(ctx)
+	if err != nil {
+		return OrphanReport{}, err
+	}
 	collect := func() error {
-		for _, g := range s.Config.Autoscale.Groups {
-			st, err := s.Status(ctx, g.Name)
+		// A removed group's members (its VMs kept) are not orphans either.
+		for _, name := range append(s.Config.GroupNames(), removed...) {
+			st, err := s.Status(ctx, name)
 			if err != nil {
 				return err
 			}
 			for _, m := range st.Members {
-				members.Add(g.Name, activities.MemberRef{Name: m.Name, Volume: m.Volume})
+				members.Add(name, activities.MemberRef{Name: m.Name, Volume: m.Volume})
 			}
 		}
 		return nil
@@ -365,7 +412,12 @@ func (s *Starter) hostRefs() []activities.HostRef {
 // a running collector to end. Call it after EnsureGroups.
 func (s *Starter) EnsureOrphanCollector(ctx context.Context) error {
 	o := s.Config.Autoscale.Orphans
+	removed, err := s.RemovedGroups(ctx)
+	if err != nil {
+		return err
+	}
 	spec := workflows.OrphanSpec{
+		Removed:            removed,
 		Hosts:              s.hostRefs(),
 		Groups:             s.Config.GroupNames(),
 		Delete:             o.Action == config.OrphansDelete,
@@ -381,7 +433,7 @@ func (s *Starter) EnsureOrphanCollector(ctx context.Context) error {
 		}
 		return nil
 	}
-	_, err := s.Client.SignalWithStartWorkflow(ctx, workflows.OrphanWorkflowID, workflows.SignalOrphanSpec, spec,
+	_, err = s.Client.SignalWithStartWorkflow(ctx, workflows.OrphanWorkflowID, workflows.SignalOrphanSpec, spec,
 		client.StartWorkflowOptions{ID: workflows.OrphanWorkflowID, TaskQueue: s.Config.Controller.Temporal.TaskQueue},
 		workflows.OrphanWorkflowName, workflows.OrphanInput{Spec: spec})
 	if err != nil {

@@ -137,7 +137,13 @@ func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus
 // without defaults), with kube as the workers' Kubernetes API.
 func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface) (*starter.Starter, client.Client) {
 	tb.Helper()
-	logger := slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
+	return startInProcessLogged(tb, ctx, cfg, kube, slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError})))
+}
+
+// startInProcessLogged is startInProcessConfig logging (server, client,
+// worker and activities) to logger.
+func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface, logger *slog.Logger) (*starter.Starter, client.Client) {
+	tb.Helper()
 	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
 	if err != nil {
 		tb.Fatal(err)

@@ -93,6 +93,7 @@ func (s MemberSet) Add(group string, m activities.MemberRef) {
 const (
 	keptUnconfigured = "its group is not configured (autoscale.orphans.deleteUnconfiguredGroups deletes it)"
 	keptLegacy       = "its mark names no installation (made by an earlier PremiScale); delete it by hand"
+	keptForeign      = "another installation's, or this one's before its state was lost; never touched"
 )
 
 // FindOrphans compares a scan with the members. Hosts that could not be
@@ -106,11 +107,16 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 			continue
 		}
 		orphanDomains := map[string]bool{}
+		keptDomains := map[string]string{}
 		for _, d := range h.Domains {
 			if members.Members[d.Owner.Group+"/"+d.Name] {
 				continue
 			}
-			orphanDomains[d.Name] = true
+			if !d.Foreign {
+				// Another installation's domain is never deleted, so it
+				// never frees its volumes.
+				orphanDomains[d.Name] = true
+			}
 			o := Orphan{Host: h.Host, Kind: OrphanDomain, Name: d.Name, Group: d.Owner.Group, Reason: "not a member of group " + d.Owner.Group}
 			if !members.Configured[d.Owner.Group] {
 				o.Reason = "group " + d.Owner.Group + " is not configured"
@@ -119,6 +125,11 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 			if d.Owner.Installation == "" {
 				o.Kept = keptLegacy
 			}
+			if d.Foreign {
+				o.Reason = "marked by installation " + d.Owner.Installation
+				o.Kept = keptForeign
+			}
+			keptDomains[d.Name] = o.Kept
 			orphans = append(orphans, o)
 		}
 		for _, v := range h.Volumes {
@@ -133,6 +144,11 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 			o := Orphan{Host: h.Host, Kind: OrphanVolume, Name: v, Group: VolumeGroup(v), Reason: "no member uses it"}
 			if !members.Configured[o.Group] {
 				o.Kept = keptUnconfigured
+			}
+			for _, d := range h.VolumeUsers[v] {
+				if k := keptDomains[d]; k != "" {
+					o.Kept = k // its domain stays, so it does
+				}
 			}
 			orphans = append(orphans, o)
 		}
@@ -208,7 +224,10 @@ type OrphanSpec struct {
 	Hosts []activities.HostRef `json:"hosts"`
 	// Groups are the configured groups, whose members are not orphans.
 	Groups []string `json:"groups"`
-	Delete bool     `json:"delete"`
+	// Removed are the groups removed from the configuration whose
+	// workflows still run: their members are not orphans either.
+	Removed []string `json:"removed,omitempty"`
+	Delete  bool     `json:"delete"`
 	// DeleteUnconfigured also deletes the VMs of groups not configured.
 	DeleteUnconfigured bool          `json:"deleteUnconfigured,omitempty"`
 	GracePeriod        time.Duration `json:"gracePeriod"`
@@ -293,7 +312,7 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
 	in := activities.GroupMembersInput{}
-	for _, name := range st.Spec.Groups {
+	for _, name := range append(append([]string{}, st.Spec.Groups...), st.Spec.Removed...) {
 		in.Groups = append(in.Groups, activities.GroupQuery{Name: name, WorkflowID: GroupWorkflowID(name), QueryType: QueryStatus})
 	}
 	members := NewMemberSet(st.Spec.Groups)

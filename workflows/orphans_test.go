@@ -50,6 +50,14 @@ func TestFindOrphans(t *testing.T) {
 				VolumeUsers: map[string][]string{activities.VolumeName("web-9"): {"web-1"}}},
 		},
 		{
+			name: "another installation's domain is reported, and its volume is not an orphan",
+			scan: HostScan{Host: "h1", Domains: []activities.DomainInfo{{Name: "web-9", Foreign: true,
+				Owner: activities.Owner{Group: "web", VM: "web-9", Installation: "other"}}},
+				Volumes:     []string{activities.VolumeName("web-9")},
+				VolumeUsers: map[string][]string{activities.VolumeName("web-9"): {"web-9"}}},
+			want: []string{"domain web-9: marked by installation other"},
+		},
+		{
 			name:      "an unscanned host contributes nothing",
 			scan:      HostScan{Host: "h2", Error: "connection refused", Domains: []activities.DomainInfo{dom("old", "old-1")}},
 			unscanned: []string{"h2: connection refused"},

@@ -77,7 +77,11 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
 				names := args
 				if len(names) == 0 {
-					names = s.Config.GroupNames()
+					removed, err := s.RemovedGroups(cmd.Context())
+					if err != nil {
+						return err
+					}
+					names = append(s.Config.GroupNames(), removed...)
 				}
 				var all []workflows.GroupStatus
 				for _, name := range names {
@@ -136,7 +140,14 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED")
 	for _, st := range all {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", st.Group, st.Desired, st.Running,
+		name := st.Group
+		switch {
+		case st.Removed && st.RemoveDeletesVMs:
+			name += " (removed: deleting its VMs)"
+		case st.Removed:
+			name += " (removed: VMs kept, unmanaged)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", name, st.Desired, st.Running,
 			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused)
 	}
 	_ = tw.Flush()

@@ -1,0 +1,85 @@
+package test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/premiscale/premiscale/config"
+)
+
+// TestStateLossNeverDestroysRunningVMsNorReusesTheirNames: a controller
+// runs two VMs, then its state is lost (a new, empty Temporal server, as
+// after a wiped state dir; a new identity with it). The new controller
+// converges to desired with new names, and over several observations and
+// orphan grace periods (deletion on, unconfigured groups included) the old
+// VMs keep running, untouched, and are reported as another installation's.
+func TestStateLossNeverDestroysRunningVMsNorReusesTheirNames(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const group = "sloss"
+	purgeGroup(t, lv, testPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
+	var old []string
+	t.Run("before the loss", func(t *testing.T) {
+		s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+		if _, err := s.Scale(ctx, group, 2); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.WaitSettled(ctx, group, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = memberNames(st)
+	}) // its server and worker stop here; the VMs stay
+	if len(old) != 2 {
+		t.Fatalf("before the loss: members %v", old)
+	}
+
+	s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
+	if err := s.EnsureOrphanCollector(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scale(ctx, group, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.WaitSettled(ctx, group, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := memberNames(st)
+	for _, n := range fresh {
+		if slices.Contains(old, n) {
+			t.Errorf("new member %s reuses the name of a VM from before the loss (%v)", n, old)
+		}
+	}
+	time.Sleep(6 * time.Second) // observations every second, orphan grace 2s
+	running := viewGroup(t, lv, group).running
+	for _, n := range append(append([]string{}, old...), fresh...) {
+		if !slices.Contains(running, n) {
+			t.Errorf("%s no longer runs (running: %v)", n, running)
+		}
+	}
+	if st, err = s.Status(ctx, group); err != nil || !st.Settled() || !slices.Equal(memberNames(st), fresh) {
+		t.Errorf("after: members %v settled %v (%v), want %v settled", memberNames(st), st.Settled(), err, fresh)
+	}
+	rep, err := s.Orphans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := map[string]string{}
+	for _, o := range rep.Orphans {
+		if o.Kind == "domain" {
+			reported[o.Name] = o.Reason + "; kept: " + o.Kept
+		}
+	}
+	for _, n := range old {
+		if r := reported[n]; !strings.Contains(r, "marked by installation") || !strings.Contains(r, "never touched") {
+			t.Errorf("old VM %s reported as %q, want another installation's, kept", n, r)
+		}
+	}
+}

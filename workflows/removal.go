@@ -1,0 +1,68 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/activities"
+)
+
+// SignalRemove tells a group's workflow that its group is no longer in the
+// configuration (RemoveRequest). The controller sends it at start to every
+// running group workflow whose group the file no longer has. A spec signal
+// (the group is configured again) undoes it.
+const SignalRemove = "remove"
+
+// RemoveRequest is the payload of SignalRemove.
+type RemoveRequest struct {
+	// DeleteVMs decommissions every member (drained, shut down, deleted)
+	// and then ends the workflow (autoscale.orphans.deleteUnconfiguredGroups).
+	// Without it the group stops managing its VMs and keeps them: no
+	// scaling, no replacement, no recovery; it goes on watching them, shows
+	// them in status, and ends once all of them are gone.
+	DeleteVMs bool `json:"deleteVMs"`
+}
+
+//	configured --remove--> removed (keep) --all members gone--> ended
+//	     ^                    |
+//	     +------spec----------+
+//	configured --remove{deleteVMs}--> removed (delete): desired 0 --no members--> ended
+
+// remove marks the group removed from the configuration.
+func (g *group) remove(ctx workflow.Context, req RemoveRequest) {
+	if g.st.Removed && g.st.RemoveDeletesVMs == req.DeleteVMs {
+		return
+	}
+	g.st.Removed, g.st.RemoveDeletesVMs = true, req.DeleteVMs
+	if req.DeleteVMs {
+		g.event(ctx, "group removed from the configuration: decommissioning its %d members, then ending", len(g.st.Members))
+	} else {
+		g.event(ctx, "group removed from the configuration: its %d VMs are kept and no longer managed; the workflow ends once they are gone", len(g.st.Members))
+	}
+	g.dirty = true
+}
+
+// keepsRemoved reports whether the group was removed and keeps its VMs:
+// it neither scales, replaces nor recovers them.
+func (g *group) keepsRemoved() bool { return g.st.Removed && !g.st.RemoveDeletesVMs }
+
+// removedAndGone reports whether a removed group has nothing left to watch:
+// no member and no child in flight.
+func (g *group) removedAndGone() bool {
+	return g.st.Removed && len(g.st.Members) == 0 && g.inflight == 0
+}
+
+// forgetVanished drops the members of a group that keeps its removed VMs
+// whose domains are gone (deleted by hand, or by the orphan collector): the
+// group does not replace them.
+func (g *group) forgetVanished(ctx workflow.Context, seen map[string]activities.DomainInfo, reachable map[string]bool) {
+	var gone []string
+	for _, m := range g.st.Members {
+		if _, ok := seen[m.Name]; !ok && reachable[m.Host] && m.State != MemberProvisioning && m.State != MemberDecommissioning {
+			gone = append(gone, m.Name)
+		}
+	}
+	for _, name := range gone {
+		g.event(ctx, "member %s of the removed group is gone", name)
+		g.removeMember(name)
+	}
+}

@@ -1,0 +1,86 @@
+package workflows_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// endsByItself runs the group workflow and fails the test unless it
+// completed on its own, without error, before the test's deadline.
+func endsByItself(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.GroupInput) {
+	t.Helper()
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, in)
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("group workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("group workflow ended with %v, want it done", err)
+	}
+}
+
+func TestRemovedGroupKeepsItsVMsUnmanagedAndEndsWhenTheyAreGone(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalRemove, workflows.RemoveRequest{})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalScale, workflows.DesiredRequest{Desired: 3})
+		f.mu.Lock()
+		delete(f.domains["h1"], "web-1") // deleted by hand
+		f.mu.Unlock()
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		if !st.Removed || st.RemoveDeletesVMs {
+			t.Errorf("status removed=%v deletes=%v, want removed, keeping its VMs", st.Removed, st.RemoveDeletesVMs)
+		}
+		if got := f.running(); !slices.Equal(got, []string{"web-2"}) {
+			t.Errorf("running = %v, want web-2 kept, web-1 not replaced, no scale-out", got)
+		}
+		if len(st.Members) != 1 || st.Members[0].Name != "web-2" {
+			t.Errorf("members %+v, want web-2 only", st.Members)
+		}
+		f.mu.Lock()
+		delete(f.domains["h1"], "web-2")
+		f.mu.Unlock()
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { t.Error("still running 10 minutes after its last VM went") }, 13*time.Minute)
+	endsByItself(t, env, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
+	if n := f.volumeCount(); n != 2 {
+		t.Errorf("volumes = %d, want the 2 kept (nothing of the removed group deleted)", n)
+	}
+}
+
+func TestRemovedGroupAskedToDeleteDecommissionsEveryMemberThenEnds(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalRemove, workflows.RemoveRequest{DeleteVMs: true})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() { t.Error("still running 10 minutes after removal") }, 11*time.Minute)
+	endsByItself(t, env, workflows.GroupInput{Spec: spec(2, 2, 3, "h1")})
+	if got := f.running(); len(got) != 0 || f.volumeCount() != 0 {
+		t.Errorf("after removal: running %v, %d volumes; want none", got, f.volumeCount())
+	}
+}
+
+func TestGroupConfiguredAgainIsManagedAgain(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	steps(env,
+		func() { env.SignalWorkflow(workflows.SignalRemove, workflows.RemoveRequest{}) },
+		func() { env.SignalWorkflow(workflows.SignalSpec, spec(3, 0, 3, "h1")) },
+		func() {
+			if st := status(t, env); st.Removed || st.Running != 3 {
+				t.Errorf("configured again: removed=%v running=%d, want managed and at the new desired 3", st.Removed, st.Running)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
