@@ -569,16 +569,17 @@ type DeleteVolumeInput struct {
 	// Volume, if set, deletes that volume (named with VolumePrefix) instead
 	// of the VM's disk and seed.
 	Volume string `json:"volume,omitempty"`
-	// IfUnused refuses (ErrTypeInUse) while any domain on the host, of
-	// anyone, has the volume as a disk: set when the volume is an orphan
-	// rather than the disk of a VM just undefined.
+	// IfUnused is kept for the histories that set it: every delete now
+	// refuses (ErrTypeInUse) a volume that any domain on the host, of
+	// anyone, has as a disk, or that backs another volume.
 	IfUnused bool `json:"ifUnused,omitempty"`
 }
 
 // DeleteVolume deletes the VM's disk, VolumeName(vm), and its seed,
 // SeedVolumeName(vm), from the host's pool; or only Volume, when set.
 // Idempotent: a missing volume (or pool) is success. Only volumes named with
-// VolumePrefix are ever deleted.
+// VolumePrefix are ever deleted, and never one that a domain (anyone's) has
+// as a disk or that backs another volume (ErrTypeInUse, no retry).
 func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error {
 	defer keepAlive(ctx)()
 	names := []string{VolumeName(in.VM), SeedVolumeName(in.VM)}
@@ -615,14 +616,14 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 		} else if len(backed) > 0 {
 			return nonRetryable(ErrTypeInUse, "host %s: volume %q is the backing store of %s; not deleting it", in.Host.Name, name, strings.Join(backed, ", "))
 		}
-		if in.IfUnused {
-			user, err := volumeUser(lv, in.Host.Name, in.Host.Pool, vol)
-			if err != nil {
-				return err
-			}
-			if user != "" {
-				return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
-			}
+		// Never a disk of any domain (ours is undefined before its volumes
+		// go; a domain that uses one is someone's, attached by hand).
+		user, err := volumeUser(lv, in.Host.Name, in.Host.Pool, vol)
+		if err != nil {
+			return err
+		}
+		if user != "" {
+			return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
 		}
 		if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
 			return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)

@@ -244,6 +244,11 @@ type Temporal struct {
 	TaskQueue string   `koanf:"taskQueue" json:"taskQueue"`
 	TLS       TLS      `koanf:"tls" json:"tls"`
 	Embedded  Embedded `koanf:"embedded" json:"embedded"`
+	// APIKey (or the file APIKeyFile names, read at each dial) is sent as a
+	// bearer token to a Temporal cluster that takes API keys (Temporal
+	// Cloud); needs TLS. It stays in the process: never logged or shown.
+	APIKey     string `koanf:"apiKey" json:"-"`
+	APIKeyFile string `koanf:"apiKeyFile" json:"apiKeyFile,omitempty"`
 }
 
 // TLS configures the client's TLS connection to a Temporal cluster.

@@ -37,6 +37,14 @@ const (
 	KeyLogStdout = "controller.log.stdout"
 )
 
+// temporalEnv maps the variables the temporal CLI reads to the keys they
+// set when neither the file nor a PREMISCALE_ variable sets them.
+var temporalEnv = map[string]string{
+	"TEMPORAL_ADDRESS":   "controller.temporal.address",
+	"TEMPORAL_NAMESPACE": "controller.temporal.namespace",
+	"TEMPORAL_API_KEY":   "controller.temporal.apiKey",
+}
+
 // envAliases maps the seed's short variables to their keys.
 var envAliases = map[string]string{
 	EnvLogLevel: KeyLogLevel,
@@ -54,6 +62,15 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 	k := koanf.New(".")
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("config file %q: %w", path, err)
+	}
+	// The temporal CLI's variables come first: the file wins over them.
+	for _, kv := range environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		if key, ok := temporalEnv[name]; ok && value != "" {
+			if err := k.Set(key, value); err != nil {
+				return nil, fmt.Errorf("environment variable %s: %w", name, err)
+			}
+		}
 	}
 	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 		return nil, fmt.Errorf("config file %q: %w", path, err)

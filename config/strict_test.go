@@ -121,3 +121,27 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestTemporalCLIVariablesApplyUnlessTheFileSetsThem(t *testing.T) {
+	env := func() []string {
+		return []string{"TEMPORAL_ADDRESS=temporal.example.com:7233", "TEMPORAL_NAMESPACE=prod", "TEMPORAL_API_KEY=key-marker"}
+	}
+	tlsOn := withGroup("") + "controller:\n  temporal: {tls: {enabled: true}}\n"
+	cfg, err := load(writeConfig(t, tlsOn), env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := cfg.Controller.Temporal; tc.Address != "temporal.example.com:7233" || tc.Namespace != "prod" || tc.APIKey != "key-marker" {
+		t.Errorf("from the environment: %+v", tc)
+	}
+	fileWins := withGroup("") + "controller:\n  temporal: {address: \"10.0.0.1:7233\", namespace: ops, tls: {enabled: true}}\n"
+	if cfg, err = load(writeConfig(t, fileWins), env, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tc := cfg.Controller.Temporal; tc.Address != "10.0.0.1:7233" || tc.Namespace != "ops" {
+		t.Errorf("the file's address and namespace lost to the environment: %+v", tc)
+	}
+	if _, err := load(writeConfig(t, withGroup("")), env, nil); err == nil || !strings.Contains(err.Error(), "controller.temporal.tls.enabled: must be true with an API key") {
+		t.Errorf("API key without TLS: err = %v", err)
+	}
+}

@@ -69,6 +69,12 @@ func (c *Config) Validate() error {
 	if t.TaskQueue == "" {
 		v.add("controller.temporal.taskQueue", "must not be empty")
 	}
+	if t.APIKey != "" && t.APIKeyFile != "" {
+		v.add("controller.temporal.apiKey", "set apiKey or apiKeyFile, not both")
+	}
+	if (t.APIKey != "" || t.APIKeyFile != "") && !t.TLS.Enabled {
+		v.add("controller.temporal.tls.enabled", "must be true with an API key: the key would cross the network in plain text")
+	}
 	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}

@@ -54,6 +54,20 @@ func Dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.
 		}
 		opts.ConnectionOptions.TLS = tc
 	}
+	switch {
+	case t.APIKey != "":
+		opts.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
+	case t.APIKeyFile != "":
+		// Read at each call, so that a rotated key is used without a restart.
+		file := t.APIKeyFile
+		opts.Credentials = client.NewAPIKeyDynamicCredentials(func(context.Context) (string, error) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", fmt.Errorf("controller.temporal.apiKeyFile: %w", err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		})
+	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	c, err := client.DialContext(dctx, opts)

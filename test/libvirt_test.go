@@ -355,21 +355,31 @@ func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
 	}
 }
 
+// clonedDisk makes a disk with CloneVolume for a new VM of group on the
+// test driver's host, and returns the activity environment, the VM's name
+// and the disk.
+func clonedDisk(t *testing.T, group string) (*testsuite.TestActivityEnvironment, string, activities.CloneVolumeOutput) {
+	t.Helper()
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{group: {DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}})
+	env := activityEnv(t, acts)
+	var a *activities.Libvirt
+	vm := fmt.Sprintf("%s-%d", group, 1+time.Now().UnixNano()%100000)
+	var disk activities.CloneVolumeOutput
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: activities.HostRef{Name: "test"}, Group: group, VM: vm, Revision: rev(group)}, &disk); err != nil {
+		t.Fatal(err)
+	}
+	return env, vm, disk
+}
+
 // TestVolumeThatBacksAnotherIsNeverDeleted: someone made an overlay (a
 // snapshot, a clone) on a PremiScale disk. Deleting the disk would corrupt
 // it, so DeleteVolume refuses, whether or not the VM's domain is gone.
 func TestVolumeThatBacksAnotherIsNeverDeleted(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
-	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
-		map[string]config.Template{"itback": {DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}})
-	env := activityEnv(t, acts)
+	env, vm, disk := clonedDisk(t, "itback")
 	var a *activities.Libvirt
 	host := activities.HostRef{Name: "test"}
-	vm := fmt.Sprintf("itback-%d", 1+time.Now().UnixNano()%100000)
-	var disk activities.CloneVolumeOutput
-	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itback", VM: vm, Revision: rev("itback")}, &disk); err != nil {
-		t.Fatal(err)
-	}
 	p, err := lv.StoragePoolLookupByName(testPool)
 	if err != nil {
 		t.Fatal(err)
@@ -408,5 +418,33 @@ func TestVolumeThatBacksAnotherIsNeverDeleted(t *testing.T) {
 	}
 	if _, ok := volumeXML(t, lv, testPool, disk.Volume); ok {
 		t.Error("disk still there after its snapshot went")
+	}
+}
+
+// TestVolumeADomainUsesIsNeverDeleted: someone attached a PremiScale disk
+// to a domain of theirs; no delete takes it from under them.
+func TestVolumeADomainUsesIsNeverDeleted(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	env, vm, disk := clonedDisk(t, "itused")
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test"}
+	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='test'><name>theirs-%s</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64'>hvm</type></os>
+<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
+		vm, testPool, disk.Volume))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = lv.DomainUndefine(dom)
+		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
+	})
+	err = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeInUse || !strings.Contains(err.Error(), "theirs-"+vm) {
+		t.Errorf("delete: err = %v, want %s naming their domain", err, activities.ErrTypeInUse)
+	}
+	if _, ok := volumeXML(t, lv, testPool, disk.Volume); !ok {
+		t.Fatal("the disk their domain uses was deleted")
 	}
 }
