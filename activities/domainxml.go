@@ -47,6 +47,11 @@ type Owner struct {
 	// carried it ("legacy"). A domain of another installation is never
 	// touched, listed as a member or taken for an orphan.
 	Installation string `xml:"installation,attr,omitempty" json:"installation,omitempty"`
+	// Epoch names the history of its group that created the domain (the
+	// group workflow's first run ID); empty on older marks. A domain of a
+	// configured group from another epoch (an earlier history, lost) is
+	// never deleted as an orphan.
+	Epoch string `xml:"epoch,attr,omitempty" json:"epoch,omitempty"`
 }
 
 // ownerXML renders the mark with an explicit prefix, as libvirt requires.
@@ -54,6 +59,9 @@ func ownerXML(o Owner) string {
 	inst := ""
 	if o.Installation != "" {
 		inst = fmt.Sprintf(" installation=%q", xmlEscape(o.Installation))
+	}
+	if o.Epoch != "" {
+		inst += fmt.Sprintf(" epoch=%q", xmlEscape(o.Epoch))
 	}
 	return fmt.Sprintf(`<premiscale:owner xmlns:premiscale=%q group=%q vm=%q volume=%q%s/>`,
 		MetadataNamespace, xmlEscape(o.Group), xmlEscape(o.VM), xmlEscape(o.Volume), inst)

@@ -30,6 +30,8 @@ type GroupMembersInput struct {
 // every state (provisioning, running, lost, decommissioning, ...).
 type GroupMembersOutput struct {
 	Members map[string][]MemberRef `json:"members"`
+	// Epochs maps each group to its history's epoch (see Owner.Epoch).
+	Epochs map[string]string `json:"epochs,omitempty"`
 }
 
 // MemberRef is one member as the orphan collector needs it.
@@ -42,7 +44,7 @@ type MemberRef struct {
 // group cannot be read, so that a caller never mistakes an unread group for
 // an empty one. Read-only, so always safe to retry.
 func (g *Groups) GroupMembers(ctx context.Context, in GroupMembersInput) (GroupMembersOutput, error) {
-	out := GroupMembersOutput{Members: make(map[string][]MemberRef, len(in.Groups))}
+	out := GroupMembersOutput{Members: make(map[string][]MemberRef, len(in.Groups)), Epochs: make(map[string]string, len(in.Groups))}
 	for _, q := range in.Groups {
 		v, err := g.Client.QueryWorkflow(ctx, q.WorkflowID, "", q.QueryType)
 		if err != nil {
@@ -50,11 +52,13 @@ func (g *Groups) GroupMembers(ctx context.Context, in GroupMembersInput) (GroupM
 		}
 		var st struct {
 			Members []MemberRef `json:"members"`
+			Epoch   string      `json:"epoch"`
 		}
 		if err := v.Get(&st); err != nil {
 			return GroupMembersOutput{}, fmt.Errorf("decode status of group %s: %w", q.Name, err)
 		}
 		out.Members[q.Name] = append([]MemberRef{}, st.Members...)
+		out.Epochs[q.Name] = st.Epoch
 	}
 	return out, nil
 }

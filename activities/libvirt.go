@@ -272,13 +272,16 @@ type DefineDomainInput struct {
 	Volume string    `json:"volume"`
 	// Revision is the group's configuration revision the workflow holds.
 	Revision string `json:"revision"`
+	// Epoch is written into the mark (Owner.Epoch).
+	Epoch string `json:"epoch,omitempty"`
 	// Extras fix the UUID and attach the seed, when the VM joins Kubernetes.
 	Extras DomainExtras `json:"extras,omitzero"`
 }
 
 // DefineDomain defines (does not start) the VM's domain, marked with
 // PremiScale's ownership metadata naming its group. Idempotent: a domain of
-// that name already marked for this group and VM is accepted as is. A domain
+// that name already marked for this group and VM (and this installation and
+// epoch) is accepted as is. A domain
 // of that name that is not marked so is never touched: the activity fails
 // without retry (ErrTypeNotOwned), as is a group, VM name, host or revision
 // the catalog refuses. The volume must be the VM's own disk.
@@ -299,10 +302,18 @@ func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error 
 		return err
 	}
 	defer release()
-	if _, found, err := l.owned(lv, in.Domain); err != nil || found {
+	if _, mark, found, err := l.ownedMark(lv, in.Domain); err != nil {
 		return err
+	} else if found {
+		// Adopted only if this history of the group made it: a retry of
+		// this provisioning. One of an earlier history (a lost state) is
+		// not this VM, whatever its name.
+		if mark.Epoch != "" && in.Epoch != "" && mark.Epoch != in.Epoch {
+			return nonRetryable(ErrTypeNotOwned, "host %s: domain %s was made by an earlier history of group %s; not adopting it", in.Domain.Host.Name, in.Domain.VM, in.Domain.Group)
+		}
+		return nil
 	}
-	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume, Installation: l.Catalog.Installation}
+	owner := Owner{Group: in.Domain.Group, VM: in.Domain.VM, Volume: in.Volume, Installation: l.Catalog.Installation, Epoch: in.Epoch}
 	doc, err := DomainXMLWith(in.Domain.VM, owner, in.Domain.Host.Pool, g.Template, in.Extras)
 	if err != nil {
 		return nonRetryable(ErrTypeInvalidConfig, "domain %s: %w", in.Domain.VM, err)
@@ -320,33 +331,39 @@ func (l *Libvirt) DefineDomain(ctx context.Context, in DefineDomainInput) error 
 // false if no domain has that name. A domain that exists without the mark for
 // ref's group and VM yields a non-retryable ErrTypeNotOwned error.
 func (l *Libvirt) owned(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, bool, error) {
+	dom, _, found, err := l.ownedMark(lv, ref)
+	return dom, found, err
+}
+
+// ownedMark is owned, also returning the domain's mark.
+func (l *Libvirt) ownedMark(lv *libvirt.Libvirt, ref DomainRef) (libvirt.Domain, Owner, bool, error) {
 	dom, err := lv.DomainLookupByName(ref.VM)
 	if err != nil {
 		if libvirt.IsNotFound(err) {
-			return libvirt.Domain{}, false, nil
+			return libvirt.Domain{}, Owner{}, false, nil
 		}
-		return libvirt.Domain{}, false, fmt.Errorf("lookup domain %s: %w", ref.VM, err)
+		return libvirt.Domain{}, Owner{}, false, fmt.Errorf("lookup domain %s: %w", ref.VM, err)
 	}
 	doc, err := lv.DomainGetXMLDesc(dom, 0)
 	if err != nil {
 		if libvirt.IsNotFound(err) {
-			return libvirt.Domain{}, false, nil
+			return libvirt.Domain{}, Owner{}, false, nil
 		}
-		return libvirt.Domain{}, false, fmt.Errorf("domain %s xml: %w", ref.VM, err)
+		return libvirt.Domain{}, Owner{}, false, fmt.Errorf("domain %s xml: %w", ref.VM, err)
 	}
 	owner, ok, err := parseOwner(doc)
 	if err != nil {
-		return libvirt.Domain{}, false, err
+		return libvirt.Domain{}, Owner{}, false, err
 	}
 	if !ok || owner.Group != ref.Group || owner.VM != ref.VM {
-		return libvirt.Domain{}, false, nonRetryable(ErrTypeNotOwned,
+		return libvirt.Domain{}, Owner{}, false, nonRetryable(ErrTypeNotOwned,
 			"host %s: domain %s exists and is not PremiScale's VM of group %s; not touching it", ref.Host.Name, ref.VM, ref.Group)
 	}
 	if !l.Catalog.ours(owner) {
-		return libvirt.Domain{}, false, nonRetryable(ErrTypeNotOwned,
+		return libvirt.Domain{}, Owner{}, false, nonRetryable(ErrTypeNotOwned,
 			"host %s: domain %s belongs to another PremiScale installation (%s); not touching it", ref.Host.Name, ref.VM, owner.Installation)
 	}
-	return dom, true, nil
+	return dom, owner, true, nil
 }
 
 // StartDomain boots the VM. Idempotent: a running domain is left running.

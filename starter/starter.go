@@ -388,6 +388,7 @@ func (s *Starter) Orphans(ctx context.Context) (OrphanReport, error) {
 			for _, m := range st.Members {
 				members.Add(name, activities.MemberRef{Name: m.Name, Volume: m.Volume})
 			}
+			members.Epochs[name] = st.Epoch
 		}
 		return nil
 	}

@@ -169,9 +169,14 @@ func TestVMLifecycleIsIdempotentOnTheTestDriver(t *testing.T) {
 	}
 
 	for i := range 2 {
-		if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itlife")}, nil); err != nil {
+		if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itlife"), Epoch: "history-1"}, nil); err != nil {
 			t.Fatalf("define #%d: %v", i+1, err)
 		}
+	}
+	// Another history of the group (its state lost) does not adopt it.
+	err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itlife"), Epoch: "history-2"}, nil)
+	if ae := (*temporal.ApplicationError)(nil); !errors.As(err, &ae) || ae.Type() != activities.ErrTypeNotOwned {
+		t.Fatalf("define by another history: err = %v, want %s", err, activities.ErrTypeNotOwned)
 	}
 	for i := range 2 {
 		if err := run(t, env, a.StartDomain, ref, nil); err != nil {

@@ -2,30 +2,59 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/digitalocean/go-libvirt"
 
 	"github.com/premiscale/premiscale/config"
 )
 
 // TestStateLossNeverDestroysRunningVMsNorReusesTheirNames: a controller
 // runs two VMs, then its state is lost (a new, empty Temporal server, as
-// after a wiped state dir; a new identity with it). The new controller
+// after a wiped state dir or a fresh namespace). The new controller
 // converges to desired with new names, and over several observations and
 // orphan grace periods (deletion on, unconfigured groups included) the old
-// VMs keep running, untouched, and are reported as another installation's.
+// VMs keep running, untouched, reported as kept: as another
+// installation's (a generated identity comes with the state), or, with
+// controller.installation set explicitly, as this one's from an earlier
+// history of the group.
 func TestStateLossNeverDestroysRunningVMsNorReusesTheirNames(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
+	for _, tc := range []struct {
+		name, installation, reason string
+	}{
+		{"new identity", "", "marked by installation"},
+		{"same identity set explicitly", fmt.Sprintf("explicit-%d", time.Now().UnixNano()), "made under an earlier history"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stateLoss(t, lv, tc.installation, tc.reason)
+		})
+	}
+}
+
+func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const group = "sloss"
 	purgeGroup(t, lv, testPool, group)
 	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
+	newConfig := func() *config.Config {
+		return &config.Config{
+			Version:    config.Version,
+			Controller: config.Controller{Installation: installation},
+			Autoscale: config.Autoscale{
+				Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
+				Groups: []config.Group{testDriverGroup(group, 0, 3)},
+			},
+		}
+	}
 	var old []string
 	t.Run("before the loss", func(t *testing.T) {
-		s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+		s, _ := startInProcessConfig(t, ctx, newConfig(), nil)
 		if _, err := s.Scale(ctx, group, 2); err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +68,7 @@ func TestStateLossNeverDestroysRunningVMsNorReusesTheirNames(t *testing.T) {
 		t.Fatalf("before the loss: members %v", old)
 	}
 
-	s, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+	s, _ := startInProcessConfig(t, ctx, newConfig(), nil)
 	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
 	if err := s.EnsureOrphanCollector(ctx); err != nil {
 		t.Fatal(err)
@@ -78,8 +107,8 @@ func TestStateLossNeverDestroysRunningVMsNorReusesTheirNames(t *testing.T) {
 		}
 	}
 	for _, n := range old {
-		if r := reported[n]; !strings.Contains(r, "marked by installation") || !strings.Contains(r, "never touched") {
-			t.Errorf("old VM %s reported as %q, want another installation's, kept", n, r)
+		if r := reported[n]; !strings.Contains(r, reason) || !strings.Contains(r, "kept: ") || strings.HasSuffix(r, "kept: ") {
+			t.Errorf("old VM %s reported as %q, want %q and kept", n, r, reason)
 		}
 	}
 }

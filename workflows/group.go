@@ -319,6 +319,9 @@ type GroupStatus struct {
 	// RemoveDeletesVMs whether its VMs are being deleted or kept.
 	Removed          bool `json:"removed,omitempty"`
 	RemoveDeletesVMs bool `json:"removeDeletesVMs,omitempty"`
+	// Epoch names this history of the group (its first run ID); the
+	// domains it creates carry it in their mark.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -1159,7 +1162,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 	g.st.NextSeq = max(g.st.NextSeq, seq+1)
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
-	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.spec.Revision, CleanupTimeout: g.spec.CleanupTimeout}
+	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.spec.Revision, Epoch: workflow.GetInfo(ctx).FirstRunID, CleanupTimeout: g.spec.CleanupTimeout}
 	var providerID string
 	if g.spec.Kubernetes != nil {
 		in.Kubernetes = g.spec.Kubernetes
@@ -1335,6 +1338,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		LastScaleAt:      g.st.LastScaleAt,
 		Removed:          g.st.Removed,
 		RemoveDeletesVMs: g.st.RemoveDeletesVMs,
+		Epoch:            workflow.GetInfo(ctx).FirstRunID,
 	}
 }
 

@@ -67,11 +67,13 @@ type MemberSet struct {
 	Volumes map[string]bool
 	// Configured holds the configured groups' names.
 	Configured map[string]bool
+	// Epochs maps a group to its current history's epoch (Owner.Epoch).
+	Epochs map[string]string
 }
 
 // NewMemberSet builds a MemberSet for the configured groups.
 func NewMemberSet(configured []string) MemberSet {
-	s := MemberSet{Members: map[string]bool{}, Volumes: map[string]bool{}, Configured: map[string]bool{}}
+	s := MemberSet{Members: map[string]bool{}, Volumes: map[string]bool{}, Configured: map[string]bool{}, Epochs: map[string]string{}}
 	for _, g := range configured {
 		s.Configured[g] = true
 	}
@@ -91,9 +93,10 @@ func (s MemberSet) Add(group string, m activities.MemberRef) {
 
 // Why an orphan is kept (Orphan.Kept).
 const (
-	keptUnconfigured = "its group is not configured (autoscale.orphans.deleteUnconfiguredGroups deletes it)"
-	keptLegacy       = "its mark names no installation (made by an earlier PremiScale); delete it by hand"
-	keptForeign      = "another installation's, or this one's before its state was lost; never touched"
+	keptUnconfigured   = "its group is not configured (autoscale.orphans.deleteUnconfiguredGroups deletes it)"
+	keptLegacy         = "its mark names no installation (made by an earlier PremiScale); delete it by hand"
+	keptForeign        = "another installation's, or this one's before its state was lost; never touched"
+	keptEarlierHistory = "this installation's from before its history was lost or replaced; delete it by hand"
 )
 
 // FindOrphans compares a scan with the members. Hosts that could not be
@@ -121,6 +124,10 @@ func FindOrphans(scan ScanOutput, members MemberSet) (orphans []Orphan, unscanne
 			if !members.Configured[d.Owner.Group] {
 				o.Reason = "group " + d.Owner.Group + " is not configured"
 				o.Kept = keptUnconfigured
+			}
+			if e := members.Epochs[d.Owner.Group]; e != "" && d.Owner.Epoch != "" && d.Owner.Epoch != e {
+				o.Reason = "made under an earlier history of group " + d.Owner.Group
+				o.Kept = keptEarlierHistory
 			}
 			if d.Owner.Installation == "" {
 				o.Kept = keptLegacy
@@ -327,6 +334,7 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 			for _, m := range ms {
 				members.Add(group, m)
 			}
+			members.Epochs[group] = out.Epochs[group]
 		}
 		return nil
 	}

@@ -170,3 +170,21 @@ func TestOrphansOfUnconfiguredGroupsAndLegacyMarksAreKept(t *testing.T) {
 		})
 	}
 }
+
+func TestOrphansFromAnEarlierHistoryOfTheGroupAreKept(t *testing.T) {
+	members := NewMemberSet([]string{"web"})
+	members.Epochs["web"] = "run-now"
+	dom := func(name, epoch string) activities.DomainInfo {
+		return activities.DomainInfo{Name: name, Owner: activities.Owner{Group: "web", VM: name, Installation: "i1", Epoch: epoch}}
+	}
+	scan := HostScan{Host: "h1", Domains: []activities.DomainInfo{dom("web-1", "run-before"), dom("web-7", "run-now"), dom("web-8", "")}}
+	orphans, _ := FindOrphans(ScanOutput{Hosts: []HostScan{scan}}, members)
+	kept := map[string]string{}
+	for _, o := range orphans {
+		kept[o.Name] = o.Kept
+	}
+	want := map[string]string{"web-1": keptEarlierHistory, "web-7": "", "web-8": ""}
+	if !reflect.DeepEqual(kept, want) {
+		t.Errorf("kept = %q, want %q", kept, want)
+	}
+}

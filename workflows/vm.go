@@ -61,6 +61,9 @@ type ProvisionInput struct {
 	// the worker creates the VM from its own configuration of the group,
 	// and refuses if that is another revision.
 	Revision string `json:"revision"`
+	// Epoch is the group's history (its first run ID), written into the
+	// domain's mark.
+	Epoch string `json:"epoch,omitempty"`
 	// BootTimeout bounds the wait for the domain to run; zero means DefaultBootTimeout.
 	BootTimeout time.Duration `json:"bootTimeout,omitempty"`
 	// Kubernetes, when set, makes the VM join the cluster as a node whose
@@ -131,7 +134,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	}
 	if err == nil {
 		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
-			Domain: ref, Volume: vol.Volume, Revision: in.Revision, Extras: extras,
+			Domain: ref, Volume: vol.Volume, Revision: in.Revision, Epoch: in.Epoch, Extras: extras,
 		}).Get(ctx, nil)
 	}
 	if err == nil {
