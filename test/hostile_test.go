@@ -156,6 +156,18 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 		}
 	}
 
+	// 3. A spec signal that would make the group unbounded is refused.
+	huge := workflows.GroupSpec{Name: group, Max: 2_000_000_000, Desired: 2_000_000_000, Hosts: []activities.HostRef{{Name: "testhost"}}, EvaluationInterval: 0}
+	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, huge); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(t, s, group, 30*time.Second, "the spec signal refused", func(st workflows.GroupStatus) bool {
+		return len(st.Events) > 0 && strings.Contains(st.Events[len(st.Events)-1].Message, "spec refused")
+	})
+	if st.Max != 3 || st.Desired != 0 {
+		t.Errorf("after a hostile spec: max %d desired %d, want the configured 3 and 0", st.Max, st.Desired)
+	}
+
 	// Nothing was defined, and no Secret was read but by PremiScale's own
 	// token labels.
 	if after := domainNames(t, lv); strings.Join(after, ",") != strings.Join(before, ",") {
