@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -618,6 +619,7 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 		}
 		return fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
 	}
+	var use *poolUse // read once, at the first volume that exists
 	for _, name := range names {
 		vol, err := lv.StorageVolLookupByName(pool, name)
 		if err != nil {
@@ -626,21 +628,22 @@ func (l *Libvirt) DeleteVolume(ctx context.Context, in DeleteVolumeInput) error 
 			}
 			return fmt.Errorf("lookup volume %q: %w", name, err)
 		}
+		if use == nil {
+			if use, err = readPoolUse(lv, in.Host.Name, pool); err != nil {
+				return err
+			}
+		}
 		// Never the backing store of another volume (a base image some
 		// overlay, anyone's, still reads), whatever its name.
-		if backed, err := backedBy(lv, pool, vol); err != nil {
+		if backed, err := use.backedBy(lv, vol); err != nil {
 			return err
 		} else if len(backed) > 0 {
 			return nonRetryable(ErrTypeInUse, "host %s: volume %q is the backing store of %s; not deleting it", in.Host.Name, name, strings.Join(backed, ", "))
 		}
 		// Never a disk of any domain (ours is undefined before its volumes
 		// go; a domain that uses one is someone's, attached by hand).
-		user, err := volumeUser(lv, in.Host.Name, in.Host.Pool, vol)
-		if err != nil {
-			return err
-		}
-		if user != "" {
-			return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, user)
+		if users := use.users[name]; len(users) > 0 {
+			return nonRetryable(ErrTypeInUse, "host %s: volume %q is a disk of domain %s; not deleting it", in.Host.Name, name, users[0])
 		}
 		if err := lv.StorageVolDelete(vol, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
 			return fmt.Errorf("delete volume %q on %s: %w", name, in.Host.Name, err)
@@ -762,21 +765,31 @@ func stateName(s libvirt.DomainState) string {
 	return "unknown"
 }
 
-// backedBy lists the volumes of pool whose backing store is vol (by path).
-func backedBy(lv *libvirt.Libvirt, pool libvirt.StoragePool, vol libvirt.StorageVol) ([]string, error) {
-	path, err := lv.StorageVolGetPath(vol)
+// poolUse is what uses the volumes of one pool: the domains (anyone's) that
+// have a volume as a disk, and the backing store of every volume. It is read
+// once per DeleteVolume call, however many volumes that call deletes.
+type poolUse struct {
+	users   map[string][]string // volume name -> domains
+	backing map[string]string   // volume name -> its backing store's path
+}
+
+// readPoolUse reads every domain's XML on the host and every volume's XML in
+// the pool.
+func readPoolUse(lv *libvirt.Libvirt, host string, pool libvirt.StoragePool) (*poolUse, error) {
+	docs, err := domainDocs(lv, host)
 	if err != nil {
-		return nil, fmt.Errorf("volume %q path: %w", vol.Name, err)
+		return nil, err
+	}
+	users, err := volumeUsers(lv, pool.Name, docs)
+	if err != nil {
+		return nil, err
 	}
 	vols, _, err := lv.StoragePoolListAllVolumes(pool, 1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list volumes of pool %q: %w", pool.Name, err)
 	}
-	var out []string
+	backing := map[string]string{}
 	for _, v := range vols {
-		if v.Name == vol.Name {
-			continue
-		}
 		doc, err := lv.StorageVolGetXMLDesc(v, 0)
 		if err != nil {
 			if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
@@ -788,28 +801,28 @@ func backedBy(lv *libvirt.Libvirt, pool libvirt.StoragePool, vol libvirt.Storage
 		if err := vx.Unmarshal(doc); err != nil {
 			return nil, fmt.Errorf("volume %q xml: %w", v.Name, err)
 		}
-		if vx.BackingStore != nil && filepath.Clean(vx.BackingStore.Path) == filepath.Clean(path) {
-			out = append(out, v.Name)
+		if vx.BackingStore != nil && vx.BackingStore.Path != "" {
+			backing[v.Name] = filepath.Clean(vx.BackingStore.Path)
 		}
 	}
-	return out, nil
+	return &poolUse{users: users, backing: backing}, nil
 }
 
-// volumeUser returns the name of a domain on the host that has vol as a
-// disk, or "" if none does.
-func volumeUser(lv *libvirt.Libvirt, host, pool string, vol libvirt.StorageVol) (string, error) {
-	docs, err := domainDocs(lv, host)
+// backedBy lists the volumes of the pool whose backing store is vol (by
+// path), in name order.
+func (u *poolUse) backedBy(lv *libvirt.Libvirt, vol libvirt.StorageVol) ([]string, error) {
+	path, err := lv.StorageVolGetPath(vol)
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("volume %q path: %w", vol.Name, err)
 	}
-	users, err := volumeUsers(lv, pool, docs)
-	if err != nil {
-		return "", err
+	var out []string
+	for name, b := range u.backing {
+		if name != vol.Name && b == filepath.Clean(path) {
+			out = append(out, name)
+		}
 	}
-	if u := users[vol.Name]; len(u) > 0 {
-		return u[0], nil
-	}
-	return "", nil
+	sort.Strings(out)
+	return out, nil
 }
 
 // volumeUsers maps each volume of the pool that one of the domains

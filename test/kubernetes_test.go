@@ -22,6 +22,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -43,6 +44,35 @@ func fakeCluster(t *testing.T) *fake.Clientset {
 		return true, nil, cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, ev.Namespace, ev.Name)
 	})
 	return cs
+}
+
+// waitSoleMember polls the group's status until it has one member with a
+// provider ID (its domain is defined) and returns that member.
+func waitSoleMember(t *testing.T, ctx context.Context, s *starter.Starter, group string) workflows.Member {
+	t.Helper()
+	for {
+		st, err := s.Status(ctx, group)
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("status of %s: %v", group, err)
+		}
+		if len(st.Members) == 1 && st.Members[0].ProviderID != "" {
+			return st.Members[0]
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// registerReadyNode does what the member's kubelet would: registers its
+// Node, with the member's provider ID, as Ready.
+func registerReadyNode(t *testing.T, ctx context.Context, cs *fake.Clientset, m workflows.Member) {
+	t.Helper()
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: m.Name},
+		Spec:       corev1.NodeSpec{ProviderID: m.ProviderID},
+		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // purgeGroup removes, straight through libvirt, whatever a failed earlier
@@ -200,14 +230,7 @@ func TestKubeadmJoinThenDrainOnRealLibvirt(t *testing.T) {
 	}
 
 	// The kubelet registers the node and it turns Ready.
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: vm},
-		Spec:       corev1.NodeSpec{ProviderID: member.ProviderID},
-		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-	}
-	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	registerReadyNode(t, ctx, cs, member)
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
 	if _, err := s.WaitSettled(wctx, group, 200*time.Millisecond); err != nil {

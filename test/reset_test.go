@@ -8,7 +8,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/premiscale/premiscale/config"
@@ -48,24 +47,8 @@ func TestWorkflowResetKeepsProviderIDs(t *testing.T) {
 	if _, err := s.Scale(ctx, group, 1); err != nil {
 		t.Fatal(err)
 	}
-	var member workflows.Member
-	for member.ProviderID == "" {
-		st, err := s.Status(ctx, group)
-		if err != nil || ctx.Err() != nil {
-			t.Fatalf("status: %v", err)
-		}
-		if len(st.Members) == 1 {
-			member = st.Members[0]
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: member.Name},
-		Spec:       corev1.NodeSpec{ProviderID: member.ProviderID},
-		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	member := waitSoleMember(t, ctx, s, group)
+	registerReadyNode(t, ctx, cs, member)
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
 	if _, err := s.WaitSettled(wctx, group, 200*time.Millisecond); err != nil {

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
@@ -142,17 +141,7 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 		if _, err := s.Scale(ctx, g, 1); err != nil {
 			t.Fatal(err)
 		}
-		var m workflows.Member
-		for m.ProviderID == "" {
-			st, err := s.Status(ctx, g)
-			if err != nil || ctx.Err() != nil {
-				t.Fatalf("status of %s: %v", g, err)
-			}
-			if len(st.Members) == 1 {
-				m = st.Members[0]
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		m := waitSoleMember(t, ctx, s, g)
 		if g == ka {
 			// The token exists while the node joins.
 			for len(tokens) == 0 && ctx.Err() == nil {
@@ -163,13 +152,7 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
-		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: m.Name},
-			Spec:       corev1.NodeSpec{ProviderID: m.ProviderID},
-			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		registerReadyNode(t, ctx, cs, m)
 		st, err := s.WaitSettled(ctx, g, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
