@@ -4,7 +4,11 @@
 package config
 
 import (
+	"net"
+	"path/filepath"
 	"time"
+
+	"github.com/premiscale/premiscale/internal/mtls"
 )
 
 // Version is the only configuration schema version this build reads.
@@ -263,9 +267,47 @@ type TLS struct {
 
 // Embedded configures the in-process Temporal server used when no address is set.
 type Embedded struct {
-	Host string `koanf:"host" json:"host"`
-	Port int    `koanf:"port" json:"port"`
+	// Host is the frontend's listen address: a loopback address, or any
+	// address (0.0.0.0 for all) when TLS is enabled.
+	Host string      `koanf:"host" json:"host"`
+	Port int         `koanf:"port" json:"port"`
+	TLS  EmbeddedTLS `koanf:"tls" json:"tls"`
 }
+
+// EmbeddedTLS serves the embedded frontend over mutual TLS: every client
+// (the controller itself, remote workers, the temporal CLI, the Temporal UI)
+// must present a certificate from the client CA.
+type EmbeddedTLS struct {
+	Enabled bool `koanf:"enabled" json:"enabled"`
+	// CertFile, KeyFile and ClientCAFile are the frontend's certificate and
+	// key and the CA that client certificates must chain to, re-read when
+	// they change. Leave all three empty to use a private CA that the
+	// controller generates in <stateDir>/tls (keys 0600), with a server
+	// certificate for loopback, localhost, this machine's host name, Host and
+	// ServerNames, and a client certificate for the controller itself;
+	// `premiscale tls issue NAME` issues more client certificates from it.
+	CertFile     string `koanf:"certFile" json:"certFile,omitempty"`
+	KeyFile      string `koanf:"keyFile" json:"keyFile,omitempty"`
+	ClientCAFile string `koanf:"clientCAFile" json:"clientCAFile,omitempty"`
+	// ServerNames are more DNS names or IP addresses for the generated
+	// server certificate (the names remote clients dial).
+	ServerNames []string `koanf:"serverNames" json:"serverNames,omitempty"`
+	// AllowedClients are the client certificate names (common name, or a
+	// DNS or URI SAN) that may connect. Required with ClientCAFile; with the
+	// generated CA, empty means any certificate it issued, and the
+	// controller's own is always allowed.
+	AllowedClients []string `koanf:"allowedClients" json:"allowedClients,omitempty"`
+}
+
+// Generated reports whether the embedded frontend serves TLS from the
+// private CA generated in the state directory.
+func (e EmbeddedTLS) Generated() bool {
+	return e.Enabled && e.CertFile == "" && e.KeyFile == "" && e.ClientCAFile == ""
+}
+
+// GeneratedTLSDir is where, under controller.stateDir, the generated CA and
+// certificates of the embedded frontend live.
+const GeneratedTLSDir = "tls"
 
 // Autoscale lists the hypervisors and the groups of VMs kept on them.
 type Autoscale struct {
@@ -651,7 +693,33 @@ func (c *Config) TemporalAddress() string {
 	if t.Address != "" {
 		return t.Address
 	}
-	return joinHostPort(t.Embedded.Host, t.Embedded.Port)
+	host := t.Embedded.Host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		// Listening on every address: dial this machine's loopback.
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return joinHostPort(host, t.Embedded.Port)
+}
+
+// ClientTLS is the TLS the controller's (and the CLI's) Temporal client
+// uses: controller.temporal.tls, or, for an embedded frontend serving the
+// generated CA, that CA and the controller's client certificate from the
+// state directory.
+func (c *Config) ClientTLS() TLS {
+	t := c.Controller.Temporal
+	if c.UsesEmbedded() && t.Embedded.TLS.Generated() {
+		dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
+		return TLS{
+			Enabled:  true,
+			CAFile:   filepath.Join(dir, mtls.CAFile),
+			CertFile: filepath.Join(dir, mtls.ClientCertFile),
+			KeyFile:  filepath.Join(dir, mtls.ClientKeyFile),
+		}
+	}
+	return t.TLS
 }
 
 // UsesEmbedded reports whether the controller runs the in-process Temporal server.

@@ -53,6 +53,12 @@ controller:
 		{"URI with a password", strings.Replace(withGroup(""), "qemu+tcp://10.0.0.1/system", "qemu+tcp://root:hunter2@10.0.0.1/system", 1),
 			"autoscale.hosts[0].uri: must not hold a password"},
 		{"embedded server on every address", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0}}\n", "controller.temporal.embedded.host: must be a loopback address"},
+		{"embedded TLS files half given", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0, tls: {enabled: true, certFile: a}}}\n", "controller.temporal.embedded.tls: certFile, keyFile and clientCAFile must be set together"},
+		{"embedded TLS from a CA without an allow-list", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0, tls: {enabled: true, certFile: a, keyFile: b, clientCAFile: c}}, tls: {enabled: true, certFile: d, keyFile: e}}\n", "controller.temporal.embedded.tls.allowedClients: must list"},
+		{"embedded TLS from a CA, controller without a certificate", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true, certFile: a, keyFile: b, clientCAFile: c, allowedClients: [x]}}}\n", "controller.temporal.tls: must be enabled with certFile"},
+		{"generated embedded TLS with client TLS", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true}}, tls: {enabled: true}}\n", "controller.temporal.tls.enabled: leave controller.temporal.tls unset"},
+		{"embedded TLS settings while disabled", withGroup("") + "controller:\n  temporal: {embedded: {tls: {serverNames: [a.example]}}}\n", "controller.temporal.embedded.tls.enabled: must be true"},
+		{"bad generated server name", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true, serverNames: [\"a b\"]}}}\n", "controller.temporal.embedded.tls.serverNames[0]"},
 		{"base volume named as PremiScale's", withTemplate(`, baseVolume: premiscale-base.qcow2`), "autoscale.groups[0].template.baseVolume: must not start with"},
 		{"plaintext provider on every address", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", insecure: true}\n", "controller.clusterAutoscaler.insecure: only on a loopback listen address"},
 		{"provider without an allow-list", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", certFile: a, keyFile: b, clientCAFile: c}\n", "controller.clusterAutoscaler.allowedClients: must list"},
@@ -71,6 +77,30 @@ controller:
 				t.Fatalf("error repeats the password:\n%v", err)
 			}
 		})
+	}
+}
+
+// TestEmbeddedServerOnEveryAddressLoadsWithTLS: a non-loopback embedded
+// frontend is accepted once it serves mutual TLS, and the controller's
+// client then uses the generated CA and certificate in the state dir.
+func TestEmbeddedServerOnEveryAddressLoadsWithTLS(t *testing.T) {
+	cfg, err := load(writeConfig(t, withGroup("")+"controller:\n  stateDir: /var/lib/ps\n  temporal: {embedded: {host: 0.0.0.0, port: 7300, tls: {enabled: true, serverNames: [ctl.example, 10.0.0.4]}}}\n"), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.TemporalAddress(); got != "127.0.0.1:7300" {
+		t.Errorf("address %q, want loopback for an unspecified listen address", got)
+	}
+	ct := cfg.ClientTLS()
+	if !ct.Enabled || ct.CAFile != "/var/lib/ps/tls/ca.crt" || ct.CertFile != "/var/lib/ps/tls/client.crt" || ct.KeyFile != "/var/lib/ps/tls/client.key" {
+		t.Errorf("client TLS %+v", ct)
+	}
+	cfg, err = load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {tls: {enabled: true, certFile: s.crt, keyFile: s.key, clientCAFile: ca.crt, allowedClients: [ops]}}, tls: {enabled: true, caFile: ca.crt, certFile: c.crt, keyFile: c.key}}\n"), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := cfg.ClientTLS(); ct.CertFile != "c.crt" {
+		t.Errorf("with given files the client TLS is controller.temporal.tls, got %+v", ct)
 	}
 }
 

@@ -79,15 +79,7 @@ func (c *Config) Validate() error {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}
 	if t.Address == "" {
-		if ip := net.ParseIP(t.Embedded.Host); ip == nil || !ip.IsLoopback() {
-			v.add("controller.temporal.embedded.host", "must be a loopback address (127.0.0.1 or ::1), got %q: the embedded Temporal server has no authentication, and whoever reaches it can scale, pause and read every group; to serve other machines run a Temporal cluster with mTLS and set controller.temporal.address", t.Embedded.Host)
-		}
-		if t.Embedded.Port < 1 || t.Embedded.Port > 65535 {
-			v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", t.Embedded.Port)
-		}
-		if t.TLS.Enabled {
-			v.add("controller.temporal.tls.enabled", "the embedded server does not serve TLS; set controller.temporal.address or disable TLS")
-		}
+		v.embedded(t)
 	}
 
 	v.prometheus("controller.prometheus", ctl.Prometheus, c.needsPrometheus())
@@ -685,4 +677,53 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n * mult, nil
+}
+
+// embedded checks the embedded frontend's listen address and TLS, and the
+// controller's own client TLS to it.
+func (v *validator) embedded(t Temporal) {
+	e := t.Embedded
+	ip := net.ParseIP(e.Host)
+	switch {
+	case ip == nil:
+		v.add("controller.temporal.embedded.host", "must be an IP address, got %q", e.Host)
+	case !ip.IsLoopback() && !e.TLS.Enabled:
+		v.add("controller.temporal.embedded.host", "must be a loopback address (127.0.0.1 or ::1) unless controller.temporal.embedded.tls.enabled is true, got %q: without TLS the embedded Temporal server authenticates nobody, and whoever reaches it can scale, pause and read every group", e.Host)
+	}
+	if e.Port < 1 || e.Port > 65535 {
+		v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", e.Port)
+	}
+	const p = "controller.temporal.embedded.tls"
+	if !e.TLS.Enabled {
+		if t.TLS.Enabled {
+			v.add("controller.temporal.tls.enabled", "the embedded server serves TLS only with controller.temporal.embedded.tls.enabled; enable that, or set controller.temporal.address, or disable TLS")
+		}
+		if e.TLS.CertFile != "" || e.TLS.KeyFile != "" || e.TLS.ClientCAFile != "" || len(e.TLS.ServerNames) > 0 || len(e.TLS.AllowedClients) > 0 {
+			v.add(p+".enabled", "must be true when other %s settings are given", p)
+		}
+		return
+	}
+	for i, n := range e.TLS.ServerNames {
+		if net.ParseIP(n) == nil && (!dns1123RE.MatchString(n) || len(n) > 253) {
+			v.add(fmt.Sprintf("%s.serverNames[%d]", p, i), "must be a DNS name or an IP address, got %q", n)
+		}
+	}
+	if e.TLS.Generated() {
+		if t.TLS.Enabled {
+			v.add("controller.temporal.tls.enabled", "leave controller.temporal.tls unset with the generated CA of controller.temporal.embedded.tls: the controller uses the client certificate generated beside it")
+		}
+		return
+	}
+	if e.TLS.CertFile == "" || e.TLS.KeyFile == "" || e.TLS.ClientCAFile == "" {
+		v.add(p, "certFile, keyFile and clientCAFile must be set together (or all left empty to generate a CA in controller.stateDir)")
+	}
+	if len(e.TLS.ServerNames) > 0 {
+		v.add(p+".serverNames", "only for the generated server certificate; leave it empty with certFile")
+	}
+	if len(e.TLS.AllowedClients) == 0 {
+		v.add(p+".allowedClients", "must list the client certificate names (CN or SAN) that may connect: clientCAFile may sign certificates for anyone")
+	}
+	if !t.TLS.Enabled || t.TLS.CertFile == "" {
+		v.add("controller.temporal.tls", "must be enabled with certFile and keyFile (a client certificate from %s.clientCAFile, on its allowedClients): the controller connects to its own frontend with it", p)
+	}
 }

@@ -47,8 +47,8 @@ func Dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.
 		Namespace: t.Namespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
 	}
-	if t.TLS.Enabled {
-		tc, err := tlsConfig(t.TLS)
+	if ct := cfg.ClientTLS(); ct.Enabled {
+		tc, err := TLSConfig(ct)
 		if err != nil {
 			return nil, err
 		}
@@ -78,7 +78,9 @@ func Dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.
 	return c, nil
 }
 
-func tlsConfig(t config.TLS) (*tls.Config, error) {
+// TLSConfig is the client TLS that t describes (CA, client certificate,
+// server name); an error names the field whose file does not load.
+func TLSConfig(t config.TLS) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // skip-verify is the user's explicit choice
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

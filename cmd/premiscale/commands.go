@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -268,4 +273,43 @@ func newWorkerCmd(gf *globalFlags) *cobra.Command {
 			return run(cmd.Context(), gf, false)
 		},
 	}
+}
+
+func newTLSCmd(gf *globalFlags) *cobra.Command {
+	tlsCmd := &cobra.Command{
+		Use:   "tls",
+		Short: "Certificates of the embedded Temporal server's generated CA",
+		Args:  cobra.NoArgs,
+	}
+	var out string
+	issue := &cobra.Command{
+		Use:   "issue NAME",
+		Short: "Issue a client certificate (common name NAME) from the generated CA, for a remote worker, the temporal CLI or the Temporal UI",
+		Long: `Issue a client certificate from the private CA that the controller generates in
+<controller.stateDir>/tls when controller.temporal.embedded.tls.enabled is true
+and no certificate files are given. Writes NAME.crt, NAME.key (0600) and ca.crt
+into --out. Run it as the controller's user, on its machine; if
+controller.temporal.embedded.tls.allowedClients is set, add NAME to it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return err
+			}
+			if e := cfg.Controller.Temporal.Embedded.TLS; !cfg.UsesEmbedded() || !e.Generated() {
+				return errors.New("controller.temporal.embedded.tls: the config does not use the generated CA (embedded server, tls.enabled, no certFile)")
+			}
+			syscall.Umask(0o077)
+			dir := filepath.Join(cfg.Controller.StateDir, config.GeneratedTLSDir)
+			if err := mtls.Issue(dir, args[0], out, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s, %s and %s\n",
+				filepath.Join(out, args[0]+".crt"), filepath.Join(out, args[0]+".key"), filepath.Join(out, mtls.CAFile))
+			return nil
+		},
+	}
+	issue.Flags().StringVarP(&out, "out", "o", ".", "directory to write the certificate, key and CA into")
+	tlsCmd.AddCommand(issue)
+	return tlsCmd
 }

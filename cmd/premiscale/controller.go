@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"time"
 
 	sdkworker "go.temporal.io/sdk/worker"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/embedded"
 	"github.com/premiscale/premiscale/internal/externalgrpc"
+	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/worker"
 )
@@ -32,12 +36,17 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 			return fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
 		}
 		db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
+		etls, err := embeddedTLS(cfg, logger)
+		if err != nil {
+			return err
+		}
 		srv, err := embedded.Start(ctx, embedded.Options{
 			DBPath:    db,
 			Host:      t.Embedded.Host,
 			Port:      t.Embedded.Port,
 			Namespace: t.Namespace,
 			Logger:    logger,
+			TLS:       etls,
 		})
 		if err != nil {
 			return err
@@ -47,7 +56,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 				logger.Warn("stopping embedded temporal server", "error", err)
 			}
 		}()
-		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db)
+		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db, "mtls", etls != nil)
 	}
 
 	if err := cfg.ResolveInstallation(controller); err != nil {
@@ -131,4 +140,58 @@ func privateStateDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// embeddedTLS is the embedded frontend's mutual TLS, or nil without
+// controller.temporal.embedded.tls. With the generated CA, the CA and the
+// certificates are created (or renewed) in <stateDir>/tls first.
+func embeddedTLS(cfg *config.Config, logger *slog.Logger) (*embedded.TLS, error) {
+	e := cfg.Controller.Temporal.Embedded
+	if !e.TLS.Enabled {
+		return nil, nil
+	}
+	srv := mtls.Server{
+		CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, ClientCAFile: e.TLS.ClientCAFile,
+		AllowedClients: e.TLS.AllowedClients, Field: "controller.temporal.embedded.tls", Log: logger,
+	}
+	if e.TLS.Generated() {
+		dir := filepath.Join(cfg.Controller.StateDir, config.GeneratedTLSDir)
+		names := slices.Clone(e.TLS.ServerNames)
+		if ip := net.ParseIP(e.Host); ip != nil && !ip.IsUnspecified() {
+			names = append(names, e.Host)
+		}
+		if h, err := os.Hostname(); err == nil {
+			names = append(names, h)
+		}
+		if err := mtls.Ensure(dir, names, time.Now()); err != nil {
+			return nil, fmt.Errorf("controller.temporal.embedded.tls: generate certificates in %s: %w", dir, err)
+		}
+		srv.CertFile = filepath.Join(dir, mtls.ServerCertFile)
+		srv.KeyFile = filepath.Join(dir, mtls.ServerKeyFile)
+		srv.ClientCAFile = filepath.Join(dir, mtls.CAFile)
+		if len(srv.AllowedClients) > 0 {
+			srv.AllowedClients = append(slices.Clone(srv.AllowedClients), mtls.ControllerName)
+		}
+		logger.Info("embedded temporal server: mutual TLS from the generated CA", "dir", dir, "server_names", names)
+	}
+	server, err := srv.Config()
+	if err != nil {
+		return nil, err
+	}
+	client, err := starter.TLSConfig(cfg.ClientTLS())
+	if err != nil {
+		return nil, err
+	}
+	// The controller connects to its own frontend: its certificate must
+	// be one the frontend lets in, or every start would hang on it.
+	if len(srv.AllowedClients) > 0 && len(client.Certificates) > 0 {
+		leaf, err := x509.ParseCertificate(client.Certificates[0].Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("controller.temporal.tls.certFile: %w", err)
+		}
+		if mtls.ClientIdentity(leaf, srv.AllowedClients) == "" {
+			return nil, fmt.Errorf("controller.temporal.tls.certFile: the controller's own certificate (CN %q) is not in controller.temporal.embedded.tls.allowedClients", leaf.Subject.CommonName)
+		}
+	}
+	return &embedded.TLS{Server: server, Client: client}, nil
 }

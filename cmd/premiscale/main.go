@@ -89,7 +89,7 @@ Environment:
 	root.Flags().BoolVar(&validate, "validate", false, "check the config file, print every error, and exit (1 on errors)")
 
 	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
-		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf))
+		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newTLSCmd(&gf))
 	return root
 }
 

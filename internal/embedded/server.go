@@ -11,6 +11,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ import (
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
 	"go.temporal.io/server/common/primitives/timestamp"
+	"go.temporal.io/server/common/rpc/encryption"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 )
@@ -62,6 +64,20 @@ type Options struct {
 	Port      int          // frontend gRPC port, default 7233
 	Namespace string       // registered if missing, default "default"
 	Logger    *slog.Logger // optional; server logs go here at warn+ level; nil discards them
+	// TLS, if set, makes the frontend serve mutual TLS.
+	TLS *TLS
+}
+
+// TLS is the frontend's mutual TLS. The three internal services still talk
+// to each other in plaintext on loopback ports.
+type TLS struct {
+	// Server is the frontend's listener configuration; it must require and
+	// verify client certificates (mtls.Server.Config builds one).
+	Server *tls.Config
+	// Client is what the server's own worker service, and Start's readiness
+	// probe, present to the frontend: a certificate the frontend accepts,
+	// and the roots that verify the frontend's.
+	Client *tls.Config
 }
 
 // Server is a running embedded Temporal server.
@@ -121,7 +137,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{srv: srv, logger: logger, address: address}
-	if err := waitReady(ctx, address, opts.Namespace); err != nil {
+	if err := waitReady(ctx, address, opts.Namespace, opts.clientTLS()); err != nil {
 		_ = s.Stop()
 		return nil, err
 	}
@@ -139,13 +155,20 @@ func build(opts Options, sqlCfg *config.SQL, address string, logger warnLogger) 
 	}
 	var srv temporal.Server
 	err = recoverFatal(func() (err error) {
-		srv, err = temporal.NewServer(
+		serverOpts := []temporal.ServerOption{
 			temporal.WithConfig(cfg),
 			temporal.ForServices(temporal.DefaultServices),
 			temporal.WithStaticHosts(hosts),
 			temporal.WithLogger(logger),
 			temporal.WithDynamicConfigClient(dynamicConfig()),
-		)
+		}
+		if opts.TLS != nil {
+			serverOpts = append(serverOpts, temporal.WithTLSConfigFactory(&encryption.FixedTLSConfigProvider{
+				FrontendServerConfig: opts.TLS.Server,
+				FrontendClientConfig: opts.TLS.Client,
+			}))
+		}
+		srv, err = temporal.NewServer(serverOpts...)
 		return err
 	})
 	if err != nil {
@@ -178,6 +201,13 @@ func (s *Server) Stop() error {
 	return s.stopErr
 }
 
+func (o Options) clientTLS() *tls.Config {
+	if o.TLS == nil {
+		return nil
+	}
+	return o.TLS.Client
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if o.Host == "" {
 		o.Host = DefaultHost
@@ -194,6 +224,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("embedded temporal: port %d out of range 1-65535", o.Port))
+	}
+	if o.TLS != nil && (o.TLS.Server == nil || o.TLS.Client == nil) {
+		errs = append(errs, errors.New("embedded temporal: TLS needs both a server and a client configuration"))
 	}
 	if net.ParseIP(o.Host) == nil {
 		errs = append(errs, fmt.Errorf("embedded temporal: host %q is not an IP address", o.Host))
@@ -328,7 +361,7 @@ func dynamicConfig() dynamicconfig.StaticClient {
 }
 
 // waitReady polls the frontend until it answers DescribeNamespace for ns.
-func waitReady(ctx context.Context, address, ns string) error {
+func waitReady(ctx context.Context, address, ns string, tc *tls.Config) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, readyTimeout)
@@ -339,7 +372,7 @@ func waitReady(ctx context.Context, address, ns string) error {
 	var lastErr error
 	for {
 		if c == nil {
-			c, lastErr = client.DialContext(ctx, client.Options{HostPort: address, Namespace: ns, Logger: quiet})
+			c, lastErr = client.DialContext(ctx, client.Options{HostPort: address, Namespace: ns, Logger: quiet, ConnectionOptions: client.ConnectionOptions{TLS: tc}})
 		}
 		if c != nil {
 			_, lastErr = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})

@@ -8,16 +8,11 @@ package externalgrpc
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +28,7 @@ import (
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/externalgrpc/protos"
+	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -368,110 +364,17 @@ func (s *Server) NodeGroupGetOptions(_ context.Context, req *protos.NodeGroupAut
 // ServerCredentials is mutual TLS for the provider: the server certificate
 // and the client CA are re-read whenever their files change (cert-manager
 // rotates them in place), and a client must present a certificate from the
-// CA whose common name or a DNS or URI SAN is in ca.AllowedClients.
+// CA whose common name or a DNS or URI SAN is in ca.AllowedClients
+// (validation requires the list).
 func ServerCredentials(ca config.ClusterAutoscaler, log *slog.Logger) (credentials.TransportCredentials, error) {
-	r := &tlsFiles{ca: ca, log: log}
-	base, err := r.load()
+	tc, err := mtls.Server{
+		CertFile: ca.CertFile, KeyFile: ca.KeyFile, ClientCAFile: ca.ClientCAFile,
+		AllowedClients: ca.AllowedClients, Field: "controller.clusterAutoscaler", Log: log,
+	}.Config()
 	if err != nil {
 		return nil, err
 	}
-	r.cfg = base
-	return credentials.NewTLS(&tls.Config{
-		MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.RequireAndVerifyClientCert,
-		// Every handshake takes the files' current contents.
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return r.current(), nil },
-	}), nil
-}
-
-// tlsFiles holds the provider's TLS configuration as last read from its
-// files, and re-reads them when one of them changes.
-type tlsFiles struct {
-	ca  config.ClusterAutoscaler
-	log *slog.Logger
-
-	mu     sync.Mutex
-	cfg    *tls.Config
-	stamps string
-}
-
-// stamp identifies the files' current versions (size and modification time).
-func (r *tlsFiles) stamp() string {
-	var b strings.Builder
-	for _, f := range []string{r.ca.CertFile, r.ca.KeyFile, r.ca.ClientCAFile} {
-		if fi, err := os.Stat(f); err == nil {
-			fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
-		}
-	}
-	return b.String()
-}
-
-// current returns the configuration, re-read if a file changed since; a
-// file that does not load (caught half-written) keeps the previous one.
-func (r *tlsFiles) current() *tls.Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.stamp()
-	if st == r.stamps {
-		return r.cfg
-	}
-	cfg, err := r.load()
-	if err != nil {
-		r.log.Warn("cluster-autoscaler provider: TLS files changed but do not load; serving the previous ones", "error", err)
-		return r.cfg
-	}
-	r.log.Info("cluster-autoscaler provider: TLS files reloaded")
-	r.cfg, r.stamps = cfg, st
-	return cfg
-}
-
-func (r *tlsFiles) load() (*tls.Config, error) {
-	st := r.stamp()
-	ca := r.ca
-	cert, err := tls.LoadX509KeyPair(ca.CertFile, ca.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("controller.clusterAutoscaler.certFile/keyFile: %w", err)
-	}
-	pem, err := os.ReadFile(ca.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("controller.clusterAutoscaler.clientCAFile: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("controller.clusterAutoscaler.clientCAFile %s: no PEM certificate", ca.ClientCAFile)
-	}
-	r.stamps = st
-	allowed := ca.AllowedClients
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("no client certificate")
-			}
-			if id := ClientIdentity(cs.PeerCertificates[0], allowed); id == "" {
-				return fmt.Errorf("client certificate %q is not in controller.clusterAutoscaler.allowedClients", cs.PeerCertificates[0].Subject.CommonName)
-			}
-			return nil
-		},
-	}, nil
-}
-
-// ClientIdentity returns the name by which cert is allowed: its common
-// name, or one of its DNS or URI SANs, that allowed lists; "" if none.
-func ClientIdentity(cert *x509.Certificate, allowed []string) string {
-	names := append([]string{cert.Subject.CommonName}, cert.DNSNames...)
-	for _, u := range cert.URIs {
-		names = append(names, u.String())
-	}
-	for _, n := range names {
-		if n != "" && slices.Contains(allowed, n) {
-			return n
-		}
-	}
-	return ""
+	return credentials.NewTLS(tc), nil
 }
 
 // logCalls logs every call with its peer: the calls that change groups at
