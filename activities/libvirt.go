@@ -26,6 +26,10 @@ const (
 	// ErrTypeNotOwned: a domain with the wanted name exists but is not
 	// PremiScale's (or belongs to another group); it is never touched.
 	ErrTypeNotOwned = "NotOwned"
+	// ErrTypeNameTaken: a disk or seed volume of the new VM's name exists
+	// and is not this provisioning's (CloneVolume, CreateSeedVolume); it is
+	// left as it is, and the provisioning gives up the name.
+	ErrTypeNameTaken = "NameTaken"
 	// ErrTypeInvalidConfig: the template or host cannot work as configured
 	// (missing pool or base volume, invalid XML); retrying cannot help.
 	ErrTypeInvalidConfig = "InvalidConfig"
@@ -140,9 +144,11 @@ type CloneVolumeOutput struct {
 
 // CloneVolume creates the VM's disk, VolumeName(vm), in the host's pool: a
 // qcow2 overlay on the base volume (or a blank qcow2 without one).
-// Idempotent: if the volume already exists it is returned as is. Fails
-// without retry when the pool or the base volume does not exist, and when
-// the catalog refuses the group, VM name, host or revision.
+// Idempotent: a volume of that name that is exactly what this step makes
+// (format, base, size) and that no domain uses is taken as made by an
+// earlier attempt; any other is refused without retry (ErrTypeNameTaken) and
+// left alone. Fails without retry when the pool or the base volume does not
+// exist, and when the catalog refuses the group, VM name, host or revision.
 func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVolumeOutput, error) {
 	defer keepAlive(ctx)()
 	g, err := l.Catalog.Group(in.Group, in.Revision, in.VM, in.Host.Name)
@@ -163,16 +169,6 @@ func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVo
 		}
 		return CloneVolumeOutput{}, fmt.Errorf("lookup pool %q: %w", in.Host.Pool, err)
 	}
-	if vol, err := lv.StorageVolLookupByName(pool, name); err == nil {
-		path, err := lv.StorageVolGetPath(vol)
-		if err != nil {
-			return CloneVolumeOutput{}, fmt.Errorf("volume %q path: %w", name, err)
-		}
-		return CloneVolumeOutput{Volume: name, Path: path}, nil
-	} else if !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
-		return CloneVolumeOutput{}, fmt.Errorf("lookup volume %q: %w", name, err)
-	}
-
 	var capacity uint64
 	if diskSize != "" {
 		if capacity, err = config.ParseSize(diskSize); err != nil {
@@ -234,20 +230,84 @@ func (l *Libvirt) CloneVolume(ctx context.Context, in CloneVolumeInput) (CloneVo
 	if err != nil {
 		return CloneVolumeOutput{}, fmt.Errorf("volume xml: %w", err)
 	}
-	vol, err := lv.StorageVolCreateXML(pool, xmlDoc, 0)
+	// An existing volume was made by an earlier attempt of this step, or by
+	// someone else (also between the lookup and the create: drivers differ
+	// in the error they give then, so look again after any).
+	vol, err := lv.StorageVolLookupByName(pool, name)
+	if err == nil {
+		err = adoptable(lv, in.Host.Name, pool, vol, spec)
+	} else if isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+		var cerr error
+		if vol, cerr = lv.StorageVolCreateXML(pool, xmlDoc, 0); cerr == nil {
+			err = nil
+		} else if vol, err = lv.StorageVolLookupByName(pool, name); err == nil {
+			err = adoptable(lv, in.Host.Name, pool, vol, spec)
+		} else {
+			err = cerr
+		}
+	}
+	var refusal *temporal.ApplicationError
+	if errors.As(err, &refusal) {
+		return CloneVolumeOutput{}, err // typed, not retried: wrapping would hide the type
+	}
 	if err != nil {
-		if isLibvirtCode(err, libvirt.ErrStorageVolExist) {
-			vol, err = lv.StorageVolLookupByName(pool, name)
-		}
-		if err != nil {
-			return CloneVolumeOutput{}, fmt.Errorf("create volume %q: %w", name, err)
-		}
+		return CloneVolumeOutput{}, fmt.Errorf("create volume %q: %w", name, err)
 	}
 	path, err := lv.StorageVolGetPath(vol)
 	if err != nil {
 		return CloneVolumeOutput{}, fmt.Errorf("volume %q path: %w", name, err)
 	}
 	return CloneVolumeOutput{Volume: name, Path: path}, nil
+}
+
+// adoptable refuses (ErrTypeNameTaken) an existing disk that this step
+// would not have made exactly so: another format, base or size, or one that
+// any domain has as a disk. Before its domain is defined nobody writes to a
+// new overlay, so a disk that passes is indistinguishable from a fresh one,
+// while one that a VM ran on (another installation's, or a leftover of a
+// lost history, whose names new VMs skip) is never taken over.
+func adoptable(lv *libvirt.Libvirt, host string, pool libvirt.StoragePool, vol libvirt.StorageVol, want libvirtxml.StorageVolume) error {
+	doc, err := lv.StorageVolGetXMLDesc(vol, 0)
+	if err != nil {
+		return fmt.Errorf("volume %q xml: %w", vol.Name, err)
+	}
+	var got libvirtxml.StorageVolume
+	if err := got.Unmarshal(doc); err != nil {
+		return fmt.Errorf("volume %q xml: %w", vol.Name, err)
+	}
+	var why string
+	gotBase, wantBase := "", ""
+	if got.BackingStore != nil {
+		gotBase = filepath.Clean(got.BackingStore.Path)
+	}
+	if want.BackingStore != nil {
+		wantBase = filepath.Clean(want.BackingStore.Path)
+	}
+	switch {
+	case got.Target == nil || got.Target.Format == nil || got.Target.Format.Type != "qcow2":
+		why = "it is not qcow2"
+	case gotBase != wantBase:
+		why = fmt.Sprintf("its backing store is %q, not %q", gotBase, wantBase)
+	case got.Capacity == nil || !sameSize(got.Capacity.Value*unitBytes(got.Capacity.Unit), want.Capacity.Value):
+		why = "its size differs from the template's"
+	default:
+		use, err := readPoolUse(lv, host, pool)
+		if err != nil {
+			return err
+		}
+		if users := use.users[vol.Name]; len(users) > 0 {
+			why = "domain " + users[0] + " has it as a disk"
+		}
+	}
+	if why != "" {
+		return nonRetryable(ErrTypeNameTaken, "host %s: volume %q already exists and is not one this provisioning made (%s); not adopting it", host, vol.Name, why)
+	}
+	return nil
+}
+
+// sameSize: qcow2 keeps a virtual size rounded up to 512-byte sectors.
+func sameSize(got, want uint64) bool {
+	return got >= want && got-want < 512
 }
 
 func unitBytes(unit string) uint64 {

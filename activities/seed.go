@@ -131,7 +131,7 @@ func (k *Kubernetes) CreateSeedVolume(ctx context.Context, in SeedInput) (SeedOu
 		return SeedOutput{}, err
 	}
 	vol := SeedVolumeName(in.VM)
-	if err := uploadVolume(k.Hosts, k.Catalog, ctx, in.Host, vol, iso); err != nil {
+	if err := uploadVolume(k.Hosts, k.Catalog, ctx, in.Host, vol, iso, ownSeed(in.InstanceID)); err != nil {
 		return SeedOutput{}, err
 	}
 	return SeedOutput{Volume: vol}, nil
@@ -257,8 +257,37 @@ func ReadSeedISO(iso []byte) (files map[string]string, label string, err error) 
 	return files, strings.TrimRight(label, " \x00"), nil
 }
 
-// uploadVolume (re)creates the raw volume name in the host's pool with data.
-func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, name string, data []byte) error {
+// maxSeedSize bounds what is read back of an existing seed volume.
+const maxSeedSize = 16 << 20
+
+// ownSeed says whether an existing seed image may be replaced by the seed
+// of instanceID: only if it is that instance's (an earlier attempt of the
+// step), or unreadable (an upload that never finished, which holds no
+// token). Another instance's seed (another installation's VM of the same
+// name, or one of a lost history) is not replaced: "" means it may be, else
+// why not.
+func ownSeed(instanceID string) func(image []byte) string {
+	return func(image []byte) string {
+		files, _, err := ReadSeedISO(image)
+		if err != nil {
+			return ""
+		}
+		var md map[string]string
+		if err := yaml.Unmarshal([]byte(files["meta-data"]), &md); err != nil || md["instance-id"] == "" {
+			return ""
+		}
+		if md["instance-id"] != instanceID {
+			return "it is the seed of instance " + md["instance-id"]
+		}
+		return ""
+	}
+}
+
+// uploadVolume (re)creates the raw volume name in the host's pool with
+// data. An existing volume of that name is replaced only if no domain has
+// it as a disk and replaceable, given its current content, says "";
+// otherwise the step is refused (ErrTypeNameTaken) and the volume left.
+func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, name string, data []byte, replaceable func([]byte) string) error {
 	h, err := cat.Host(h)
 	if err != nil {
 		return err
@@ -273,6 +302,20 @@ func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, na
 		return fmt.Errorf("lookup pool %q: %w", h.Pool, err)
 	}
 	if old, err := lv.StorageVolLookupByName(pool, name); err == nil {
+		use, err := readPoolUse(lv, h.Name, pool)
+		if err != nil {
+			return err
+		}
+		if users := use.users[name]; len(users) > 0 {
+			return nonRetryable(ErrTypeNameTaken, "host %s: volume %q already exists and domain %s has it as a disk; not replacing it", h.Name, name, users[0])
+		}
+		var cur bytes.Buffer
+		if err := lv.StorageVolDownload(old, &limitedWriter{w: &cur, n: maxSeedSize}, 0, maxSeedSize, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
+			return fmt.Errorf("read volume %q on %s: %w", name, h.Name, err)
+		}
+		if why := replaceable(cur.Bytes()); why != "" {
+			return nonRetryable(ErrTypeNameTaken, "host %s: volume %q already exists and is not this provisioning's (%s); not replacing it", h.Name, name, why)
+		}
 		if err := lv.StorageVolDelete(old, 0); err != nil && !isLibvirtCode(err, libvirt.ErrNoStorageVol) {
 			return fmt.Errorf("replace volume %q: %w", name, err)
 		}
@@ -297,4 +340,24 @@ func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, na
 		return fmt.Errorf("upload volume %q to %s: %w", name, h.Name, err)
 	}
 	return nil
+}
+
+// limitedWriter keeps at most n bytes and drops the rest.
+type limitedWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	keep := p
+	if int64(len(keep)) > l.n {
+		keep = keep[:l.n]
+	}
+	if len(keep) > 0 {
+		if _, err := l.w.Write(keep); err != nil {
+			return 0, err
+		}
+		l.n -= int64(len(keep))
+	}
+	return len(p), nil
 }

@@ -453,3 +453,64 @@ func TestVolumeADomainUsesIsNeverDeleted(t *testing.T) {
 		t.Fatal("the disk their domain uses was deleted")
 	}
 }
+
+// TestCloneVolumeAdoptsOnlyADiskItWouldHaveMade: a retried clone takes the
+// disk its earlier attempt made; a disk of that name with another size or
+// base (another installation's, made at the same moment) or one a domain
+// uses is refused as not ours and left exactly as it was.
+func TestCloneVolumeAdoptsOnlyADiskItWouldHaveMade(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	env, vm, disk := clonedDisk(t, "itadopt")
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test"}
+	t.Cleanup(func() { _ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil) })
+	_, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool},
+		map[string]config.Template{"itadopt": {DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu", Arch: "x86_64"}})
+	in := activities.CloneVolumeInput{Host: host, Group: "itadopt", VM: vm, Revision: rev("itadopt")}
+	var again activities.CloneVolumeOutput
+	if err := run(t, env, a.CloneVolume, in, &again); err != nil || again != disk {
+		t.Fatalf("retried clone: %+v %v, want %+v", again, err, disk)
+	}
+	taken := func(what string, err error) {
+		t.Helper()
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeNameTaken {
+			t.Errorf("%s: err = %v, want %s", what, err, activities.ErrTypeNameTaken)
+		}
+	}
+
+	// Someone's domain has the disk.
+	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='test'><name>theirs-%s</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64'>hvm</type></os>
+<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
+		vm, testPool, disk.Volume))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken("clone while a domain uses the disk", run(t, env, a.CloneVolume, in, nil))
+	if err := lv.DomainUndefine(dom); err != nil {
+		t.Fatal(err)
+	}
+
+	// A disk of the next name, another size: another installation's.
+	vm2 := fmt.Sprintf("itadopt-%d", 100001+time.Now().UnixNano()%100000)
+	p, err := lv.StoragePoolLookupByName(testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := (&libvirtxml.StorageVolume{
+		Name:     activities.VolumeName(vm2),
+		Capacity: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: 128 << 20},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+	}).Marshal()
+	theirs, err := lv.StorageVolCreateXML(p, doc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lv.StorageVolDelete(theirs, 0) })
+	in.VM = vm2
+	taken("clone over a disk of another size", run(t, env, a.CloneVolume, in, nil))
+	if vx, ok := volumeXML(t, lv, testPool, activities.VolumeName(vm2)); !ok || vx.Capacity.Value != 128<<20 {
+		t.Errorf("the other disk was changed or deleted: %+v %v", vx.Capacity, ok)
+	}
+}

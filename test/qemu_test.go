@@ -1,11 +1,16 @@
 package test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
@@ -103,5 +108,57 @@ func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
 	}
 	if _, ok := volumeXML(t, lv, guestPool, vol.Volume); ok {
 		t.Error("overlay still in the pool after teardown")
+	}
+}
+
+// TestSeedOfAnotherInstanceIsNeverReplaced: a retried seed step replaces
+// its own seed; a seed of that name with another instance ID (another
+// installation's VM of the same name) is refused as not ours and keeps its
+// content.
+func TestSeedOfAnotherInstanceIsNeverReplaced(t *testing.T) {
+	lv := requireLibvirt(t, qemuURI)
+	const group = "itseed"
+	cfg := &config.Config{Autoscale: config.Autoscale{
+		Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool}},
+		Groups: []config.Group{{Name: group, Hosts: []string{"local"}, Max: 1,
+			Template:   config.Template{DiskSize: "64MiB", Memory: "64MiB", DomainType: "qemu"},
+			Kubernetes: config.GroupKubernetes{Join: config.JoinUserData, UserData: "#cloud-config\nhostname: {{.NodeName}}\n"}}},
+	}}
+	cfg.ApplyDefaults()
+	cat := activities.NewCatalog(cfg)
+	hosts := activities.NewHosts(nil)
+	t.Cleanup(func() { _ = hosts.Close() })
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&activities.Kubernetes{Hosts: hosts, Catalog: cat})
+	env.RegisterActivity(&activities.Libvirt{Hosts: hosts, Catalog: cat})
+	vm := fmt.Sprintf("%s-%d", group, 1+time.Now().UnixNano()%100000)
+	host := activities.HostRef{Name: "local"}
+	var k *activities.Kubernetes
+	var a *activities.Libvirt
+	t.Cleanup(func() { _ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil) })
+	mine, theirs := "0b5c3e52-6c3e-4b8e-9d7a-1f1f1f1f1f01", "0b5c3e52-6c3e-4b8e-9d7a-2f2f2f2f2f02"
+	in := activities.SeedInput{Host: host, Group: group, VM: vm, Revision: cat.Revision(group), InstanceID: theirs}
+	if err := run(t, env, k.CreateSeedVolume, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	instance := func() string {
+		files, _, err := activities.ReadSeedISO(downloadVolume(t, lv, guestPool, activities.SeedVolumeName(vm)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files["meta-data"]
+	}
+	if err := run(t, env, k.CreateSeedVolume, in, nil); err != nil {
+		t.Fatalf("the same instance's seed step again: %v", err)
+	}
+	in.InstanceID = mine
+	err := run(t, env, k.CreateSeedVolume, in, nil)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeNameTaken || !strings.Contains(err.Error(), theirs) {
+		t.Fatalf("seed over another instance's: err = %v, want %s naming %s", err, activities.ErrTypeNameTaken, theirs)
+	}
+	if md := instance(); !strings.Contains(md, theirs) {
+		t.Fatalf("the other instance's seed was replaced: %q", md)
 	}
 }

@@ -20,10 +20,12 @@ import (
 	"github.com/premiscale/premiscale/workflows"
 )
 
-// kubeCalls records the activities a VM workflow ran, in order.
+// kubeCalls records the activities a VM workflow ran, in order; fail
+// makes the named steps (clone, seed) answer that error.
 type kubeCalls struct {
 	mu    sync.Mutex
 	calls []string
+	fail  map[string]error
 }
 
 func (k *kubeCalls) add(name string) {
@@ -55,6 +57,9 @@ func kubeEnv(t *testing.T, calls *kubeCalls, nodeReadyAfter int, drainErr error)
 	)
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CloneVolumeInput) (activities.CloneVolumeOutput, error) {
 		calls.add("clone")
+		if err := calls.fail["clone"]; err != nil {
+			return activities.CloneVolumeOutput{}, err
+		}
 		return activities.CloneVolumeOutput{Volume: activities.VolumeName(in.VM)}, nil
 	})
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DefineDomainInput) error {
@@ -78,6 +83,9 @@ func kubeEnv(t *testing.T, calls *kubeCalls, nodeReadyAfter int, drainErr error)
 			t.Errorf("seed input %+v", in)
 		}
 		calls.add("seed")
+		if err := calls.fail["seed"]; err != nil {
+			return activities.SeedOutput{}, err
+		}
 		return activities.SeedOutput{Volume: activities.SeedVolumeName(in.VM)}, nil
 	})
 	polls := 0
@@ -118,6 +126,32 @@ func TestProvisionWaitsForNodeReadyThenDeletesToken(t *testing.T) {
 	}
 	if got, want := calls.String(), "clone token seed define start running ready delete-tokens"; got != want {
 		t.Errorf("steps = %q, want %q", got, want)
+	}
+}
+
+// TestProvisionOverVolumesNotItsOwnRemovesNothing: when the disk or the
+// seed of the VM's name exists and is not this provisioning's (another
+// installation made it at the same moment), provisioning fails without
+// compensating: no domain step, no volume delete touches what is theirs.
+func TestProvisionOverVolumesNotItsOwnRemovesNothing(t *testing.T) {
+	taken := temporal.NewNonRetryableApplicationError("not this provisioning's", activities.ErrTypeNameTaken, nil)
+	for _, tt := range []struct{ step, want string }{
+		{"clone", "clone"},
+		{"seed", "clone token seed"},
+	} {
+		t.Run(tt.step, func(t *testing.T) {
+			calls := kubeCalls{fail: map[string]error{tt.step: taken}}
+			env := kubeEnv(t, &calls, 0, nil)
+			env.ExecuteWorkflow(workflows.ProvisionVMName, workflows.ProvisionInput{
+				Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(config.DrainAbort), UUID: "u-1",
+			})
+			if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "(type: "+activities.ErrTypeNameTaken) {
+				t.Fatalf("err = %v, want %s", err, activities.ErrTypeNameTaken)
+			}
+			if got := calls.String(); got != tt.want {
+				t.Errorf("steps = %q, want %q (no compensation)", got, tt.want)
+			}
+		})
 	}
 }
 

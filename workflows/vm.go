@@ -123,14 +123,25 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	err := workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
 		Host: in.Host, Group: in.Group, VM: in.VM, Revision: in.Revision,
 	}).Get(ctx, &vol)
-	if refused(err) {
+	if refused(err) || isAppError(err, activities.ErrTypeNameTaken) {
 		// The worker refused the group, VM name, host or revision before
-		// the first step did anything: there is nothing to compensate.
+		// the first step did anything, or a disk of that name exists that
+		// this provisioning did not make: there is nothing to compensate,
+		// and nothing of someone else's may be.
 		return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
 	}
 	var extras activities.DomainExtras
 	if err == nil && in.Kubernetes != nil {
 		extras, err = joinCluster(ctx, quick, in)
+		if isAppError(err, activities.ErrTypeNameTaken) {
+			// A seed of that name is another instance's: its disk may be
+			// the one the first step adopted, so compensation would delete
+			// what is not ours. The group gives up this name (new names
+			// skip it); a disk this provisioning made shows as an orphan,
+			// and the join token expires with its TTL.
+			workflow.GetLogger(ctx).Warn("provisioning refused: the VM's seed volume is not this provisioning's; nothing removed", "group", in.Group, "vm", in.VM, "host", in.Host.Name)
+			return ProvisionOutput{}, fmt.Errorf("provision %s: %w", in.VM, err)
+		}
 	}
 	if err == nil {
 		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
