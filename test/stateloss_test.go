@@ -2,15 +2,19 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
 
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/starter"
 )
 
 // TestStateLossNeverDestroysRunningVMsNorReusesTheirNames: a controller
@@ -109,6 +113,74 @@ func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 	for _, n := range old {
 		if r := reported[n]; !strings.Contains(r, reason) || !strings.Contains(r, "kept: ") || strings.HasSuffix(r, "kept: ") {
 			t.Errorf("old VM %s reported as %q, want %q and kept", n, r, reason)
+		}
+	}
+}
+
+// TestFreshNamespaceKeepsTheOldVMsAndTheirNames: the real binary runs two
+// VMs in one Temporal namespace, then is pointed at a fresh one (as when
+// moving to a cluster, or by mistake) with the same state dir: the group
+// starts a new history there and converges with new names, and the VMs of
+// the old namespace keep running, reported as kept (made under an earlier
+// history of the group: the collector would not delete them either; the
+// in-process state-loss test runs it with deletion on).
+func TestFreshNamespaceKeepsTheOldVMsAndTheirNames(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	const group = "nsloss"
+	purgeGroup(t, lv, testPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
+	port := freePort(t)
+	cfgPath, logPath := writeE2EConfig(t, group, port)
+	base, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNamespace := func(ns string) {
+		body := strings.Replace(string(base), "  temporal:\n", "  temporal:\n    namespace: "+ns+"\n", 1)
+		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inNamespace("first")
+	c := &controller{t: t, config: cfgPath, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	c.mustCLI("scale", group, "2")
+	old := memberNames(c.waitSettled(group, 2, time.Minute))
+	c.kill(syscall.SIGTERM)
+
+	inNamespace("second")
+	c.start()
+	c.mustCLI("scale", group, "2")
+	fresh := memberNames(c.waitSettled(group, 2, time.Minute))
+	for _, n := range fresh {
+		if slices.Contains(old, n) {
+			t.Errorf("new member %s reuses the name of a VM of the first namespace (%v)", n, old)
+		}
+	}
+	time.Sleep(3 * time.Second) // observations every 2s
+	running := viewGroup(t, lv, group).running
+	for _, n := range append(append([]string{}, old...), fresh...) {
+		if !slices.Contains(running, n) {
+			t.Errorf("%s no longer runs (running: %v)", n, running)
+		}
+	}
+	var rep starter.OrphanReport
+	if err := json.Unmarshal([]byte(c.mustCLI("status", "--orphans", "-o", "json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range old {
+		found := false
+		for _, o := range rep.Orphans {
+			if o.Kind == "domain" && o.Name == n {
+				found = true
+				if !strings.Contains(o.Reason, "made under an earlier history") || o.Kept == "" {
+					t.Errorf("old VM %s reported as %q, kept %q", n, o.Reason, o.Kept)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("old VM %s not reported (report %+v)", n, rep.Orphans)
 		}
 	}
 }
