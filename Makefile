@@ -12,7 +12,7 @@ GOBIN        := $(shell $(GO) env GOPATH)/bin
 .PHONY: build test run lint bench crash proto clean
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
 
 test:
 	test/scripts/test.sh

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -25,8 +26,13 @@ func NewKubernetesClient(k config.Kubernetes) (kubernetes.Interface, error) {
 			return nil, fmt.Errorf("controller.kubernetes.inCluster: %w", err)
 		}
 	case k.Kubeconfig != "":
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: k.Kubeconfig}
+		if paths := filepath.SplitList(k.Kubeconfig); len(paths) > 1 {
+			// A list, as $KUBECONFIG may hold: merged as kubectl merges it.
+			rules = &clientcmd.ClientConfigLoadingRules{Precedence: paths}
+		}
 		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			&clientcmd.ClientConfigLoadingRules{ExplicitPath: k.Kubeconfig},
+			rules,
 			&clientcmd.ConfigOverrides{CurrentContext: k.Context},
 		).ClientConfig()
 		if err != nil {

@@ -23,7 +23,7 @@ const MaxGroupSize = 1000
 // Default values, named once so that documentation, defaults and tests agree.
 const (
 	DefaultConfigPath             = "/opt/premiscale/config.yaml"
-	DefaultLogFile                = "/opt/premiscale/controller.log"
+	DefaultLogFile                = "" // standard output, for containers and journald
 	DefaultStateDir               = "/opt/premiscale/state"
 	DefaultLogLevel               = "info"
 	DefaultLogFormat              = "text"
@@ -142,6 +142,10 @@ type Config struct {
 	Version    string     `koanf:"version" json:"version"`
 	Controller Controller `koanf:"controller" json:"controller"`
 	Autoscale  Autoscale  `koanf:"autoscale" json:"autoscale"`
+	// Notices are what loading noticed and accepted but the user should
+	// know (a variable without effect, a kubeconfig taken from the
+	// environment); the controller logs them at start.
+	Notices []string `koanf:"-" json:"-"`
 }
 
 // Controller configures the PremiScale process itself.
@@ -439,11 +443,16 @@ type Placement struct {
 	MaxPerHost int `koanf:"maxPerHost" json:"maxPerHost,omitempty"`
 }
 
+// ScalingMode is a group's scaling mode (Mode* constants). In a file, the
+// YAML 1.1 booleans that tools such as Helm, PyYAML and yq make of an
+// unquoted on and off read as ModeOn and ModeOff.
+type ScalingMode string
+
 // Scaling configures how a group is evaluated and resized by its checks.
 type Scaling struct {
 	EvaluationInterval time.Duration `koanf:"evaluationInterval" json:"evaluationInterval"`
-	// Mode is ModeOn, ModeScaleOutOnly or ModeOff.
-	Mode string `koanf:"mode" json:"mode"`
+	// Mode is ModeOn, ModeScaleOutOnly, ModeOff or ModeClusterAutoscaler.
+	Mode ScalingMode `koanf:"mode" json:"mode"`
 	// DryRun computes and shows decisions without changing the group.
 	DryRun   bool      `koanf:"dryRun" json:"dryRun,omitempty"`
 	Checks   []Check   `koanf:"checks" json:"checks,omitempty"`
@@ -552,7 +561,6 @@ func (c *Config) ApplyDefaults() {
 	ctl := &c.Controller
 	setStr(&ctl.StateDir, DefaultStateDir)
 	setStr(&ctl.Log.Level, DefaultLogLevel)
-	setStr(&ctl.Log.File, DefaultLogFile)
 	setStr(&ctl.Log.Format, DefaultLogFormat)
 	setStr(&ctl.Temporal.Namespace, DefaultNamespace)
 	setStr(&ctl.Temporal.TaskQueue, DefaultTaskQueue)
@@ -610,7 +618,9 @@ func (c *Config) ApplyDefaults() {
 		if sc.EvaluationInterval == 0 {
 			sc.EvaluationInterval = DefaultEvaluationInterval
 		}
-		setStr(&sc.Mode, DefaultMode)
+		if sc.Mode == "" {
+			sc.Mode = DefaultMode
+		}
 		setDur(&sc.ScaleOut.Cooldown, DefaultScaleOutCooldown)
 		setDur(&sc.ScaleIn.Cooldown, DefaultScaleInCooldown)
 		setDur(&sc.ScaleOut.StabilizationWindow, DefaultScaleOutWindow)

@@ -257,7 +257,7 @@ autoscale:
 		name      string
 		got, want any
 	}{
-		{"mode", sc.Mode, ModeOn},
+		{"mode", sc.Mode, ScalingMode(ModeOn)},
 		{"onError", c.OnError, OnErrorHold},
 		{"tolerance", *c.Tolerance, DefaultTolerance},
 		{"scaleOut cooldown", *sc.ScaleOut.Cooldown, DefaultScaleOutCooldown},

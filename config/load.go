@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -27,7 +28,12 @@ const EnvPrefix = "PREMISCALE_"
 const (
 	EnvConfigPath = "PREMISCALE_CONFIG_PATH"
 	EnvLogLevel   = "PREMISCALE_LOG_LEVEL"
-	EnvLogFile    = "PREMISCALE_LOG_FILE"
+	// EnvLogFile logs to a file, as --log-file does.
+	EnvLogFile = "PREMISCALE_LOG_FILE"
+	// EnvToken is set by deployments of the original PremiScale controller
+	// (its platform token). It has no effect here and is accepted with a
+	// notice, so that those deployments start.
+	EnvToken = "PREMISCALE_TOKEN"
 )
 
 // Config keys that flags and the seed's environment variables set.
@@ -77,8 +83,10 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 	}
 
 	var errs []error
+	var notices []string
 	keys := scalarKeys(reflect.TypeFor[Config](), "", nil)
 	envErrs := []error{}
+	logFileFromEnv, logStdoutFromEnv := false, false
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: environ,
@@ -86,10 +94,20 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 			if name == EnvConfigPath {
 				return "", nil
 			}
+			if name == EnvToken {
+				notices = append(notices, EnvToken+" is set but has no effect (PremiScale has no platform token); unset it")
+				return "", nil
+			}
+			if name == EnvLogFile && value != "" {
+				logFileFromEnv = true
+			}
 			if key, ok := envAliases[name]; ok {
 				return key, value
 			}
 			f, ok := keys[normalizeKey(strings.TrimPrefix(name, EnvPrefix))]
+			if ok && f.key == KeyLogStdout {
+				logStdoutFromEnv = true
+			}
 			if !ok {
 				envErrs = append(envErrs, fmt.Errorf("environment variable %s: no such config key", name))
 				return "", nil
@@ -105,6 +123,12 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 		return nil, fmt.Errorf("environment: %w", err)
 	}
 	errs = append(errs, envErrs...)
+	if logFileFromEnv && !logStdoutFromEnv {
+		// As --log-file: the file, even where the config file says stdout.
+		if err := k.Set(KeyLogStdout, false); err != nil {
+			return nil, fmt.Errorf("environment variable %s: %w", EnvLogFile, err)
+		}
+	}
 	for key, v := range overrides {
 		if err := k.Set(key, v); err != nil {
 			return nil, fmt.Errorf("flag for %s: %w", key, err)
@@ -124,6 +148,7 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 		return nil, errors.Join(append(errs, decodeErrors(err)...)...)
 	}
 	cfg.ApplyDefaults()
+	cfg.Notices = append(notices, cfg.defaultKubeconfig(environ)...)
 	errs = append(errs, cfg.readUserDataFiles()...)
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -194,7 +219,10 @@ func scalarKeys(t reflect.Type, prefix string, out map[string]scalarField) map[s
 	return out
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	scalingModeType = reflect.TypeFor[ScalingMode]()
+)
 
 // envValue parses an environment variable's text as the type of its key,
 // as strictly as the file's values are decoded.
@@ -245,6 +273,12 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		return nil, fmt.Errorf("%v needs a unit, e.g. \"%vs\" (a bare number is ambiguous)", data, data)
 	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64 && (from.Kind() == reflect.Float32 || from.Kind() == reflect.Float64):
 		return nil, fmt.Errorf("%v is not a whole number", data)
+	case to == scalingModeType && from.Kind() == reflect.Bool:
+		// mode: on, unquoted, after a YAML 1.1 tool (Helm, PyYAML, yq).
+		if data.(bool) {
+			return ModeOn, nil
+		}
+		return ModeOff, nil
 	case to.Kind() == reflect.String && from.Kind() >= reflect.Int && from.Kind() <= reflect.Uint64:
 		// A count where text is expected (scaleIn.maxStep: 2) reads as text.
 		return fmt.Sprint(data), nil
@@ -328,4 +362,46 @@ func (c *Config) readUserDataFiles() []error {
 		k.UserData = string(b)
 	}
 	return errs
+}
+
+// defaultKubeconfig finds the cluster as kubectl and client-go do when the
+// file names none and a group needs one (a join, leastPods, or the
+// cluster-autoscaler): $KUBECONFIG, then the pod's service account (inside
+// a pod), then ~/.kube/config. It returns a notice of what it chose.
+func (c *Config) defaultKubeconfig(environ func() []string) []string {
+	k := &c.Controller.Kubernetes
+	if k.Enabled() || !c.needsKubernetes() {
+		return nil
+	}
+	env := map[string]string{}
+	for _, kv := range environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		env[name] = value
+	}
+	switch {
+	case env["KUBECONFIG"] != "":
+		k.Kubeconfig = env["KUBECONFIG"]
+		return []string{"controller.kubernetes: using $KUBECONFIG (" + k.Kubeconfig + ")"}
+	case env["KUBERNETES_SERVICE_HOST"] != "":
+		k.InCluster = true
+		return []string{"controller.kubernetes: running in a pod, using its service account (inCluster)"}
+	case env["HOME"] != "":
+		p := filepath.Join(env["HOME"], ".kube", "config")
+		if _, err := os.Stat(p); err == nil {
+			k.Kubeconfig = p
+			return []string{"controller.kubernetes: using " + p}
+		}
+	}
+	return nil
+}
+
+// needsKubernetes reports whether any group's VMs are nodes or the
+// cluster-autoscaler sizes a group.
+func (c *Config) needsKubernetes() bool {
+	for _, g := range c.Autoscale.Groups {
+		if (g.Kubernetes.Join != "" && g.Kubernetes.Join != JoinNone) || g.Scaling.Mode == ModeClusterAutoscaler {
+			return true
+		}
+	}
+	return false
 }

@@ -386,7 +386,7 @@ func (v *validator) prometheus(p string, pr Prometheus, required bool) {
 }
 
 func (v *validator) scaling(p string, sc Scaling) {
-	v.oneOf(p+".mode", sc.Mode, modes)
+	v.oneOf(p+".mode", string(sc.Mode), modes)
 	names := map[string]bool{}
 	for i, c := range sc.Checks {
 		cp := fmt.Sprintf("%s.checks[%d]", p, i)

@@ -1330,7 +1330,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		LastObservedAt:   g.lastObservedAt,
 		Events:           events,
 		HistoryLength:    workflow.GetInfo(ctx).GetCurrentHistoryLength(),
-		Mode:             g.spec.Scaling.Mode,
+		Mode:             string(g.spec.Scaling.Mode),
 		DryRun:           g.spec.Scaling.DryRun,
 		Checks:           append([]policy.CheckResult{}, g.st.Checks...),
 		Decision:         g.st.Decision,
@@ -1385,7 +1385,7 @@ func (g *group) evaluate(ctx workflow.Context) {
 	now := workflow.Now(ctx)
 	d, hist := policy.Decide(policy.DecideInput{
 		Now: now, Desired: g.st.Desired, Provisioning: g.count(MemberProvisioning),
-		Recommendation: rec, HoldReason: hold, Mode: sc.Mode, DryRun: sc.DryRun,
+		Recommendation: rec, HoldReason: hold, Mode: string(sc.Mode), DryRun: sc.DryRun,
 		ScaleOut: outLimits, ScaleIn: inLimits, LastScaleAt: g.st.LastScaleAt, History: g.st.Recommendations,
 	})
 	g.st.Recommendations = hist

@@ -62,7 +62,8 @@ controller.stateDir. The subcommands talk to a running controller.
 Environment:
   PREMISCALE_CONFIG_PATH  config file (default ` + config.DefaultConfigPath + `)
   PREMISCALE_LOG_LEVEL    log level: info, error, warn, debug (default info)
-  PREMISCALE_LOG_FILE     log file (default ` + config.DefaultLogFile + `)
+  PREMISCALE_LOG_FILE     log to this file, as --log-file (default: standard output)
+  PREMISCALE_TOKEN        accepted for old deployments; has no effect
   PREMISCALE_<KEY>        any scalar config key, e.g. PREMISCALE_CONTROLLER_TEMPORAL_ADDRESS`,
 		Version:       version,
 		SilenceUsage:  true,
@@ -83,7 +84,7 @@ Environment:
 	pf := root.PersistentFlags()
 	pf.StringVarP(&gf.configPath, "config", "c", defaultConfig, "config file (env "+config.EnvConfigPath+")")
 	pf.StringVar(&gf.logLevel, "log-level", "", "log level {info,error,warn,debug} (env "+config.EnvLogLevel+", default info)")
-	pf.StringVar(&gf.logFile, "log-file", "", "log to FILE (env "+config.EnvLogFile+", default "+config.DefaultLogFile+")")
+	pf.StringVar(&gf.logFile, "log-file", "", "log to FILE instead of standard output (env "+config.EnvLogFile+")")
 	pf.BoolVar(&gf.logStdout, "log-stdout", false, "log to standard output instead of a file")
 	root.MarkFlagsMutuallyExclusive("log-file", "log-stdout")
 	root.Flags().BoolVar(&validate, "validate", false, "check the config file, print every error, and exit (1 on errors)")
@@ -109,6 +110,9 @@ func run(ctx context.Context, gf *globalFlags, controller bool) error {
 		return err
 	}
 	defer closeLog()
+	for _, n := range cfg.Notices {
+		logger.Warn(n)
+	}
 	return runController(ctx, cfg, logger, controller)
 }
 
@@ -161,7 +165,7 @@ func newLogger(c config.Log) (*slog.Logger, func(), error) {
 	}
 	var w io.Writer = os.Stdout
 	closeFn := func() {}
-	if !c.Stdout {
+	if !c.Stdout && c.File != "" {
 		if err := os.MkdirAll(filepath.Dir(c.File), 0o700); err != nil {
 			return nil, nil, fmt.Errorf("log file %s: %w", c.File, err)
 		}

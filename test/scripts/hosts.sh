@@ -30,9 +30,9 @@
 #   uris       One line "NAME PORT" per started host (e.g. "h1 16601").
 #
 # Environment:
-#   PREMISCALE_HOSTS_DIR        host directories (default /var/lib/premiscale-hosts;
-#                               host I lives in $PREMISCALE_HOSTS_DIR/hI)
-#   PREMISCALE_HOSTS_BASE_PORT  port of h1 (default 16601; hI gets BASE+I-1)
+#   PSTEST_HOSTS_DIR        host directories (default /var/lib/premiscale-hosts;
+#                               host I lives in $PSTEST_HOSTS_DIR/hI)
+#   PSTEST_HOSTS_BASE_PORT  port of h1 (default 16601; hI gets BASE+I-1)
 # State (pidfiles, ports, which daemons we started): /run/premiscale-hosts/hI.
 # Host directories stay after stop (a later start re-attaches guests left
 # running). A new host copies an existing QEMU capability cache, so starting
@@ -43,8 +43,8 @@
 set -euo pipefail
 
 STATE_DIR=/run/premiscale-hosts
-HOSTS_DIR="${PREMISCALE_HOSTS_DIR:-/var/lib/premiscale-hosts}"
-BASE_PORT="${PREMISCALE_HOSTS_BASE_PORT:-16601}"
+HOSTS_DIR="${PSTEST_HOSTS_DIR:-/var/lib/premiscale-hosts}"
+BASE_PORT="${PSTEST_HOSTS_BASE_PORT:-16601}"
 POOL_NAME=premiscale
 START_TIMEOUT=30
 STOP_TIMEOUT=20
@@ -96,7 +96,7 @@ need_root() {
 host_state() { printf '%s/h%s\n' "$STATE_DIR" "$1"; }
 
 # host_dir I: the host's private directory, as recorded when it was started
-# (so a later command with another PREMISCALE_HOSTS_DIR still finds it).
+# (so a later command with another PSTEST_HOSTS_DIR still finds it).
 host_dir() {
   local f
   f="$(host_state "$1")/dir"
@@ -389,7 +389,7 @@ do_start() {
   if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_HOSTS)); then
     die "N must be 1..$MAX_HOSTS, not '$n'"
   fi
-  [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || die "PREMISCALE_HOSTS_BASE_PORT must be a number"
+  [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || die "PSTEST_HOSTS_BASE_PORT must be a number"
   mkdir -p "$STATE_DIR"
   fix_kvm_access
   local t0=$SECONDS

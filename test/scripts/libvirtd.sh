@@ -12,7 +12,7 @@
 #   status  Print whether libvirtd answers and which daemons this script owns.
 #             Exit status 0 if libvirtd answers, 3 otherwise.
 #
-# Environment: PREMISCALE_POOL_DIR overrides the pool target directory.
+# Environment: PSTEST_POOL_DIR overrides the pool target directory.
 # Needs root. Idempotent: start twice or stop twice is harmless.
 set -euo pipefail
 
@@ -24,7 +24,7 @@ LIBVIRT_SOCK=/var/run/libvirt/libvirt-sock
 VIRTLOGD_SOCK=/var/run/libvirt/virtlogd-sock
 URI=qemu:///system
 POOL_NAME=premiscale
-POOL_DIR="${PREMISCALE_POOL_DIR:-/var/lib/premiscale/pool}"
+POOL_DIR="${PSTEST_POOL_DIR:-/var/lib/premiscale/pool}"
 START_TIMEOUT=30
 STOP_TIMEOUT=20
 

@@ -19,7 +19,7 @@ trap 'test/scripts/libvirtd.sh stop' EXIT
 if [[ -z "$(test/scripts/hosts.sh uris)" ]]; then
   # No hosts running: start them from empty directories, so that nothing a
   # previous run left behind is in their state.
-  rm -rf "${PREMISCALE_HOSTS_DIR:-/var/lib/premiscale-hosts}"
+  rm -rf "${PSTEST_HOSTS_DIR:-/var/lib/premiscale-hosts}"
 fi
 test/scripts/hosts.sh start 3
 # The three hosts exist only for the tests: whatever guests a failed test
