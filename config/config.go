@@ -31,6 +31,8 @@ const (
 	DefaultTaskQueue              = "premiscale"
 	DefaultEmbeddedHost           = "127.0.0.1"
 	DefaultEmbeddedPort           = 7233
+	DefaultMetricsListen          = "127.0.0.1:9464"
+	DefaultGroupPollInterval      = 5 * time.Second
 	DefaultPool                   = "default"
 	DefaultEvaluationInterval     = 15 * time.Second
 	DefaultVCPUs                  = 1
@@ -164,6 +166,18 @@ type Controller struct {
 	// ClusterAutoscaler serves the cluster-autoscaler's externalgrpc
 	// cloud provider for the groups in ModeClusterAutoscaler.
 	ClusterAutoscaler ClusterAutoscaler `koanf:"clusterAutoscaler" json:"clusterAutoscaler"`
+	// Metrics serves /metrics, /healthz and /readyz.
+	Metrics Metrics `koanf:"metrics" json:"metrics"`
+}
+
+// Metrics configures the controller's (and each worker's) HTTP endpoint for
+// Prometheus and probes.
+type Metrics struct {
+	// Listen is host:port; port 0 takes a free port (logged).
+	Listen string `koanf:"listen" json:"listen"`
+	// GroupPollInterval is how often the group gauges are read from the
+	// groups' status Query (controller only).
+	GroupPollInterval time.Duration `koanf:"groupPollInterval" json:"groupPollInterval"`
 }
 
 // ClusterAutoscaler is the externalgrpc provider's server.
@@ -562,6 +576,10 @@ func (c *Config) ApplyDefaults() {
 	setStr(&ctl.StateDir, DefaultStateDir)
 	setStr(&ctl.Log.Level, DefaultLogLevel)
 	setStr(&ctl.Log.Format, DefaultLogFormat)
+	setStr(&ctl.Metrics.Listen, DefaultMetricsListen)
+	if ctl.Metrics.GroupPollInterval == 0 {
+		ctl.Metrics.GroupPollInterval = DefaultGroupPollInterval
+	}
 	setStr(&ctl.Temporal.Namespace, DefaultNamespace)
 	setStr(&ctl.Temporal.TaskQueue, DefaultTaskQueue)
 	setStr(&ctl.Temporal.Embedded.Host, DefaultEmbeddedHost)

@@ -214,6 +214,14 @@ func (c *Config) Validate() error {
 			v.add("controller.clusterAutoscaler.allowedClients", "must list the client certificate names (common name or SAN) that may call, e.g. [cluster-autoscaler]: any certificate of the client CA would otherwise resize the groups")
 		}
 	}
+	if _, port, err := net.SplitHostPort(c.Controller.Metrics.Listen); err != nil {
+		v.add("controller.metrics.listen", "must be host:port: %v", err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add("controller.metrics.listen", "port must be in [0, 65535], got %q", port)
+	}
+	if c.Controller.Metrics.GroupPollInterval < time.Second {
+		v.add("controller.metrics.groupPollInterval", "must be >= 1s, got %s", c.Controller.Metrics.GroupPollInterval)
+	}
 	kc := c.Controller.Kubernetes
 	if kc.InCluster && kc.Kubeconfig != "" {
 		v.add("controller.kubernetes", "set inCluster or kubeconfig, not both")

@@ -41,11 +41,26 @@ const DialTimeout = 5 * time.Second
 // Dial connects to the Temporal service the configuration names (the
 // embedded server's address when none is set).
 func Dial(ctx context.Context, cfg *config.Config, logger *slog.Logger) (client.Client, error) {
+	return DialWithMetrics(ctx, cfg, logger, nil)
+}
+
+// Identity is this process's identity towards Temporal: in pollers, in the
+// history of every task it completes, and in readiness checks.
+func Identity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s@premiscale", os.Getpid(), host)
+}
+
+// DialWithMetrics is Dial with the SDK's metrics (client and the workers
+// built on it) sent to metrics; nil sends them nowhere.
+func DialWithMetrics(ctx context.Context, cfg *config.Config, logger *slog.Logger, metrics client.MetricsHandler) (client.Client, error) {
 	t := cfg.Controller.Temporal
 	opts := client.Options{
-		HostPort:  cfg.TemporalAddress(),
-		Namespace: t.Namespace,
-		Logger:    sdklog.NewStructuredLogger(logger),
+		HostPort:       cfg.TemporalAddress(),
+		Namespace:      t.Namespace,
+		Logger:         sdklog.NewStructuredLogger(logger),
+		Identity:       Identity(),
+		MetricsHandler: metrics,
 	}
 	if ct := cfg.ClientTLS(); ct.Enabled {
 		tc, err := TLSConfig(ct)

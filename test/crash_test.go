@@ -106,6 +106,7 @@ func multiHostConfig(t *testing.T, port int, hosts []libvirtHost, uri func(libvi
 controller:
   stateDir: %s/state
   log: {level: debug, file: %s}
+  metrics: {listen: "127.0.0.1:0"}
   temporal:
     embedded: {port: %d}
 autoscale:

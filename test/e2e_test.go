@@ -80,6 +80,7 @@ func writeE2EConfig(t *testing.T, group string, port int) (cfgPath, logPath stri
 controller:
   stateDir: %s/state
   log: {level: debug, file: %s}
+  metrics: {listen: "127.0.0.1:0"}
   temporal:
     embedded: {port: %d}
 autoscale:

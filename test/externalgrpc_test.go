@@ -23,10 +23,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/externalgrpc"
@@ -84,6 +87,13 @@ func newTestPKI(t *testing.T, dir, name string) testPKI {
 // the server, verified against caFile, presenting the client certificate.
 func dialProvider(t *testing.T, addr, caFile, certFile, keyFile string) pb.CloudProviderClient {
 	t.Helper()
+	return pb.NewCloudProviderClient(dialConn(t, addr, caFile, certFile, keyFile))
+}
+
+// dialConn is a gRPC connection to the provider over TLS with caFile as
+// the roots and, if set, a client certificate.
+func dialConn(t *testing.T, addr, caFile, certFile, keyFile string) *grpc.ClientConn {
+	t.Helper()
 	pemCA, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +113,7 @@ func dialProvider(t *testing.T, addr, caFile, certFile, keyFile string) pb.Cloud
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return pb.NewCloudProviderClient(conn)
+	return conn
 }
 
 func wantCode(t *testing.T, what string, err error, code codes.Code, msg string) {
@@ -159,9 +169,10 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	s, hc := startInProcessConfig(t, ctx, cfg, cs)
 	t.Cleanup(func() { recordHistories(t, hc, "autoscaler") })
 	sctx, stop := context.WithCancel(ctx)
+	reg := prometheus.NewRegistry()
 	served := make(chan error, 1)
 	go func() {
-		served <- externalgrpc.Serve(sctx, ca, &externalgrpc.Server{Starter: s, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		served <- externalgrpc.Serve(sctx, ca, &externalgrpc.Server{Starter: s, Metrics: reg, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()
 	t.Cleanup(func() {
 		stop()
@@ -188,6 +199,16 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	}
 
 	// Reads.
+	// gRPC health, behind the same mutual TLS; calls counted by method.
+	health := healthpb.NewHealthClient(dialConn(t, addr, pki.caFile, pki.clientCert, pki.clientKey))
+	for _, svc := range []string{"", "clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider"} {
+		if r, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q: %v %v, want SERVING", svc, r, err)
+		}
+	}
+	if n := counterValue(t, reg, "premiscale_externalgrpc_calls_total", "Refresh", "OK"); n < 1 {
+		t.Errorf("premiscale_externalgrpc_calls_total{method=Refresh,code=OK} = %v, want >= 1", n)
+	}
 	groups, err := c.NodeGroups(ctx, &pb.NodeGroupsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -448,4 +469,29 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	if v := viewGroupIn(t, lv, guestPool, "casg"); len(v.defined) != 0 || len(v.volumes) != 0 {
 		t.Errorf("after scale to 0: defined %v, volumes %v", v.defined, v.volumes)
 	}
+}
+
+// counterValue reads one series of a counter vector in reg by its label
+// values (method, code); 0 if it has not been counted.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, method, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["method"] == method && labels["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

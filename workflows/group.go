@@ -1391,6 +1391,15 @@ func (g *group) evaluate(ctx workflow.Context) {
 	g.st.Recommendations = hist
 	g.st.Checks = results
 	g.st.Decision = &d
+	direction := "none"
+	if rec > g.st.Desired {
+		direction = "out"
+	} else if rec < g.st.Desired {
+		direction = "in"
+	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
+		"group": g.spec.Name, "action": d.Action, "direction": direction, "cause": d.Cause,
+	}).Counter(MetricDecisions).Inc(1)
 	if n := len(g.st.Decisions); n > 0 && sameDecision(g.st.Decisions[n-1], d) {
 		g.st.Decisions[n-1] = d
 	} else {

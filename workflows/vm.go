@@ -93,7 +93,9 @@ type ProvisionOutput struct {
 //
 //	clone volume -> [token -> seed] -> define -> start -> wait running -> [node Ready -> delete token] -> done
 //	     \___________________\___________\________\__________\_______________\-> compensate -> error
-func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, error) {
+func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, err error) {
+	start, step := workflow.Now(ctx), "clone"
+	defer func() { finished(ctx, MetricProvisionDuration, MetricProvisionFailures, in.Group, step, start, err) }()
 	var a *activities.Libvirt
 	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
 	// WaitForCancellation: when the provisioning is cancelled (scale-in),
@@ -120,7 +122,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	})
 
 	var vol activities.CloneVolumeOutput
-	err := workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
+	err = workflow.ExecuteActivity(quick, a.CloneVolume, activities.CloneVolumeInput{
 		Host: in.Host, Group: in.Group, VM: in.VM, Revision: in.Revision,
 	}).Get(ctx, &vol)
 	if refused(err) || isAppError(err, activities.ErrTypeNameTaken) {
@@ -132,6 +134,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 	}
 	var extras activities.DomainExtras
 	if err == nil && in.Kubernetes != nil {
+		step = "join"
 		extras, err = joinCluster(ctx, quick, in)
 		if isAppError(err, activities.ErrTypeNameTaken) {
 			// A seed of that name is another instance's: its disk may be
@@ -144,17 +147,21 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (ProvisionOutput, erro
 		}
 	}
 	if err == nil {
+		step = "define"
 		err = workflow.ExecuteActivity(quick, a.DefineDomain, activities.DefineDomainInput{
 			Domain: ref, Volume: vol.Volume, Revision: in.Revision, Epoch: in.Epoch, Extras: extras,
 		}).Get(ctx, nil)
 	}
 	if err == nil {
+		step = "start"
 		err = workflow.ExecuteActivity(quick, a.StartDomain, ref).Get(ctx, nil)
 	}
 	if err == nil {
+		step = "boot"
 		err = workflow.ExecuteActivity(boot, a.WaitRunning, ref).Get(ctx, nil)
 	}
 	if err == nil && in.Kubernetes != nil {
+		step = "node-ready"
 		err = waitNodeReady(ctx, quick, in)
 	}
 	if err != nil {
@@ -193,12 +200,17 @@ type DecommissionInput struct {
 // by the grace period, then destroy), undefine, delete the Node object and
 // join tokens, delete its volumes. Every step is idempotent, so a
 // decommissioning may be repeated at will.
-func DecommissionVM(ctx workflow.Context, in DecommissionInput) error {
+func DecommissionVM(ctx workflow.Context, in DecommissionInput) (err error) {
+	start, step := workflow.Now(ctx), "drain"
+	defer func() {
+		finished(ctx, MetricDecommissionDuration, MetricDecommissionFailures, in.Group, step, start, err)
+	}()
 	if in.Kubernetes != nil && in.ProviderID != "" {
 		if err := drainNode(ctx, in); err != nil {
 			return err
 		}
 	}
+	step = "cleanup"
 	return cleanupVM(ctx, in.Group, in.VM, in.Host, in.GracePeriod, in.ProviderID, in.CleanupTimeout)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,8 +11,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/premiscale/premiscale/activities"
@@ -19,8 +25,10 @@ import (
 	"github.com/premiscale/premiscale/internal/embedded"
 	"github.com/premiscale/premiscale/internal/externalgrpc"
 	"github.com/premiscale/premiscale/internal/mtls"
+	"github.com/premiscale/premiscale/internal/telemetry"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/worker"
+	"github.com/premiscale/premiscale/workflows"
 )
 
 // TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
@@ -64,11 +72,50 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	}
 	logger.Info("installation", "id", cfg.Controller.Installation)
 
-	c, err := starter.Dial(ctx, cfg, logger)
+	tel, err := telemetry.New(logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Close() }()
+	// Every readiness check is in place before /readyz answers: until the
+	// client is connected, they fail.
+	var dialed atomic.Pointer[client.Client]
+	tel.AddReadyCheck("temporal", func(ctx context.Context) error {
+		c := dialed.Load()
+		if c == nil {
+			return errors.New("not connected yet")
+		}
+		_, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
+	tel.AddReadyCheck("worker", func(ctx context.Context) error {
+		c := dialed.Load()
+		if c == nil {
+			return errors.New("not connected yet")
+		}
+		return workerPolling(*c, t.TaskQueue, starter.Identity())(ctx)
+	})
+	var ensured atomic.Bool
+	if controller {
+		tel.AddReadyCheck("groups", func(context.Context) error {
+			if !ensured.Load() {
+				return errors.New("the group workflows are not ensured yet")
+			}
+			return nil
+		})
+	}
+	maddr, mdone, err := tel.Serve(ctx, cfg.Controller.Metrics.Listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("metrics and probes listening", "address", maddr.String(), "paths", "/metrics /healthz /readyz")
+
+	c, err := starter.DialWithMetrics(ctx, cfg, logger, tel.SDKHandler())
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	dialed.Store(&c)
 
 	hosts := activities.NewHosts(logger)
 	defer func() { _ = hosts.Close() }()
@@ -93,6 +140,8 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		if err := s.EnsureGroups(ctx); err != nil {
 			return err
 		}
+		ensured.Store(true)
+		go telemetry.NewGroups(tel.Registry).Run(ctx, groupSource{s}, cfg.Controller.Metrics.GroupPollInterval, logger)
 		for _, g := range cfg.Autoscale.Groups {
 			logger.Info("group ensured", "group", g.Name, "min", g.Min, "max", g.Max)
 		}
@@ -103,18 +152,62 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		logger.Info("orphans", "action", o.Action, "grace_period", o.GracePeriod, "scan_interval", o.ScanInterval)
 		if ca := cfg.Controller.ClusterAutoscaler; ca.Listen != "" {
 			errc := make(chan error, 1)
-			go func() { errc <- externalgrpc.Serve(ctx, ca, &externalgrpc.Server{Starter: s, Log: logger}) }()
+			go func() {
+				errc <- externalgrpc.Serve(ctx, ca, &externalgrpc.Server{Starter: s, Log: logger, Metrics: tel.Registry})
+			}()
 			select {
 			case err := <-errc:
 				return fmt.Errorf("cluster-autoscaler provider: %w", err)
+			case err := <-mdone:
+				return fmt.Errorf("metrics endpoint: %w", err)
 			case <-ctx.Done():
 				return nil
 			}
 		}
 	}
-	<-ctx.Done()
+	select {
+	case err := <-mdone:
+		if err != nil {
+			return fmt.Errorf("metrics endpoint: %w", err)
+		}
+	case <-ctx.Done():
+	}
 	logger.Info("shutting down")
 	return nil
+}
+
+// workerPolling is ready once this process's worker polls both of the task
+// queue's kinds (workflow and activity tasks): the server lists it among
+// the queue's pollers.
+func workerPolling(c client.Client, queue, identity string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+			resp, err := c.DescribeTaskQueue(ctx, queue, kind)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(resp.GetPollers(), func(p *taskqueuepb.PollerInfo) bool { return p.GetIdentity() == identity }) {
+				return fmt.Errorf("no %s poller of this worker on task queue %s yet", strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_QUEUE_TYPE_")), queue)
+			}
+		}
+		return nil
+	}
+}
+
+// groupSource reads the configured groups and their status for the group
+// gauges.
+type groupSource struct{ s *starter.Starter }
+
+func (g groupSource) Groups(context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, grp := range g.s.Config.Autoscale.Groups {
+		out[grp.Name] = grp.Hosts
+	}
+	return out, nil
+}
+
+func (g groupSource) Status(ctx context.Context, group string) (workflows.GroupStatus, error) {
+	return g.s.Status(ctx, group)
 }
 
 // privateStateDir creates the state directory for the controller's user

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -25,6 +27,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/externalgrpc/protos"
@@ -58,6 +62,8 @@ type Server struct {
 	protos.UnimplementedCloudProviderServer
 	Starter *starter.Starter
 	Log     *slog.Logger
+	// Metrics, if set, receives premiscale_externalgrpc_calls_total.
+	Metrics prometheus.Registerer
 }
 
 var _ protos.CloudProviderServer = (*Server)(nil)
@@ -379,7 +385,7 @@ func ServerCredentials(ca config.ClusterAutoscaler, log *slog.Logger) (credentia
 
 // logCalls logs every call with its peer: the calls that change groups at
 // info, the rest at debug.
-func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+func logCalls(log *slog.Logger, calls *prometheus.CounterVec) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		who := "unknown"
 		if p, ok := peer.FromContext(ctx); ok {
@@ -395,14 +401,30 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 			level = slog.LevelInfo
 		}
 		log.Log(ctx, level, "cluster-autoscaler call", "method", method, "peer", who, "error", err)
+		if calls != nil {
+			calls.WithLabelValues(method, status.Code(err).String()).Inc()
+		}
 		return resp, err
 	}
 }
 
 // Serve listens on ca.Listen (mutual TLS unless ca.Insecure) and serves
 // the provider until ctx ends.
+//
+// It also serves grpc.health.v1 (SERVING for "" and the provider's service
+// name while it runs), behind the same TLS.
 func Serve(ctx context.Context, ca config.ClusterAutoscaler, srv *Server) error {
-	opts := []grpc.ServerOption{grpc.UnaryInterceptor(logCalls(srv.Log))}
+	var calls *prometheus.CounterVec
+	if srv.Metrics != nil {
+		calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "premiscale_externalgrpc_calls_total",
+			Help: "Calls to the cluster-autoscaler externalgrpc provider, by method and gRPC status code.",
+		}, []string{"method", "code"})
+		if err := srv.Metrics.Register(calls); err != nil {
+			return fmt.Errorf("cluster-autoscaler provider metrics: %w", err)
+		}
+	}
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(logCalls(srv.Log, calls))}
 	if ca.Insecure {
 		srv.Log.Warn("cluster-autoscaler provider serves plaintext gRPC without client authentication (insecure: true); keep it on loopback", "listen", ca.Listen)
 	} else {
@@ -418,8 +440,13 @@ func Serve(ctx context.Context, ca config.ClusterAutoscaler, srv *Server) error 
 	}
 	g := grpc.NewServer(opts...)
 	protos.RegisterCloudProviderServer(g, srv)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(protos.CloudProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	go func() {
 		<-ctx.Done()
+		hs.Shutdown()
 		g.GracefulStop()
 	}()
 	srv.Log.Info("cluster-autoscaler externalgrpc provider listening", "address", lis.Addr().String(), "mtls", !ca.Insecure)

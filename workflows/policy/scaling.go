@@ -175,7 +175,21 @@ type Decision struct {
 	To     int       `json:"to"`
 	Action string    `json:"action"`
 	Reason string    `json:"reason"`
+	// Cause is the rule that settled the decision (Cause* constants), a
+	// small set fit for a metric label where Reason is prose.
+	Cause string `json:"cause,omitempty"`
 }
+
+// Causes of a decision.
+const (
+	CauseAtSize         = "at-size"
+	CauseHold           = "hold"
+	CauseMode           = "mode"
+	CauseInFlight       = "in-flight"
+	CauseWindow         = "stabilization-window"
+	CauseCooldown       = "cooldown"
+	CauseRecommendation = "recommendation"
+)
 
 // Applies reports whether the decision changes the group's desired size.
 func (d Decision) Applies() bool {
@@ -201,20 +215,20 @@ func Decide(in DecideInput) (Decision, []Sample) {
 	rec := in.Recommendation
 	switch {
 	case rec == in.Desired:
-		d.Reason = fmt.Sprintf("recommendation is the current size %d", rec)
+		d.Reason, d.Cause = fmt.Sprintf("recommendation is the current size %d", rec), CauseAtSize
 		if in.HoldReason != "" {
-			d.Action, d.Reason = ActionHeld, "held: "+in.HoldReason
+			d.Action, d.Reason, d.Cause = ActionHeld, "held: "+in.HoldReason, CauseHold
 		}
 	case rec < in.Desired:
 		switch {
 		case in.Mode == config.ModeScaleOutOnly:
-			d.Reason = fmt.Sprintf("mode scaleOutOnly: not scaling in %d -> %d", in.Desired, rec)
+			d.Reason, d.Cause = fmt.Sprintf("mode scaleOutOnly: not scaling in %d -> %d", in.Desired, rec), CauseMode
 			return d, hist
 		case in.HoldReason != "":
-			d.Action, d.Reason = ActionHeld, "held: "+in.HoldReason
+			d.Action, d.Reason, d.Cause = ActionHeld, "held: "+in.HoldReason, CauseHold
 			return d, hist
 		case in.Provisioning > 0:
-			d.Action, d.Reason = ActionHeld, fmt.Sprintf("held: %d VMs still provisioning", in.Provisioning)
+			d.Action, d.Reason, d.Cause = ActionHeld, fmt.Sprintf("held: %d VMs still provisioning", in.Provisioning), CauseInFlight
 			return d, hist
 		}
 		target := rec
@@ -224,16 +238,16 @@ func Decide(in DecideInput) (Decision, []Sample) {
 			}
 		}
 		if target >= in.Desired {
-			d.Reason = fmt.Sprintf("stabilization window: highest recommendation in the last %s is %d", in.ScaleIn.Window, target)
+			d.Reason, d.Cause = fmt.Sprintf("stabilization window: highest recommendation in the last %s is %d", in.ScaleIn.Window, target), CauseWindow
 			return d, hist
 		}
 		if until := in.LastScaleAt.Add(in.ScaleIn.Cooldown); in.Now.Before(until) {
-			d.Reason = fmt.Sprintf("cooldown until %s (would scale in %d -> %d)", until.UTC().Format("15:04:05"), in.Desired, target)
+			d.Reason, d.Cause = fmt.Sprintf("cooldown until %s (would scale in %d -> %d)", until.UTC().Format("15:04:05"), in.Desired, target), CauseCooldown
 			return d, hist
 		}
 		target = max(target, in.Desired-in.ScaleIn.maxStep(in.Desired))
 		d.To, d.Action = target, ActionScaleIn
-		d.Reason = fmt.Sprintf("scale in %d -> %d (recommended %d)", in.Desired, target, rec)
+		d.Reason, d.Cause = fmt.Sprintf("scale in %d -> %d (recommended %d)", in.Desired, target, rec), CauseRecommendation
 	default:
 		target := rec
 		for _, s := range hist {
@@ -242,16 +256,16 @@ func Decide(in DecideInput) (Decision, []Sample) {
 			}
 		}
 		if target <= in.Desired {
-			d.Reason = fmt.Sprintf("stabilization window: lowest recommendation in the last %s is %d", in.ScaleOut.Window, target)
+			d.Reason, d.Cause = fmt.Sprintf("stabilization window: lowest recommendation in the last %s is %d", in.ScaleOut.Window, target), CauseWindow
 			return d, hist
 		}
 		if until := in.LastScaleAt.Add(in.ScaleOut.Cooldown); in.Now.Before(until) {
-			d.Reason = fmt.Sprintf("cooldown until %s (would scale out %d -> %d)", until.UTC().Format("15:04:05"), in.Desired, target)
+			d.Reason, d.Cause = fmt.Sprintf("cooldown until %s (would scale out %d -> %d)", until.UTC().Format("15:04:05"), in.Desired, target), CauseCooldown
 			return d, hist
 		}
 		target = min(target, in.Desired+in.ScaleOut.maxStep(in.Desired))
 		d.To, d.Action = target, ActionScaleOut
-		d.Reason = fmt.Sprintf("scale out %d -> %d (recommended %d)", in.Desired, target, rec)
+		d.Reason, d.Cause = fmt.Sprintf("scale out %d -> %d (recommended %d)", in.Desired, target, rec), CauseRecommendation
 	}
 	if in.DryRun && d.Applies() {
 		d.Action, d.Reason = ActionDryRun, fmt.Sprintf("dry run: would scale %d -> %d", d.From, d.To)

@@ -219,3 +219,34 @@ func TestDecideKeepsOnlyHistoryInsideTheWindows(t *testing.T) {
 		t.Errorf("history = %+v, want the 30s-old sample and this one", hist)
 	}
 }
+
+// TestDecideNamesTheRuleThatSettledIt: each decision carries the cause a
+// metric can count by (the reason stays prose).
+func TestDecideNamesTheRuleThatSettledIt(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	base := DecideInput{Now: t0, Desired: 4, Mode: config.ModeOn, ScaleOut: DirectionLimits{Cooldown: time.Minute},
+		ScaleIn: DirectionLimits{Cooldown: 5 * time.Minute, Window: 5 * time.Minute}, LastScaleAt: t0.Add(-time.Hour)}
+	tests := []struct {
+		name string
+		edit func(*DecideInput)
+		want string
+	}{
+		{"at size", func(d *DecideInput) { d.Recommendation = 4 }, CauseAtSize},
+		{"scale out", func(d *DecideInput) { d.Recommendation = 6 }, CauseRecommendation},
+		{"dry run keeps the cause", func(d *DecideInput) { d.Recommendation = 6; d.DryRun = true }, CauseRecommendation},
+		{"cooldown", func(d *DecideInput) { d.Recommendation = 6; d.LastScaleAt = t0.Add(-30 * time.Second) }, CauseCooldown},
+		{"window", func(d *DecideInput) { d.Recommendation = 2; d.History = []Sample{{t0.Add(-time.Minute), 4}} }, CauseWindow},
+		{"hold", func(d *DecideInput) { d.Recommendation = 2; d.HoldReason = "check cpu failed" }, CauseHold},
+		{"in flight", func(d *DecideInput) { d.Recommendation = 2; d.Provisioning = 1 }, CauseInFlight},
+		{"mode", func(d *DecideInput) { d.Recommendation = 2; d.Mode = config.ModeScaleOutOnly }, CauseMode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base
+			tt.edit(&in)
+			if d, _ := Decide(in); d.Cause != tt.want {
+				t.Errorf("cause %q (%s), want %q", d.Cause, d.Reason, tt.want)
+			}
+		})
+	}
+}

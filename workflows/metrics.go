@@ -1,0 +1,39 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// Metrics the workflows emit through the SDK's metrics handler, which
+// records nothing while a workflow replays. The Prometheus names add
+// _total to counters and _seconds to durations.
+const (
+	// MetricDecisions counts metric evaluations by group, action,
+	// direction (out, in, none) and cause (policy.Cause*).
+	MetricDecisions = "premiscale_decisions"
+	// MetricProvisionDuration is how long successful provisionings took,
+	// by group.
+	MetricProvisionDuration = "premiscale_provision_duration"
+	// MetricProvisionFailures counts failed provisionings by group and the
+	// step that failed (clone, join, define, start, boot, node-ready).
+	MetricProvisionFailures = "premiscale_provision_failures"
+	// MetricDecommissionDuration is how long successful decommissionings
+	// took, by group.
+	MetricDecommissionDuration = "premiscale_decommission_duration"
+	// MetricDecommissionFailures counts failed decommissionings by group
+	// and step (drain, cleanup).
+	MetricDecommissionFailures = "premiscale_decommission_failures"
+)
+
+// finished records a VM workflow's outcome: its duration since start, or
+// a failure at step.
+func finished(ctx workflow.Context, duration, failures, group, step string, start time.Time, err error) {
+	m := workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"group": group})
+	if err != nil {
+		m.WithTags(map[string]string{"step": step}).Counter(failures).Inc(1)
+		return
+	}
+	m.Timer(duration).Record(workflow.Now(ctx).Sub(start))
+}
