@@ -2,7 +2,8 @@
 # Usage: test/scripts/deps.sh
 #
 # Installs the Debian packages the integration tests need (libvirt daemon,
-# QEMU/TCG, qemu-img, virsh, busybox-static, cpio, prometheus, genisoimage).
+# QEMU/TCG, qemu-img, virsh, busybox-static, cpio, prometheus, genisoimage,
+# and systemd for systemd-analyze and systemd-sysusers: nothing runs under it).
 # A fast no-op when every package is already installed; otherwise runs
 # `apt-get update` once and installs only the missing packages. Needs root.
 set -euo pipefail
@@ -18,6 +19,7 @@ PACKAGES=(
   cpio
   prometheus
   genisoimage
+  systemd
 )
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }
