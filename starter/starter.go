@@ -343,10 +343,19 @@ func (s *Starter) pause(ctx context.Context, name, update string) error {
 // WaitSettled polls a group's status until it holds exactly its desired size
 // with nothing in flight, or ctx ends.
 func (s *Starter) WaitSettled(ctx context.Context, name string, poll time.Duration) (workflows.GroupStatus, error) {
+	return s.WaitSettledWatching(ctx, name, poll, nil)
+}
+
+// WaitSettledWatching is WaitSettled calling watch with every status read
+// before the group settles.
+func (s *Starter) WaitSettledWatching(ctx context.Context, name string, poll time.Duration, watch func(workflows.GroupStatus)) (workflows.GroupStatus, error) {
 	for {
 		st, err := s.Status(ctx, name)
 		if err == nil && st.Settled() {
 			return st, nil
+		}
+		if err == nil && watch != nil {
+			watch(st)
 		}
 		select {
 		case <-ctx.Done():
@@ -482,4 +491,30 @@ func (s *Starter) OrphanCollectorStatus(ctx context.Context) (workflows.OrphanSt
 		return st, fmt.Errorf("query orphan collector: %w", err)
 	}
 	return st, v.Get(&st)
+}
+
+// Steps asks each member of st in flight (provisioning or
+// decommissioning) which step its VM workflow is at; a member whose
+// workflow does not answer (finished meanwhile) is left out.
+func (s *Starter) Steps(ctx context.Context, st workflows.GroupStatus) map[string]string {
+	out := map[string]string{}
+	for _, m := range st.Members {
+		var id string
+		switch m.State {
+		case workflows.MemberProvisioning:
+			id = workflows.ProvisionWorkflowID(st.Group, m.Name)
+		case workflows.MemberDecommissioning:
+			id = workflows.DecommissionWorkflowID(st.Group, m.Name)
+		default:
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := s.Client.QueryWorkflow(qctx, id, "", workflows.QueryStep)
+		cancel()
+		var step string
+		if err == nil && v.Get(&step) == nil {
+			out[m.Name] = step
+		}
+	}
+	return out
 }

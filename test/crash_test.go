@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -339,7 +340,12 @@ func TestThreeQEMUHostsSpreadBinpackAndHostFailure(t *testing.T) {
 	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
 	t.Cleanup(func() { c.checkLogForPanics() })
 
-	c.mustCLI("scale", "sp", "6", "--wait", "--timeout", "3m")
+	// --wait shows progress off a terminal as plain lines, with the step
+	// of each VM in flight (QEMU guests take seconds to boot here).
+	out := c.mustCLI("scale", "sp", "6", "--wait", "--timeout", "3m")
+	if !regexp.MustCompile(`(?m)^group sp: \d/6 running, \d provisioning, \d decommissioning \(sp-\d+: (clone|define|start|boot)`).MatchString(out) {
+		t.Errorf("scale --wait showed no progress with steps:\n%s", out)
+	}
 	st := c.waitSettled("sp", 6, time.Minute)
 	t.Logf("spread 6: %s", checkInvariant(t, conns, guestPool, st))
 	if got := viewHosts(t, conns, guestPool, "sp").counts(); !slices.Equal(got, []int{2, 2, 2}) {

@@ -1183,7 +1183,7 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 	})
 	g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            GroupWorkflowID(g.spec.Name) + "/vm/" + name + "/provision",
+		WorkflowID:            ProvisionWorkflowID(g.spec.Name, name),
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
@@ -1267,7 +1267,7 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 	m.State = MemberDecommissioning
 	m.UpdatedAt = workflow.Now(ctx)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            GroupWorkflowID(g.spec.Name) + "/vm/" + name + "/decommission",
+		WorkflowID:            DecommissionWorkflowID(g.spec.Name, name),
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})

@@ -27,6 +27,21 @@ const (
 	MetricDecommissionFailures = "premiscale_decommission_failures"
 )
 
+// QueryStep answers, on a ProvisionVM or DecommissionVM workflow, the step
+// it is at (clone, join, define, start, boot, node-ready; drain, cleanup).
+const QueryStep = "step"
+
+// ProvisionWorkflowID and DecommissionWorkflowID are the IDs of a member's
+// VM workflows.
+func ProvisionWorkflowID(group, vm string) string {
+	return GroupWorkflowID(group) + "/vm/" + vm + "/provision"
+}
+
+// DecommissionWorkflowID is the ID of a member's decommissioning.
+func DecommissionWorkflowID(group, vm string) string {
+	return GroupWorkflowID(group) + "/vm/" + vm + "/decommission"
+}
+
 // finished records a VM workflow's outcome: its duration since start, or
 // a failure at step.
 func finished(ctx workflow.Context, duration, failures, group, step string, start time.Time, err error) {

@@ -96,6 +96,15 @@ type ProvisionOutput struct {
 func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, err error) {
 	start, step := workflow.Now(ctx), "clone"
 	defer func() { finished(ctx, MetricProvisionDuration, MetricProvisionFailures, in.Group, step, start, err) }()
+	compensating := false
+	if err := workflow.SetQueryHandler(ctx, QueryStep, func() (string, error) {
+		if compensating {
+			return "removing after a failed " + step, nil
+		}
+		return step, nil
+	}); err != nil {
+		return ProvisionOutput{}, err
+	}
 	var a *activities.Libvirt
 	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
 	// WaitForCancellation: when the provisioning is cancelled (scale-in),
@@ -166,6 +175,7 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, 
 	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("provisioning failed, compensating", "group", in.Group, "vm", in.VM, "host", in.Host.Name, "error", err)
+		compensating = true
 		var providerID string
 		if in.Kubernetes != nil {
 			providerID = ProviderID(in.Group, in.UUID)
@@ -205,6 +215,9 @@ func DecommissionVM(ctx workflow.Context, in DecommissionInput) (err error) {
 	defer func() {
 		finished(ctx, MetricDecommissionDuration, MetricDecommissionFailures, in.Group, step, start, err)
 	}()
+	if err := workflow.SetQueryHandler(ctx, QueryStep, func() (string, error) { return step, nil }); err != nil {
+		return err
+	}
 	if in.Kubernetes != nil && in.ProviderID != "" {
 		if err := drainNode(ctx, in); err != nil {
 			return err

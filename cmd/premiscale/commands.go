@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,9 +26,10 @@ func newScaleCmd(gf *globalFlags) *cobra.Command {
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "scale GROUP N",
-		Short: "Set a group's desired size (refused outside [min, max])",
-		Args:  cobra.ExactArgs(2),
+		Use:               "scale GROUP N",
+		Short:             "Set a group's desired size (refused outside [min, max])",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeGroups(gf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
 			if err != nil {
@@ -45,7 +47,11 @@ func newScaleCmd(gf *globalFlags) *cobra.Command {
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				defer cancel()
-				st, err := s.WaitSettled(ctx, args[0], 500*time.Millisecond)
+				p := newProgress(out)
+				st, err := s.WaitSettledWatching(ctx, args[0], 500*time.Millisecond, func(st workflows.GroupStatus) {
+					p.show(progressLine(st, s.Steps(ctx, st)))
+				})
+				p.done()
 				if err != nil {
 					return err
 				}
@@ -63,9 +69,10 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 	var output string
 	var orphans bool
 	cmd := &cobra.Command{
-		Use:   "status [GROUP] [--orphans]",
-		Short: "Show groups, their members and recent events",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "status [GROUP] [--orphans]",
+		Short:             "Show groups, their members and recent events",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeGroups(gf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
@@ -222,9 +229,10 @@ func newPauseCmd(gf *globalFlags, pause bool) *cobra.Command {
 		use, short = "resume GROUP", "Resume scaling a paused group"
 	}
 	return &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:               use,
+		Short:             short,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeGroups(gf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
 				var err error
@@ -249,9 +257,10 @@ func newProtectCmd(gf *globalFlags, protect bool) *cobra.Command {
 		use, short = "unprotect GROUP VM", "Let scale-in choose a protected member again"
 	}
 	return &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.ExactArgs(2),
+		Use:               use,
+		Short:             short,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeGroups(gf, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
 				if err := s.Protect(cmd.Context(), args[0], args[1], protect); err != nil {
@@ -312,4 +321,92 @@ controller.temporal.embedded.tls.allowedClients is set, add NAME to it.`,
 	issue.Flags().StringVarP(&out, "out", "o", ".", "directory to write the certificate, key and CA into")
 	tlsCmd.AddCommand(issue)
 	return tlsCmd
+}
+
+// progressLine says where a group is on its way to desired: counts, and
+// the step of each VM in flight.
+func progressLine(st workflows.GroupStatus, steps map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "group %s: %d/%d running, %d provisioning, %d decommissioning", st.Group, st.Running, st.Desired, st.Provisioning, st.Decommissioning)
+	if st.Failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", st.Failed)
+	}
+	var inFlight []string
+	for _, m := range st.Members {
+		if step, ok := steps[m.Name]; ok {
+			inFlight = append(inFlight, m.Name+": "+step)
+		}
+	}
+	if len(inFlight) > 0 {
+		b.WriteString(" (" + strings.Join(inFlight, ", ") + ")")
+	}
+	return b.String()
+}
+
+// progress shows a changing line: rewritten in place on a terminal, one
+// plain line per change otherwise (logs, pipes).
+type progress struct {
+	out  io.Writer
+	tty  bool
+	last string
+}
+
+func newProgress(out io.Writer) *progress {
+	p := &progress{out: out}
+	if f, ok := out.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) show(line string) {
+	if line == p.last {
+		return
+	}
+	p.last = line
+	if p.tty {
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
+		return
+	}
+	fmt.Fprintln(p.out, line)
+}
+
+// done ends an in-place line.
+func (p *progress) done() {
+	if p.tty && p.last != "" {
+		fmt.Fprintln(p.out)
+	}
+}
+
+// completeGroups completes a group name from the config file, and with
+// vms, then one of that group's members from its status.
+func completeGroups(gf *globalFlags, vms bool) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		switch {
+		case len(args) == 0:
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+			}
+			return cfg.GroupNames(), cobra.ShellCompDirectiveNoFileComp
+		case len(args) == 1 && vms:
+			var names []string
+			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+			defer cancel()
+			err := withStarter(ctx, gf, func(s *starter.Starter) error {
+				st, err := s.Status(ctx, args[0])
+				for _, m := range st.Members {
+					names = append(names, m.Name)
+				}
+				return err
+			})
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
 }

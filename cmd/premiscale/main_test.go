@@ -107,3 +107,38 @@ func TestStatusShowsChecksAndDecisions(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupNamesCompleteFromTheConfig: `premiscale __complete` (what the
+// shell completion scripts call) offers the config's group names for the
+// commands that take one.
+func TestGroupNamesCompleteFromTheConfig(t *testing.T) {
+	cfg := filepath.Join("..", "..", "deploy", "examples", "test-driver.yaml")
+	for _, cmd := range []string{"scale", "status", "pause", "resume", "protect"} {
+		out, err := execute(t, "__complete", "-c", cfg, cmd, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Split(out, "\n"); lines[0] != "demo" {
+			t.Errorf("%s: completions %q, want demo first", cmd, out)
+		}
+	}
+}
+
+func TestProgressLineNamesTheStepOfEachVMInFlight(t *testing.T) {
+	st := workflows.GroupStatus{Group: "web", Desired: 3, Running: 1, Provisioning: 2, Members: []workflows.Member{
+		{Name: "web-1", State: workflows.MemberRunning}, {Name: "web-2", State: workflows.MemberProvisioning}, {Name: "web-3", State: workflows.MemberProvisioning},
+	}}
+	got := progressLine(st, map[string]string{"web-2": "boot", "web-3": "clone"})
+	if want := "group web: 1/3 running, 2 provisioning, 0 decommissioning (web-2: boot, web-3: clone)"; got != want {
+		t.Errorf("progress line %q, want %q", got, want)
+	}
+	var b bytes.Buffer
+	p := newProgress(&b) // not a terminal: one plain line per change
+	p.show("a")
+	p.show("a")
+	p.show("b")
+	p.done()
+	if b.String() != "a\nb\n" {
+		t.Errorf("progress off a terminal wrote %q", b.String())
+	}
+}
