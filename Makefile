@@ -9,10 +9,18 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test run lint bench crash proto clean
+.PHONY: build test run lint bench crash proto clean image
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
+
+# The container image as an OCI archive (no daemon, no base image): a
+# static, stripped binary with the version stamped, run as a non-root user.
+IMAGE        := bin/premiscale-image.tar
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags timetzdata,osusergo,netgo -ldflags "-s -w -X main.version=$(VERSION)" -o bin/premiscale-linux-amd64 ./cmd/premiscale
+	$(GO) run ./deploy/image -binary bin/premiscale-linux-amd64 -version $(VERSION) -out $(IMAGE)
+	@echo "wrote $(IMAGE) (podman load -i $(IMAGE), or skopeo copy oci-archive:$(IMAGE) docker://REGISTRY/premiscale:$(VERSION))"
 
 test:
 	test/scripts/test.sh
