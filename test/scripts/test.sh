@@ -36,6 +36,13 @@ destroy_host_guests() {
 }
 trap 'destroy_host_guests; test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
 test/guest/build.sh
+# helm for the chart's tests (lint, template): built from the module proxy
+# once, into GOPATH/bin.
+HELM_VERSION=v3.22.0
+if ! command -v helm >/dev/null && [[ ! -x "$(go env GOPATH)/bin/helm" ]]; then
+  log "installing helm $HELM_VERSION (go install, a few minutes once)"
+  go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
 
 export REQUIRE_LIBVIRT=1
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
