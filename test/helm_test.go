@@ -190,4 +190,3 @@ func validateRenderedConfig(t *testing.T, config string, d *appsv1.Deployment) {
 		t.Errorf("premiscale --validate on the rendered config: %v\n%s\n%s", err, out, config)
 	}
 }
-
