@@ -31,6 +31,7 @@ const (
 	DefaultTaskQueue              = "premiscale"
 	DefaultEmbeddedHost           = "127.0.0.1"
 	DefaultEmbeddedPort           = 7233
+	DefaultUIPort                 = 8233
 	DefaultMetricsListen          = "127.0.0.1:9464"
 	DefaultGroupPollInterval      = 5 * time.Second
 	DefaultPool                   = "default"
@@ -290,7 +291,24 @@ type Embedded struct {
 	Host string      `koanf:"host" json:"host"`
 	Port int         `koanf:"port" json:"port"`
 	TLS  EmbeddedTLS `koanf:"tls" json:"tls"`
+	UI   EmbeddedUI  `koanf:"ui" json:"ui"`
 }
+
+// EmbeddedUI serves the Temporal Web UI next to the embedded server, as
+// `temporal server start-dev` does: on loopback only, since it has no
+// login of its own (reach it from elsewhere through an SSH tunnel or
+// kubectl port-forward).
+type EmbeddedUI struct {
+	// Enabled defaults to true.
+	Enabled *bool `koanf:"enabled" json:"enabled"`
+	// Host is a loopback address.
+	Host string `koanf:"host" json:"host"`
+	// Port is the UI's HTTP port (the dev server's 8233 by default).
+	Port int `koanf:"port" json:"port"`
+}
+
+// On reports whether the UI is served.
+func (u EmbeddedUI) On() bool { return u.Enabled == nil || *u.Enabled }
 
 // EmbeddedTLS serves the embedded frontend over mutual TLS: every client
 // (the controller itself, remote workers, the temporal CLI, the Temporal UI)
@@ -583,6 +601,10 @@ func (c *Config) ApplyDefaults() {
 	setStr(&ctl.Temporal.Namespace, DefaultNamespace)
 	setStr(&ctl.Temporal.TaskQueue, DefaultTaskQueue)
 	setStr(&ctl.Temporal.Embedded.Host, DefaultEmbeddedHost)
+	setStr(&ctl.Temporal.Embedded.UI.Host, DefaultEmbeddedHost)
+	if ctl.Temporal.Embedded.UI.Port == 0 {
+		ctl.Temporal.Embedded.UI.Port = DefaultUIPort
+	}
 	if ctl.Temporal.Embedded.Port == 0 {
 		ctl.Temporal.Embedded.Port = DefaultEmbeddedPort
 	}

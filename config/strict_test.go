@@ -59,6 +59,8 @@ controller:
 		{"generated embedded TLS with client TLS", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true}}, tls: {enabled: true}}\n", "controller.temporal.tls.enabled: leave controller.temporal.tls unset"},
 		{"embedded TLS settings while disabled", withGroup("") + "controller:\n  temporal: {embedded: {tls: {serverNames: [a.example]}}}\n", "controller.temporal.embedded.tls.enabled: must be true"},
 		{"bad generated server name", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true, serverNames: [\"a b\"]}}}\n", "controller.temporal.embedded.tls.serverNames[0]"},
+		{"Temporal UI on every address", withGroup("") + "controller:\n  temporal: {embedded: {ui: {host: 0.0.0.0}}}\n", "controller.temporal.embedded.ui.host: must be a loopback address"},
+		{"Temporal UI on the frontend's port", withGroup("") + "controller:\n  temporal: {embedded: {port: 7300, ui: {port: 7300}}}\n", "controller.temporal.embedded.ui.port"},
 		{"base volume named as PremiScale's", withTemplate(`, baseVolume: premiscale-base.qcow2`), "autoscale.groups[0].template.baseVolume: must not start with"},
 		{"plaintext provider on every address", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", insecure: true}\n", "controller.clusterAutoscaler.insecure: only on a loopback listen address"},
 		{"provider without an allow-list", withGroup("") + "controller:\n  clusterAutoscaler: {listen: \"0.0.0.0:8086\", certFile: a, keyFile: b, clientCAFile: c}\n", "controller.clusterAutoscaler.allowedClients: must list"},

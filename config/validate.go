@@ -701,6 +701,14 @@ func (v *validator) embedded(t Temporal) {
 	if e.Port < 1 || e.Port > 65535 {
 		v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", e.Port)
 	}
+	if e.UI.On() {
+		if ip := net.ParseIP(e.UI.Host); ip == nil || !ip.IsLoopback() {
+			v.add("controller.temporal.embedded.ui.host", "must be a loopback address (127.0.0.1 or ::1), got %q: the Temporal UI has no login, and whoever reaches it can signal, reset and terminate every workflow; reach it through an SSH tunnel or kubectl port-forward", e.UI.Host)
+		}
+		if e.UI.Port < 1 || e.UI.Port > 65535 || e.UI.Port == e.Port {
+			v.add("controller.temporal.embedded.ui.port", "must be in [1, 65535] and not the frontend's port, got %d", e.UI.Port)
+		}
+	}
 	const p = "controller.temporal.embedded.tls"
 	if !e.TLS.Enabled {
 		if t.TLS.Enabled {

@@ -32,6 +32,9 @@ import (
 var premiscaleBin string
 
 func TestMain(m *testing.M) {
+	// The controllers under test serve no Temporal UI (its fixed port could
+	// be a developer's running one); TestTemporalUI… turns it on.
+	_ = os.Setenv("PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_UI_ENABLED", "false")
 	dir, err := os.MkdirTemp("", "premiscale-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -70,6 +73,8 @@ type controller struct {
 	exited chan error
 	// checkedClosed holds the closed workflow runs checkWorkflowTasks read.
 	checkedClosed map[string]bool
+	// env is added to the process's environment.
+	env []string
 }
 
 func writeE2EConfig(t *testing.T, group string, port int) (cfgPath, logPath string) {
@@ -103,6 +108,7 @@ autoscale:
 func (c *controller) start() {
 	c.t.Helper()
 	c.cmd = exec.Command(premiscaleBin, "-c", c.config)
+	c.cmd.Env = append(os.Environ(), c.env...)
 	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatalf("start controller: %v", err)

@@ -65,6 +65,18 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 			}
 		}()
 		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db, "mtls", etls != nil)
+		if ui := t.Embedded.UI; ui.On() {
+			ct := cfg.ClientTLS()
+			u, err := embedded.StartUI(ctx, embedded.UIOptions{
+				Host: ui.Host, Port: ui.Port, Frontend: srv.Address(), Namespace: t.Namespace,
+				CAFile: ct.CAFile, CertFile: ct.CertFile, KeyFile: ct.KeyFile,
+			})
+			if err != nil {
+				return err
+			}
+			defer u.Stop()
+			logger.Info("Temporal UI", "url", u.URL()+"/namespaces/"+t.Namespace+"/workflows")
+		}
 	}
 
 	if err := cfg.ResolveInstallation(controller); err != nil {

@@ -3,7 +3,8 @@
 #
 # Installs the Debian packages the integration tests need (libvirt daemon,
 # QEMU/TCG, qemu-img, virsh, busybox-static, cpio, prometheus, genisoimage,
-# and systemd for systemd-analyze and systemd-sysusers: nothing runs under it).
+# systemd for systemd-analyze and systemd-sysusers: nothing runs under it,
+# and chromium for the Temporal UI test, driven headless).
 # A fast no-op when every package is already installed; otherwise runs
 # `apt-get update` once and installs only the missing packages. Needs root.
 set -euo pipefail
@@ -20,6 +21,7 @@ PACKAGES=(
   prometheus
   genisoimage
   systemd
+  chromium
 )
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }

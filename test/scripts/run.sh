@@ -29,6 +29,10 @@ In another shell:
   virsh -c qemu:///system list --all     # what libvirt has
   tail -f /var/log/libvirt/qemu/demo-1-console.log   # a guest's console
 
+Watch the group workflow, its VM children and their histories in the
+Temporal UI: http://127.0.0.1:8233/namespaces/default/workflows
+Metrics and probes: http://127.0.0.1:9464/metrics, /healthz, /readyz
+
 With the temporal CLI (optional, see README):
   temporal workflow query  --workflow-id premiscale/group/demo --type status
   temporal workflow update execute --workflow-id premiscale/group/demo --name set-desired --input '{"desired": 2}'
