@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 )
 
 // InventoryInput names the host to take stock of.
@@ -108,7 +110,25 @@ func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Invento
 		}
 	}
 	inv.Taken = slices.Sorted(maps.Keys(taken))
+	recordInventory(activity.GetMetricsHandler(ctx).WithTags(map[string]string{"host": in.Host.Name}), inv)
 	return inv, nil
+}
+
+// recordInventory exports a host's inventory as premiscale_host_* gauges,
+// refreshed by every placement and observation that reads it.
+func recordInventory(m client.MetricsHandler, inv Inventory) {
+	for name, v := range map[string]float64{
+		"premiscale_host_cpus":                   float64(inv.CPUs),
+		"premiscale_host_allocated_vcpus":        float64(inv.AllocatedVCPUs),
+		"premiscale_host_memory_bytes":           float64(inv.MemoryBytes),
+		"premiscale_host_free_memory_bytes":      float64(inv.FreeMemoryBytes),
+		"premiscale_host_allocated_memory_bytes": float64(inv.AllocatedMemoryBytes),
+		"premiscale_host_pool_capacity_bytes":    float64(inv.PoolCapacityBytes),
+		"premiscale_host_pool_available_bytes":   float64(inv.PoolAvailableBytes),
+		"premiscale_host_domains":                float64(inv.Domains),
+	} {
+		m.Gauge(name).Update(v)
+	}
 }
 
 // ListOwnedInput names the host to scan for PremiScale's resources.

@@ -433,18 +433,12 @@ func TestVolumeADomainUsesIsNeverDeleted(t *testing.T) {
 	env, vm, disk := clonedDisk(t, "itused")
 	var a *activities.Libvirt
 	host := activities.HostRef{Name: "test"}
-	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='test'><name>theirs-%s</name><memory unit='MiB'>64</memory>
-<os><type arch='x86_64'>hvm</type></os>
-<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
-		vm, testPool, disk.Volume))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dom := defineTheirs(t, lv, "theirs-"+vm, disk.Volume)
 	t.Cleanup(func() {
 		_ = lv.DomainUndefine(dom)
 		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
 	})
-	err = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
+	err := run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil)
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeInUse || !strings.Contains(err.Error(), "theirs-"+vm) {
 		t.Errorf("delete: err = %v, want %s naming their domain", err, activities.ErrTypeInUse)
@@ -480,13 +474,7 @@ func TestCloneVolumeAdoptsOnlyADiskItWouldHaveMade(t *testing.T) {
 	}
 
 	// Someone's domain has the disk.
-	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='test'><name>theirs-%s</name><memory unit='MiB'>64</memory>
-<os><type arch='x86_64'>hvm</type></os>
-<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
-		vm, testPool, disk.Volume))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dom := defineTheirs(t, lv, "theirs-"+vm, disk.Volume)
 	taken("clone while a domain uses the disk", run(t, env, a.CloneVolume, in, nil))
 	if err := lv.DomainUndefine(dom); err != nil {
 		t.Fatal(err)
@@ -513,4 +501,18 @@ func TestCloneVolumeAdoptsOnlyADiskItWouldHaveMade(t *testing.T) {
 	if vx, ok := volumeXML(t, lv, testPool, activities.VolumeName(vm2)); !ok || vx.Capacity.Value != 128<<20 {
 		t.Errorf("the other disk was changed or deleted: %+v %v", vx.Capacity, ok)
 	}
+}
+
+// defineTheirs defines, on the test driver, a domain that is not
+// PremiScale's (no mark) with volume of the test pool as its disk.
+func defineTheirs(t *testing.T, lv *libvirt.Libvirt, name, volume string) libvirt.Domain {
+	t.Helper()
+	dom, err := lv.DomainDefineXML(fmt.Sprintf(`<domain type='test'><name>%s</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64'>hvm</type></os>
+<devices><disk type='volume' device='disk'><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`,
+		name, testPool, volume))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dom
 }

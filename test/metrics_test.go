@@ -100,6 +100,7 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_group_members{group=%q,state="running"}`, group), 1)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_decommission_duration_seconds_count{group=%q}`, group), 2)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_host_reachable{group=%q,host="testhost"}`, group), 1)
+	waitPromValue(t, papi, `premiscale_host_cpus{host="testhost"}`, 16) // the test driver's node
 
 	// The Temporal SDK's own metrics (worker and client) are there too.
 	_, text := get(base + "/metrics")

@@ -25,6 +25,12 @@ const (
 	// MetricDecommissionFailures counts failed decommissionings by group
 	// and step (drain, cleanup).
 	MetricDecommissionFailures = "premiscale_decommission_failures"
+	// MetricOrphans is how many orphans (by kind) the collector's last
+	// scan found (orphans.action delete only: the collector runs then).
+	MetricOrphans = "premiscale_orphans"
+	// MetricOrphansDeleted counts the orphans the collector deleted, by
+	// kind and host.
+	MetricOrphansDeleted = "premiscale_orphans_deleted"
 )
 
 // QueryStep answers, on a ProvisionVM or DecommissionVM workflow, the step

@@ -378,6 +378,7 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 			continue
 		}
 		workflow.GetLogger(ctx).Info("deleted orphan", "host", o.Host, "kind", o.Kind, "name", o.Name, "group", o.Group, "reason", o.Reason)
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": o.Kind, "host": o.Host}).Counter(MetricOrphansDeleted).Inc(1)
 		o.DeletedAt = workflow.Now(ctx)
 		st.Deleted = append(st.Deleted, o)
 		delete(firstSeen, o.key())
@@ -385,6 +386,15 @@ func collectOrphans(ctx workflow.Context, st *OrphanStatus, firstSeen map[string
 	}
 	if len(st.Deleted) > keptDeletions {
 		st.Deleted = st.Deleted[len(st.Deleted)-keptDeletions:]
+	}
+	for _, kind := range []string{OrphanDomain, OrphanVolume} {
+		n := 0
+		for _, o := range st.Orphans {
+			if o.Kind == kind {
+				n++
+			}
+		}
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind}).Gauge(MetricOrphans).Update(float64(n))
 	}
 	if err := errors.Join(errs...); err != nil {
 		st.LastError = "delete: " + err.Error()
