@@ -9,7 +9,7 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test run lint bench crash proto clean image
+.PHONY: build test run lint bench crash proto clean image cluster
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
@@ -55,6 +55,11 @@ lint:
 
 bench:
 	test/scripts/bench.sh
+
+# The test suite's real Kubernetes control plane, left running for manual
+# work (Ctrl-C stops it): prints the KUBECONFIG to export.
+cluster:
+	PSTEST_K8S_DIR="$$(test/k8s/build.sh)" $(GO) run ./test/k8s/cluster
 
 clean:
 	rm -rf bin .premiscale

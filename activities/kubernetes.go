@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -359,6 +360,10 @@ func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput,
 		dctx, cancel = context.WithTimeout(ctx, in.Timeout)
 		defer cancel()
 	}
+	// The library reports a refused eviction (a PodDisruptionBudget, most
+	// often) only as a line on ErrOut before it retries; the last one says
+	// why a drain that runs out of time did not finish.
+	refusal := &lastLine{}
 	h := &drain.Helper{
 		Ctx:                  dctx,
 		Client:               c,
@@ -368,7 +373,7 @@ func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput,
 		DeleteEmptyDirData:   in.DeleteEmptyDirData,
 		EvictErrorRetryDelay: retry,
 		Out:                  io.Discard,
-		ErrOut:               io.Discard,
+		ErrOut:               refusal,
 		OnPodDeletionOrEvictionFinished: func(*corev1.Pod, bool, error) {
 			out.Evicted++
 			activity.RecordHeartbeat(ctx, out.Evicted)
@@ -379,7 +384,11 @@ func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput,
 	}
 	if err := drain.RunNodeDrain(h, node.Name); err != nil {
 		if ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded) {
-			return out, nonRetryable(ErrTypeDrainTimeout, "drain node %s: not done within %s: %v", node.Name, in.Timeout, err)
+			why := refusal.String()
+			if why == "" {
+				why = err.Error()
+			}
+			return out, nonRetryable(ErrTypeDrainTimeout, "drain node %s: not done within %s: %s", node.Name, in.Timeout, why)
 		}
 		return out, fmt.Errorf("drain node %s: %w", node.Name, err)
 	}
@@ -480,4 +489,28 @@ func isDaemonOrMirror(p corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// lastLine is an io.Writer that keeps the last non-empty line written to
+// it (safe for the drain library's concurrent evictions).
+type lastLine struct {
+	mu   sync.Mutex
+	line string
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range strings.Split(string(p), "\n") {
+		if s = strings.TrimSpace(s); s != "" {
+			l.line = s
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.line
 }

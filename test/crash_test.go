@@ -171,7 +171,9 @@ func checkInvariant(t testing.TB, conns map[string]*libvirt.Libvirt, pool string
 			}
 		}
 		for _, vol := range hv.volumes {
-			if !slices.Contains(hv.defined, strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2")) {
+			// A root disk (.qcow2) or, for a joining VM, its seed (.seed.iso).
+			owner := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2"), ".seed.iso")
+			if !slices.Contains(hv.defined, owner) {
 				t.Fatalf("leaked volume %s on %s: no domain of %s uses it", vol, host, st.Group)
 			}
 		}

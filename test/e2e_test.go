@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopKube(code != 0)
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -335,7 +336,8 @@ func viewGroupIn(t testing.TB, lv *libvirt.Libvirt, pool, group string) libvirtV
 			t.Fatal(err)
 		}
 		for _, disk := range dx.Devices.Disks {
-			if disk.Source != nil && disk.Source.Volume != nil {
+			// The root disk, not the seed's CD-ROM.
+			if disk.Device != "cdrom" && disk.Source != nil && disk.Source.Volume != nil {
 				v.diskOf[d.Name] = disk.Source.Volume.Volume
 			}
 		}

@@ -278,6 +278,15 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	}
 	_, err = c.NodeGroupGetOptions(ctx, &pb.NodeGroupAutoscalingOptionsRequest{Id: "casg"})
 	wantCode(t, "NodeGroupGetOptions without defaults", err, codes.Unimplemented, "")
+	// An autoscaler whose proto lacks fields 11 and 12 sends defaults
+	// without them and would read any answer's missing field 11 as a zero
+	// max node startup time: it must keep its own options.
+	old := &pb.NodeGroupAutoscalingOptions{
+		ScaleDownUtilizationThreshold: 0.5, ScaleDownUnneededDuration: durationpb.New(10 * time.Minute),
+		ScaleDownUnreadyDuration: durationpb.New(20 * time.Minute), MaxNodeProvisionDuration: durationpb.New(15 * time.Minute),
+	}
+	_, err = c.NodeGroupGetOptions(ctx, &pb.NodeGroupAutoscalingOptionsRequest{Id: "casg", Defaults: old})
+	wantCode(t, "NodeGroupGetOptions from an autoscaler without field 11", err, codes.Unimplemented, "maxNodeStartupDuration")
 
 	// Scale-up by 2: two more domains, reported creating until their nodes
 	// are Ready, then running. Each mutating call answers within 5 s.

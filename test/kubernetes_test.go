@@ -4,25 +4,30 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/client"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -115,193 +120,373 @@ func downloadVolume(t *testing.T, lv *libvirt.Libvirt, pool, name string) []byte
 	return b.Bytes()
 }
 
-// TestKubeadmJoinThenDrainOnRealLibvirt runs a group in kubeadm mode on
-// the real QEMU libvirtd, with client-go's fake API server as the cluster:
-// the VM gets a seed ISO whose user-data joins with a fresh token and the
-// provider ID; it completes only when its Node turns Ready; its token
-// Secret is then gone and the token appears nowhere in workflow history.
-// Scale-in evicts its pods, deletes the Node, then the domain and volumes.
-func TestKubeadmJoinThenDrainOnRealLibvirt(t *testing.T) {
-	lv := requireLibvirt(t, qemuURI)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cs := fakeCluster(t)
-	const group = "kj"
-	purgeGroup(t, lv, guestPool, group)
-	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
-	zero := time.Duration(0)
-	hash := "sha256:" + strings.Repeat("0f", 32)
-	cfg := &config.Config{
-		Version: config.Version,
-		Controller: config.Controller{Kubernetes: config.Kubernetes{
-			Kubeconfig: "(fake API in the test)", APIServerEndpoint: "127.0.0.1:6443", CACertHashes: []string{hash},
-		}},
-		Autoscale: config.Autoscale{
-			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 4}},
-			Groups: []config.Group{{
-				Name: group, Max: 2,
-				Scaling:  config.Scaling{EvaluationInterval: time.Second},
-				Template: config.Template{DiskSize: "16MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
-				Kubernetes: config.GroupKubernetes{
-					Join: config.JoinKubeadm, Labels: map[string]string{"tier": "web"},
-					ReadyTimeout: 2 * time.Minute, Drain: config.Drain{Timeout: 30 * time.Second},
-				},
-			}},
-		},
-	}
-	s, c := startInProcessConfig(t, ctx, cfg, cs)
-	t.Cleanup(func() { recordHistories(t, c, "kubernetes") })
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		_, _ = s.Scale(cctx, group, 0)
-		_, _ = s.WaitSettled(cctx, group, 200*time.Millisecond)
-	})
-	if _, err := s.Scale(ctx, group, 1); err != nil {
-		t.Fatal(err)
-	}
-	vm := group + "-1"
-
-	// Provisioning waits for the node; meanwhile the seed and token exist.
-	var member workflows.Member
+// joinMembers plays the kubelet of every member of group that is
+// provisioning: once its domain runs, it reads the seed PremiScale wrote
+// into the pool and joins with it (k8s.Cluster.Join: discovery, TLS
+// bootstrap with the token, Node registration). It returns each joined
+// member's join request by VM once the group has settled.
+func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libvirt.Libvirt, kc *k8s.Cluster, group string) map[string]k8s.JoinRequest {
+	t.Helper()
+	joined := map[string]k8s.JoinRequest{}
 	for {
 		st, err := s.Status(ctx, group)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(st.Members) == 1 && st.Members[0].State == workflows.MemberProvisioning {
-			if d, err := lv.DomainLookupByName(vm); err == nil {
-				if state, _, err := lv.DomainGetState(d, 0); err == nil && libvirt.DomainState(state) == libvirt.DomainRunning {
-					member = st.Members[0]
-					break
-				}
-			}
+		if st.Settled() {
+			return joined
 		}
-		if len(st.Members) == 1 && st.Members[0].State == workflows.MemberRunning {
-			t.Fatal("member running before its node exists")
+		for _, m := range st.Members {
+			if m.State != workflows.MemberProvisioning || m.ProviderID == "" {
+				continue
+			}
+			if _, ok := joined[m.Name]; ok {
+				continue
+			}
+			d, err := lv.DomainLookupByName(m.Name)
+			if err != nil {
+				continue
+			}
+			if state, _, err := lv.DomainGetState(d, 0); err != nil || libvirt.DomainState(state) != libvirt.DomainRunning {
+				continue
+			}
+			files, label, err := activities.ReadSeedISO(downloadVolume(t, lv, guestPool, activities.SeedVolumeName(m.Name)))
+			if err != nil || label != "cidata" {
+				t.Fatalf("seed of %s: label %q, %v", m.Name, label, err)
+			}
+			if !strings.Contains(files["meta-data"], "local-hostname: "+m.Name) {
+				t.Errorf("meta-data = %q", files["meta-data"])
+			}
+			req, err := k8s.ParseUserData(files["user-data"])
+			if err != nil {
+				t.Fatalf("user-data of %s: %v\n%s", m.Name, err, files["user-data"])
+			}
+			if req.ProviderID != m.ProviderID || req.NodeName != m.Name {
+				t.Fatalf("user-data of %s registers %s as %s, want %s", m.Name, req.NodeName, req.ProviderID, m.ProviderID)
+			}
+			if _, err := kc.Join(ctx, req); err != nil {
+				t.Fatalf("join of %s with its seed: %v", m.Name, err)
+			}
+			joined[m.Name] = req
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("VM never ran: %+v", st)
+			t.Fatalf("group %s never settled: %+v", group, st)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	secrets, err := cs.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
-	if err != nil || len(secrets.Items) != 1 {
-		t.Fatalf("join token secrets: %v %v, want 1", secrets, err)
+}
+
+// TestKubeadmGroupOnARealAPIServer runs a kubeadm group on the real QEMU
+// libvirtd against the real control plane, with PremiScale holding only
+// the Helm chart's rights:
+//   - join: each VM's seed carries a join token that works against the API
+//     server (discovery by the CA hash, TLS bootstrap, Node registration
+//     with the provider ID, labels and taints); a member runs once its Node
+//     is Ready, and its token is then deleted and no longer works; the
+//     token is nowhere in workflow history;
+//   - leastPods: of three nodes holding 2, 0 and 1 pods, scale-in takes
+//     the empty one;
+//   - a PodDisruptionBudget that allows no eviction holds a drain: past
+//     drain.timeout the node is uncordoned, the VM kept, status says why,
+//     and the next scale-in drains another node instead;
+//   - once the budget allows it, the drain evicts through the eviction API
+//     (DaemonSet pods stay), the Node is deleted, then the domain and its
+//     volumes;
+//   - the audit log shows every request allowed and every granted verb used.
+func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
+	lv := requireLibvirt(t, qemuURI)
+	kc := realKube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	id := chartIdentity(t, ctx, kc, "ps-kubeadm")
+	const group = "kr"
+	purgeGroup(t, lv, guestPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
+	zero := time.Duration(0)
+	endpoint := strings.TrimPrefix(kc.Server, "https://")
+	taint := config.Taint{Key: "premiscale.io/dedicated", Value: group, Effect: "NoSchedule"}
+	cfg := &config.Config{
+		Version: config.Version,
+		Controller: config.Controller{Kubernetes: config.Kubernetes{
+			Kubeconfig: id.Kubeconfig, APIServerEndpoint: endpoint, CACertHashes: []string{kc.CAHash},
+		}},
+		Autoscale: config.Autoscale{
+			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 8, MemoryOvercommit: 4}},
+			Groups: []config.Group{{
+				Name: group, Max: 3,
+				Scaling: config.Scaling{
+					EvaluationInterval: time.Second,
+					ScaleIn:            config.Direction{Selection: config.SelectLeastPods},
+				},
+				Template: config.Template{DiskSize: "16MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
+				Kubernetes: config.GroupKubernetes{
+					Join: config.JoinKubeadm, Labels: map[string]string{"tier": "web"}, Taints: []config.Taint{taint},
+					ReadyTimeout: 2 * time.Minute, Drain: config.Drain{Timeout: 15 * time.Second},
+				},
+			}},
+		},
 	}
-	sec := secrets.Items[0]
-	token := sec.StringData[bootstrapapi.BootstrapTokenIDKey] + "." + sec.StringData[bootstrapapi.BootstrapTokenSecretKey]
-	if !strings.HasPrefix(member.ProviderID, "premiscale://"+group+"/") {
-		t.Fatalf("provider ID %q", member.ProviderID)
+	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
+	t.Cleanup(func() { recordHistories(t, c, "kubernetes") })
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer ccancel()
+		_ = kc.Admin.PolicyV1().PodDisruptionBudgets("default").Delete(cctx, "web-c", metav1.DeleteOptions{})
+		_, _ = s.Scale(cctx, group, 0)
+		_, _ = s.WaitSettled(cctx, group, 200*time.Millisecond)
+	})
+
+	// Join: three VMs, each with its own token.
+	if _, err := s.Scale(ctx, group, 3); err != nil {
+		t.Fatal(err)
 	}
-	files, label, err := activities.ReadSeedISO(downloadVolume(t, lv, guestPool, activities.SeedVolumeName(vm)))
+	joined := joinMembers(t, ctx, s, lv, kc, group)
+	if len(joined) != 3 {
+		t.Fatalf("joined %d members, want 3", len(joined))
+	}
+	tokens := map[string]bool{}
+	nodes := map[string]*corev1.Node{}
+	for vm, req := range joined {
+		tokens[req.Token] = true
+		n, err := kc.Admin.CoreV1().Nodes().Get(ctx, vm, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[vm] = n
+		if n.Spec.ProviderID != req.ProviderID || n.Labels["tier"] != "web" ||
+			!slices.ContainsFunc(n.Spec.Taints, func(x corev1.Taint) bool { return x.Key == taint.Key && x.Value == group }) {
+			t.Errorf("node %s: provider %q labels %v taints %v", vm, n.Spec.ProviderID, n.Labels, n.Spec.Taints)
+		}
+		dom, _ := lv.DomainLookupByName(vm)
+		doc, _ := lv.DomainGetXMLDesc(dom, 0)
+		var dx libvirtxml.Domain
+		if err := dx.Unmarshal(doc); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(req.ProviderID, "/"+dx.UUID) {
+			t.Errorf("provider ID %s does not end in the domain's UUID %s", req.ProviderID, dx.UUID)
+		}
+		if !slices.ContainsFunc(dx.Devices.Disks, func(d libvirtxml.DomainDisk) bool {
+			return d.Device == "cdrom" && d.ReadOnly != nil && d.Source != nil && d.Source.Volume != nil && d.Source.Volume.Volume == activities.SeedVolumeName(vm)
+		}) {
+			t.Errorf("domain %s has no read-only CD-ROM with the seed", vm)
+		}
+	}
+	if len(tokens) != 3 {
+		t.Errorf("%d distinct tokens for 3 VMs", len(tokens))
+	}
+	if l, err := kc.Admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{LabelSelector: activities.LabelGroup + "=" + group}); err != nil || len(l.Items) != 0 {
+		t.Errorf("join token secrets left once the nodes are Ready: %v %v", l, err)
+	}
+	for _, req := range joined {
+		// The bootstrap signer drops a deleted token's signature from
+		// cluster-info within moments; the token must then be useless.
+		deadline := time.Now().Add(30 * time.Second)
+		again := req
+		again.NodeName += "-again"
+		for {
+			_, err := kc.Join(ctx, again)
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the deleted token of %s still joins", req.NodeName)
+			}
+			time.Sleep(time.Second)
+		}
+		break
+	}
+	for vm, req := range joined {
+		_, secret, _ := strings.Cut(req.Token, ".")
+		for _, wid := range []string{workflows.GroupWorkflowID(group), workflows.ProvisionWorkflowID(group, vm)} {
+			if n := historyContains(t, ctx, c, wid, secret); n > 0 {
+				t.Errorf("history of %s holds %s's token secret at event %d", wid, vm, n)
+			}
+		}
+	}
+
+	// Workload: 2 pods on the first node, none on the second, 1 on the
+	// third; a DaemonSet everywhere; no disruption allowed for the third's.
+	var vms []string
+	for vm := range joined {
+		vms = append(vms, vm)
+	}
+	slices.Sort(vms)
+	a, b, cc := vms[0], vms[1], vms[2]
+	for _, rs := range []*appsv1.ReplicaSet{webReplicaSet("web-a", a, 2), webReplicaSet("web-c", cc, 1)} {
+		if _, err := kc.Admin.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsLabels := map[string]string{"app": "agent-" + group}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent-" + group, Namespace: "default"},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: dsLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: dsLabels},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{"tier": "web"},
+					Tolerations:  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Containers:   []corev1.Container{{Name: "agent", Image: "registry.invalid/agent:1"}},
+				},
+			},
+		},
+	}
+	if _, err := kc.Admin.AppsV1().DaemonSets("default").Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		bg := context.Background()
+		_ = kc.Admin.AppsV1().ReplicaSets("default").Delete(bg, "web-a", metav1.DeleteOptions{})
+		_ = kc.Admin.AppsV1().ReplicaSets("default").Delete(bg, "web-c", metav1.DeleteOptions{})
+		_ = kc.Admin.AppsV1().DaemonSets("default").Delete(bg, ds.Name, metav1.DeleteOptions{})
+	})
+	one := intstr.FromInt32(1)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-c", Namespace: "default"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web-c"}}},
+	}
+	if _, err := kc.Admin.PolicyV1().PodDisruptionBudgets("default").Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodsRunning(t, ctx, kc.Admin, "default", "app=web-a", 2)
+	waitPodsRunning(t, ctx, kc.Admin, "default", "app=web-c", 1)
+	waitPodsRunning(t, ctx, kc.Admin, "default", "app=agent-"+group, 3)
+	// The disruption controller has computed the budget: none allowed.
+	for {
+		p, err := kc.Admin.PolicyV1().PodDisruptionBudgets("default").Get(ctx, "web-c", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.ObservedGeneration == p.Generation && p.Status.CurrentHealthy == 1 && p.Status.DisruptionsAllowed == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("PDB status never computed: %+v", p.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// leastPods: the empty node goes.
+	if _, err := s.Scale(ctx, group, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.WaitSettled(ctx, group, 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if label != "cidata" {
-		t.Errorf("seed label %q, want cidata", label)
+	if names := memberNames(st); !slices.Equal(names, []string{a, cc}) {
+		t.Fatalf("leastPods removed the wrong VM: members %v, want %v (%s had no pods)", names, []string{a, cc}, b)
 	}
-	ud := files["user-data"]
-	for _, want := range []string{"kubeadm\n  - join\n  - 127.0.0.1:6443\n  - --token\n  - " + token, hash, "--provider-id=" + member.ProviderID, "--node-labels=tier=web"} {
-		if !strings.Contains(ud, want) {
-			t.Errorf("user-data lacks %q:\n%s", want, ud)
-		}
+	if _, err := kc.Admin.CoreV1().Nodes().Get(ctx, b, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("node %s not deleted: %v", b, err)
 	}
-	if !strings.Contains(files["meta-data"], "local-hostname: "+vm) {
-		t.Errorf("meta-data = %q", files["meta-data"])
-	}
-	dom, _ := lv.DomainLookupByName(vm)
-	doc, _ := lv.DomainGetXMLDesc(dom, 0)
-	var dx libvirtxml.Domain
-	if err := dx.Unmarshal(doc); err != nil {
+
+	// The budget holds the third node's drain: aborted past drain.timeout,
+	// uncordoned, kept; then the other node is drained instead.
+	if _, err := s.Scale(ctx, group, 1); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(member.ProviderID, "/"+dx.UUID) {
-		t.Errorf("provider ID %s does not end in the domain's UUID %s", member.ProviderID, dx.UUID)
-	}
-	cdrom := false
-	for _, d := range dx.Devices.Disks {
-		if d.Device == "cdrom" && d.ReadOnly != nil && d.Source != nil && d.Source.Volume != nil && d.Source.Volume.Volume == activities.SeedVolumeName(vm) {
-			cdrom = true
-		}
-	}
-	if !cdrom {
-		t.Errorf("domain has no read-only CD-ROM with the seed:\n%s", doc)
-	}
-
-	// The kubelet registers the node and it turns Ready.
-	registerReadyNode(t, ctx, cs, member)
-	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
-	defer wcancel()
-	if _, err := s.WaitSettled(wctx, group, 200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := cs.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
-		t.Errorf("%d join token secrets left once the node is Ready", len(l.Items))
-	}
-
-	// The token is nowhere in the histories of the group and its child.
-	for _, id := range []string{workflows.GroupWorkflowID(group), workflows.GroupWorkflowID(group) + "/vm/" + vm + "/provision"} {
-		it := c.GetWorkflowHistory(ctx, id, "", false, 0)
-		n := 0
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := json.Marshal(ev)
-			if bytes.Contains(b, []byte(sec.StringData[bootstrapapi.BootstrapTokenSecretKey])) {
-				t.Errorf("history of %s holds the token secret at event %d", id, ev.GetEventId())
-			}
-			n++
-		}
-		if n == 0 {
-			t.Errorf("no history for %s", id)
-		}
-	}
-
-	// Pods run on the node; scale-in evicts them, then removes it all.
-	for _, name := range []string{"app-1", "app-2"} {
-		ctrl := true
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "app", UID: "rs-1", Controller: &ctrl}}},
-			Spec:       corev1.PodSpec{NodeName: vm},
-			Status:     corev1.PodStatus{Phase: corev1.PodRunning},
-		}
-		if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	aborted := false
+	for !aborted {
+		st, err := s.Status(ctx, group)
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, m := range st.Members {
+			if m.Name == cc && m.DrainAborts > 0 {
+				aborted = true
+				if !strings.Contains(st.LastError, "aborted") || !strings.Contains(m.Error, "disruption budget") {
+					t.Errorf("status does not say why the scale-in of %s stopped: lastError %q, member error %q", cc, st.LastError, m.Error)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the drain of %s never aborted: %+v", cc, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, err = s.WaitSettled(ctx, group, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := memberNames(st); !slices.Equal(names, []string{cc}) {
+		t.Fatalf("after the aborted drain of %s, members %v, want [%s] (%s drained instead)", cc, names, cc, a)
+	}
+	n, err := kc.Admin.CoreV1().Nodes().Get(ctx, cc, metav1.GetOptions{})
+	if err != nil || n.Spec.Unschedulable {
+		t.Errorf("node %s after the aborted drain: %v, unschedulable %v", cc, err, n.Spec.Unschedulable)
+	}
+	waitPodsRunning(t, ctx, kc.Admin, "default", "app=web-c", 1)
+
+	// The budget lifted, the last node drains: its pod is evicted, the
+	// DaemonSet's stays until the Node goes, and so do the VM and volumes.
+	if err := kc.Admin.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "web-c", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := s.Scale(ctx, group, 0); err != nil {
 		t.Fatal(err)
 	}
-	wctx2, wcancel2 := context.WithTimeout(ctx, 2*time.Minute)
-	defer wcancel2()
-	if _, err := s.WaitSettled(wctx2, group, 200*time.Millisecond); err != nil {
+	if _, err := s.WaitSettled(ctx, group, 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if pods, _ := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); len(pods.Items) != 0 {
-		t.Errorf("%d pods not evicted", len(pods.Items))
-	}
-	if _, err := cs.CoreV1().Nodes().Get(ctx, vm, metav1.GetOptions{}); err == nil {
-		t.Error("Node object not deleted")
-	}
-	var evictions int
-	for _, a := range cs.Actions() {
-		if a.GetVerb() == "create" && a.GetSubresource() == "eviction" {
-			evictions++
+	for _, vm := range vms {
+		if _, err := kc.Admin.CoreV1().Nodes().Get(ctx, vm, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("node %s not deleted: %v", vm, err)
 		}
-	}
-	if evictions != 2 {
-		t.Errorf("%d evictions, want 2 (through the eviction API)", evictions)
-	}
-	if _, err := lv.DomainLookupByName(vm); err == nil {
-		t.Error("domain still defined")
+		if _, err := lv.DomainLookupByName(vm); err == nil {
+			t.Errorf("domain %s still defined", vm)
+		}
 	}
 	p, _ := lv.StoragePoolLookupByName(guestPool)
-	for _, name := range []string{activities.VolumeName(vm), activities.SeedVolumeName(vm)} {
-		if _, err := lv.StorageVolLookupByName(p, name); err == nil {
-			t.Errorf("volume %s left", name)
+	for _, vm := range vms {
+		for _, name := range []string{activities.VolumeName(vm), activities.SeedVolumeName(vm)} {
+			if _, err := lv.StorageVolLookupByName(p, name); err == nil {
+				t.Errorf("volume %s left", name)
+			}
 		}
 	}
+	events, err := kc.Audit(id.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evicted := map[string]bool{}
+	for _, e := range events {
+		if e.Verb == "create" && e.Resource() == "/pods/eviction" && e.ResponseStatus != nil && e.ResponseStatus.Code < 300 {
+			evicted[e.ObjectRef.Name] = true
+		}
+		if e.Verb == "delete" && e.Resource() == "/pods" {
+			t.Errorf("pod %s deleted instead of evicted", e.ObjectRef.Name)
+		}
+		if e.ObjectRef != nil && strings.HasPrefix(e.ObjectRef.Name, "agent-"+group) && e.Resource() == "/pods/eviction" {
+			t.Errorf("DaemonSet pod %s evicted", e.ObjectRef.Name)
+		}
+	}
+	if len(evicted) != 3 {
+		t.Errorf("%d pods evicted through the eviction API (%v), want 3: web-a's two and web-c's", len(evicted), evicted)
+	}
+	checkExactRights(t, kc, id, true)
+}
+
+// historyContains returns the ID of the first event of the workflow's
+// history whose JSON holds s, or 0; it fails on an empty history.
+func historyContains(t *testing.T, ctx context.Context, c client.Client, workflowID, s string) int64 {
+	t.Helper()
+	it := c.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	n := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if b, _ := json.Marshal(ev); bytes.Contains(b, []byte(s)) {
+			return ev.GetEventId()
+		}
+	}
+	if n == 0 {
+		t.Errorf("no history for %s", workflowID)
+	}
+	return 0
 }

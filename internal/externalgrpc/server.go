@@ -338,9 +338,17 @@ func (s *Server) NodeGroupTemplateNodeInfo(_ context.Context, req *protos.NodeGr
 }
 
 // NodeGroupGetOptions returns the autoscaler's own defaults, except the
-// provisioning bound, which is the group's readyTimeout. Without defaults
-// to start from it answers Unimplemented, so that the autoscaler keeps its
-// own rather than receiving zero durations nobody meant.
+// provisioning bound, which is the group's readyTimeout.
+//
+// It answers Unimplemented (the autoscaler then keeps all its own
+// options) when the request carries no defaults, and when the defaults
+// lack maxNodeStartupDuration (field 11): an autoscaler whose proto
+// predates fields 11 and 12 builds its options from the answer's fields
+// alone, so any answer would set its max node startup time to zero, every
+// node still booting would count as unready, and it would scale up again
+// while the first nodes boot. An autoscaler that knows field 11 always
+// sends it (a duration, zero or not), so its absence identifies the old
+// proto.
 func (s *Server) NodeGroupGetOptions(_ context.Context, req *protos.NodeGroupAutoscalingOptionsRequest) (*protos.NodeGroupAutoscalingOptionsResponse, error) {
 	g, err := s.group(req.GetId())
 	if err != nil {
@@ -349,6 +357,9 @@ func (s *Server) NodeGroupGetOptions(_ context.Context, req *protos.NodeGroupAut
 	d := req.GetDefaults()
 	if d == nil {
 		return nil, status.Error(codes.Unimplemented, "no defaults given; use the autoscaler's own")
+	}
+	if d.GetMaxNodeStartupDuration() == nil {
+		return nil, status.Error(codes.Unimplemented, "the defaults carry no maxNodeStartupDuration (an autoscaler without fields 11 and 12); use the autoscaler's own options")
 	}
 	opts := &protos.NodeGroupAutoscalingOptions{
 		ScaleDownUtilizationThreshold:    d.GetScaleDownUtilizationThreshold(),

@@ -44,6 +44,12 @@ if ! command -v helm >/dev/null && [[ ! -x "$(go env GOPATH)/bin/helm" ]]; then
   go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
+# The real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok) for the tests that need
+# one: built from the module proxy once per machine, then cached.
+PSTEST_K8S_DIR="$(test/k8s/build.sh)"
+export PSTEST_K8S_DIR
+
 export REQUIRE_LIBVIRT=1
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
 packages="${TEST_PACKAGES:-./...}"
