@@ -17,7 +17,6 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,11 +81,19 @@ func (a *kubeletAgent) join(ctx context.Context, host string, lv *libvirt.Libvir
 	if err != nil {
 		return
 	}
-	var b bytes.Buffer
-	if err := lv.StorageVolDownload(vol, &b, 0, 0, 0); err != nil {
+	// Read from the pool's directory, not through a libvirt stream: a
+	// stream whose volume is deleted mid-read (the VM cancelled) can leave
+	// go-libvirt's router blocked on a reply nobody reads, and every later
+	// call on the connection with it. The hosts share this machine.
+	path, err := lv.StorageVolGetPath(vol)
+	if err != nil {
 		return
 	}
-	files, _, err := activities.ReadSeedISO(b.Bytes())
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	files, _, err := activities.ReadSeedISO(b)
 	if err != nil {
 		return
 	}
@@ -215,13 +222,7 @@ func TestKillLoopDuringJoinsAndDrains(t *testing.T) {
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers:  []corev1.Container{{Name: "web", Image: "registry.invalid/web:1"}},
-				},
-			},
+			Template: webPodTemplate("crash-web", nil),
 		},
 	}
 	if _, err := kc.Admin.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
@@ -249,7 +250,14 @@ func TestKillLoopDuringJoinsAndDrains(t *testing.T) {
 	agent := &kubeletAgent{kc: kc, conns: conns, pool: guestPool, group: group, joined: map[string]bool{}}
 	agentDone := make(chan struct{})
 	go func() { agent.run(agentCtx); close(agentDone) }()
-	t.Cleanup(func() { stopAgent(); <-agentDone })
+	t.Cleanup(func() {
+		stopAgent()
+		select {
+		case <-agentDone:
+		case <-time.After(time.Minute):
+			t.Error("the kubelet agent did not stop within a minute of being told to: a libvirt or API call hangs")
+		}
+	})
 
 	c := &controller{t: t, config: cfg, log: logPath}
 	c.start()

@@ -55,7 +55,7 @@ export TINY_GUEST_DIR=/var/lib/premiscale/guest
 packages="${TEST_PACKAGES:-./...}"
 log "go test ${GO_TEST_FLAGS:-} $packages $*"
 # shellcheck disable=SC2086
-go test -count=1 ${GO_TEST_FLAGS:-} -timeout 60m $packages "$@"
+go test -count=1 ${GO_TEST_FLAGS:-} -timeout 40m $packages "$@"
 # The loader and validator take files written by hand: fuzz them for a
 # bounded time on every run (the corpus above ran as a plain test).
 if [[ "$packages" == "./..." && $# -eq 0 ]]; then
