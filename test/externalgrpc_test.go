@@ -34,6 +34,7 @@ import (
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/externalgrpc"
 	pb "github.com/premiscale/premiscale/internal/externalgrpc/protos"
+	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -126,8 +127,10 @@ func wantCode(t *testing.T, what string, err error, code codes.Code, msg string)
 // TestClusterAutoscalerProviderOverMTLS calls every RPC of the externalgrpc
 // provider over a real loopback gRPC connection with mutual TLS, against
 // the in-process controller on the real QEMU libvirtd (the test driver
-// cannot upload the seed volumes), with client-go's fake API server
-// standing in for the cluster's kubelets.
+// cannot upload the seed volumes) and the real Kubernetes control plane,
+// PremiScale running with the Helm chart's rights. Nodes are registered as
+// their kubelets would (kwok then plays the kubelet): an instance stays
+// creating while its Node is not Ready, and only members map to the group.
 func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	lv := requireLibvirt(t, qemuURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -137,7 +140,8 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir, "good")
 	rogue := newTestPKI(t, dir, "rogue")
-	cs := fakeCluster(t)
+	kc := realKube(t)
+	id := chartIdentity(t, ctx, kc, "ps-casg")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	zero := time.Duration(0)
 	caGroup := func(name string, max int, vcpus int) config.Group {
@@ -157,7 +161,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	cfg := &config.Config{
 		Version: config.Version,
 		Controller: config.Controller{
-			Kubernetes:        config.Kubernetes{Kubeconfig: "(fake API in the test)"},
+			Kubernetes:        config.Kubernetes{Kubeconfig: id.Kubeconfig},
 			ClusterAutoscaler: ca,
 		},
 		Autoscale: config.Autoscale{
@@ -166,7 +170,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 			Groups: []config.Group{caGroup("casg", 3, 1), caGroup("caother", 2, 512)},
 		},
 	}
-	s, hc := startInProcessConfig(t, ctx, cfg, cs)
+	s, hc := startInProcessConfig(t, ctx, cfg, id.Client)
 	t.Cleanup(func() { recordHistories(t, hc, "autoscaler") })
 	sctx, stop := context.WithCancel(ctx)
 	reg := prometheus.NewRegistry()
@@ -227,8 +231,8 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 		}
 		return r.GetNodeGroup().GetId()
 	}
-	if g := forNode("premiscale://casg/0000"); g != "casg" {
-		t.Errorf("NodeGroupForNode(premiscale://casg/...) = %q", g)
+	if g := forNode("premiscale://casg/0000"); g != "" {
+		t.Errorf("NodeGroupForNode(premiscale://casg/0000), a VM the group does not have = %q, want the empty group", g)
 	}
 	if g := forNode("aws:///eu-west-1a/i-0abc"); g != "" {
 		t.Errorf("NodeGroupForNode(aws) = %q, want the empty group", g)
@@ -333,15 +337,27 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for i, id := range ids2 {
-		n := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("casg-node-%d", i)},
-			Spec:       corev1.NodeSpec{ProviderID: id},
-			Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	// The kubelets register their Nodes, not Ready yet: still creating,
+	// but already the group's.
+	for i, pid := range ids2 {
+		registerNode(t, ctx, kc, fmt.Sprintf("casg-node-%d", i), pid, false)
+	}
+	time.Sleep(2 * time.Second) // a few evaluations and membership refreshes
+	nodes, err := c.NodeGroupNodes(ctx, &pb.NodeGroupNodesRequest{Id: "casg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range nodes.GetInstances() {
+		if in.GetStatus().GetInstanceState() != pb.InstanceStatus_instanceCreating {
+			t.Errorf("instance %s is %v while its Node is registered but not Ready, want creating", in.GetId(), in.GetStatus().GetInstanceState())
 		}
-		if _, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if g := forNode(ids2[0]); g != "casg" {
+		t.Errorf("NodeGroupForNode(%s), a member joining = %q", ids2[0], g)
+	}
+	// Then their kubelets report Ready.
+	for i := range ids2 {
+		reportReady(t, ctx, kc, fmt.Sprintf("casg-node-%d", i))
 	}
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
@@ -351,7 +367,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	if v := viewGroupIn(t, lv, guestPool, "casg"); len(v.running) != 2 || len(v.volumes) != 4 { // disks and seeds
 		t.Fatalf("libvirt after +2: running %v, volumes %v", v.running, v.volumes)
 	}
-	nodes, err := c.NodeGroupNodes(ctx, &pb.NodeGroupNodesRequest{Id: "casg"})
+	nodes, err = c.NodeGroupNodes(ctx, &pb.NodeGroupNodesRequest{Id: "casg"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,11 +419,21 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	if len(v.running) != 1 || contains(v.defined, victim) || len(v.volumes) != 2 {
 		t.Fatalf("after deleting %s: running %v, defined %v, volumes %v", victim, v.running, v.defined, v.volumes)
 	}
-	if _, err := cs.CoreV1().Nodes().Get(ctx, "casg-node-1", metav1.GetOptions{}); err == nil {
+	if _, err := kc.Admin.CoreV1().Nodes().Get(ctx, "casg-node-1", metav1.GetOptions{}); err == nil {
 		t.Error("the deleted member's Node object is still there")
 	}
-	if _, err := cs.CoreV1().Nodes().Get(ctx, "casg-node-0", metav1.GetOptions{}); err != nil {
+	if _, err := kc.Admin.CoreV1().Nodes().Get(ctx, "casg-node-0", metav1.GetOptions{}); err != nil {
 		t.Errorf("the kept member's Node object: %v", err)
+	}
+	// A Node whose VM the group no longer has (registered again by hand,
+	// or left by a failed cleanup) is not the group's.
+	registerNode(t, ctx, kc, "casg-stale", ids2[1], true)
+	time.Sleep(membershipRefresh)
+	if g := forNode(ids2[1]); g != "" {
+		t.Errorf("NodeGroupForNode(%s), the deleted member's stale Node = %q, want the empty group", ids2[1], g)
+	}
+	if err := kc.Admin.CoreV1().Nodes().Delete(ctx, "casg-stale", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 
 	// A request no host can take shows as creating, out of resources.
@@ -451,14 +477,7 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	st, _ = s.Status(ctx, "casg")
 	for _, m := range st.Members {
 		if m.State == workflows.MemberProvisioning {
-			n := &corev1.Node{
-				ObjectMeta: metav1.ObjectMeta{Name: m.Name},
-				Spec:       corev1.NodeSpec{ProviderID: m.ProviderID},
-				Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-			}
-			if _, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			registerNode(t, ctx, kc, m.Name, m.ProviderID, true)
 		}
 	}
 	wctx3, wcancel3 := context.WithTimeout(ctx, time.Minute)
@@ -477,6 +496,59 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	}
 	if v := viewGroupIn(t, lv, guestPool, "casg"); len(v.defined) != 0 || len(v.volumes) != 0 {
 		t.Errorf("after scale to 0: defined %v, volumes %v", v.defined, v.volumes)
+	}
+	all, err := kc.Admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all.Items {
+		if strings.HasPrefix(n.Spec.ProviderID, "premiscale://casg/") {
+			t.Errorf("node %s (%s) left after scale to 0", n.Name, n.Spec.ProviderID)
+		}
+	}
+	checkExactRights(t, kc, id, false)
+}
+
+// membershipRefresh is longer than the provider's cache of a group's
+// members for NodeGroupForNode.
+const membershipRefresh = 1500 * time.Millisecond
+
+// registerNode registers a Node as a kubelet does on its first start: name
+// and provider ID, no conditions yet. With ready, it is annotated for kwok,
+// which then plays its kubelet (Ready, lease). The Node is deleted when
+// the test ends, if still there.
+func registerNode(t *testing.T, ctx context.Context, kc *k8s.Cluster, name, providerID string, ready bool) {
+	t.Helper()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}},
+		Spec:       corev1.NodeSpec{ProviderID: providerID},
+	}
+	if ready {
+		n.Annotations = map[string]string{k8s.FakeNodeAnnotation: "fake"}
+	}
+	if _, err := kc.Admin.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kc.Admin.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+}
+
+// reportReady does what the kubelet of a Node registered not Ready does
+// once its runtime and network are up: a status update with the Ready
+// condition True. (kwok adopts only Nodes annotated when created: its
+// lease is taken on the Node's first sighting.)
+func reportReady(t *testing.T, ctx context.Context, kc *k8s.Cluster, name string) {
+	t.Helper()
+	n, err := kc.Admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	n.Status.Conditions = []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status",
+		LastHeartbeatTime: now, LastTransitionTime: now,
+	}}
+	if _, err := kc.Admin.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

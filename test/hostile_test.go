@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +15,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8stesting "k8s.io/client-go/testing"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/premiscale/premiscale/activities"
@@ -58,33 +58,37 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cs := fakeCluster(t)
+	kc := realKube(t)
+	id := chartIdentity(t, ctx, kc, "ps-hostile")
 	// Someone else's bootstrap token, in the cluster PremiScale joins.
-	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.BootstrapTokenSecretPrefix + "abcdef", Namespace: metav1.NamespaceSystem},
+	foreign := bootstrapapi.BootstrapTokenSecretPrefix + "h0st1l"
+	if _, err := kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: foreign, Namespace: metav1.NamespaceSystem},
 		Type:       bootstrapapi.SecretTypeBootstrapToken,
-		StringData: map[string]string{bootstrapapi.BootstrapTokenIDKey: "abcdef", bootstrapapi.BootstrapTokenSecretKey: "0123456789abcdef"},
+		StringData: map[string]string{bootstrapapi.BootstrapTokenIDKey: "h0st1l", bootstrapapi.BootstrapTokenSecretKey: "0123456789abcdef"},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).Delete(context.Background(), foreign, metav1.DeleteOptions{})
+	})
 	const group = "hw"
 	g := testDriverGroup(group, 0, 3)
 	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
 	cfg := &config.Config{
 		Version: config.Version,
 		Controller: config.Controller{Kubernetes: config.Kubernetes{
-			Kubeconfig: "(fake API in the test)", APIServerEndpoint: "127.0.0.1:6443", CACertHashes: []string{"sha256:" + strings.Repeat("0f", 32)},
+			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
 		}},
 		Autoscale: config.Autoscale{
 			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
 			Groups: []config.Group{g},
 		},
 	}
-	s, c := startInProcessConfig(t, ctx, cfg, cs)
+	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
 	queue := s.Config.Controller.Temporal.TaskQueue
 	rev := s.Config.Autoscale.Groups[0].Revision()
 	before := domainNames(t, lv)
-	cs.ClearActions()
 
 	rootFS := `<filesystem type='mount' accessmode='passthrough'><source dir='/'/><target dir='hostroot'/></filesystem>`
 	evilHost := map[string]any{"name": "evil", "uri": "qemu+tcp://attacker.example/system", "pool": "default"}
@@ -134,9 +138,9 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 			"volume": "/etc/shadow", "revision": rev}}, activities.ErrTypeInvalidConfig},
 		{hostileCall{"CreateJoinToken", map[string]any{"group": "evil", "vm": "evil-1", "revision": rev}}, activities.ErrTypeUnknownGroup},
 		{hostileCall{"CreateSeedVolume", map[string]any{"host": ourHost, "group": group, "vm": group + "-906", "revision": rev,
-			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "abcdef"}}, activities.ErrTypeNotOwned},
+			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "h0st1l"}}, activities.ErrTypeNotOwned},
 		{hostileCall{"CreateSeedVolume", map[string]any{"host": evilHost, "group": group, "vm": group + "-907", "revision": rev,
-			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "abcdef"}}, activities.ErrTypeUnknownHost},
+			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "h0st1l"}}, activities.ErrTypeUnknownHost},
 	}
 	in := make([]hostileCall, len(calls))
 	for i, c := range calls {
@@ -169,23 +173,29 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 	}
 
 	// Nothing was defined, and no Secret was read but by PremiScale's own
-	// token labels.
+	// token labels: the API server's audit log of PremiScale's identity.
 	if after := domainNames(t, lv); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("domains on the host changed: before %v, after %v", before, after)
 	}
-	for _, a := range cs.Actions() {
-		if a.GetResource().Resource != "secrets" {
+	events, err := kc.Audit(id.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.ObjectRef == nil || e.ObjectRef.Resource != "secrets" {
 			continue
 		}
-		if a.GetVerb() == "get" {
-			t.Errorf("a Secret was read: %v", a)
-		}
-		if l, ok := a.(k8stesting.ListAction); ok {
-			if sel := l.GetListRestrictions().Labels.String(); !strings.Contains(sel, activities.LabelVM+"=") {
-				t.Errorf("Secrets listed without PremiScale's VM label: selector %q", sel)
-			}
+		switch {
+		case e.Verb == "get" || e.ObjectRef.Name == foreign:
+			t.Errorf("Secret %s: %s (%s)", e.ObjectRef.Name, e.Verb, e.RequestURI)
+		case e.Verb == "list" && !strings.Contains(e.RequestURI, url.QueryEscape(activities.LabelVM+"=")):
+			t.Errorf("Secrets listed without PremiScale's VM label: %s", e.RequestURI)
 		}
 	}
+	if _, err := kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, foreign, metav1.GetOptions{}); err != nil {
+		t.Errorf("the foreign token: %v", err)
+	}
+	checkExactRights(t, kc, id, false)
 }
 
 // domainNames lists every domain defined on the host, sorted.

@@ -216,23 +216,27 @@ func checkExactRights(t *testing.T, kc *k8s.Cluster, id kubeIdentity, allUsed bo
 	t.Logf("PremiScale's requests as %s: %s", id.User, strings.Join(calls, ", "))
 }
 
-// webReplicaSet is n pods of app on one node (by hostname), tolerating
-// the group's taint.
+// webPodTemplate is a pod of app that tolerates every taint (the group's
+// too), on nodes matching nodeSelector (any node if nil). kwok runs it.
+func webPodTemplate(app string, nodeSelector map[string]string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
+		Spec: corev1.PodSpec{
+			NodeSelector: nodeSelector,
+			Tolerations:  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers:   []corev1.Container{{Name: "web", Image: "registry.invalid/web:1"}},
+		},
+	}
+}
+
+// webReplicaSet is n pods of app on one node (by hostname).
 func webReplicaSet(app, node string, n int32) *appsv1.ReplicaSet {
-	labels := map[string]string{"app": app}
 	return &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: "default"},
 		Spec: appsv1.ReplicaSetSpec{
 			Replicas: &n,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					NodeSelector: map[string]string{corev1.LabelHostname: node},
-					Tolerations:  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers:   []corev1.Container{{Name: "web", Image: "registry.invalid/web:1"}},
-				},
-			},
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			Template: webPodTemplate(app, map[string]string{corev1.LabelHostname: node}),
 		},
 	}
 }

@@ -16,12 +16,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	fakediscovery "k8s.io/client-go/discovery/fake"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/premiscale/premiscale/activities"
@@ -30,26 +25,6 @@ import (
 	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
-
-// fakeCluster is client-go's fake API server with the eviction API served
-// (discovery lists pods/eviction) and evictions carried out: the evicted
-// pod is deleted, as the kubelet and API server would do.
-func fakeCluster(t *testing.T) *fake.Clientset {
-	t.Helper()
-	cs := fake.NewClientset()
-	cs.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{
-		{GroupVersion: "policy/v1", APIResources: []metav1.APIResource{{Name: "poddisruptionbudgets", Kind: "PodDisruptionBudget"}}},
-		{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "pods/eviction", Kind: "Eviction", Group: "policy", Version: "v1"}}},
-	}
-	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() != "eviction" {
-			return false, nil, nil
-		}
-		ev := a.(k8stesting.CreateAction).GetObject().(*policyv1.Eviction)
-		return true, nil, cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, ev.Namespace, ev.Name)
-	})
-	return cs
-}
 
 // waitSoleMember polls the group's status until it has one member with a
 // provider ID (its domain is defined) and returns that member.
@@ -64,19 +39,6 @@ func waitSoleMember(t *testing.T, ctx context.Context, s *starter.Starter, group
 			return st.Members[0]
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// registerReadyNode does what the member's kubelet would: registers its
-// Node, with the member's provider ID, as Ready.
-func registerReadyNode(t *testing.T, ctx context.Context, cs *fake.Clientset, m workflows.Member) {
-	t.Helper()
-	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: m.Name},
-		Spec:       corev1.NodeSpec{ProviderID: m.ProviderID},
-		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -174,6 +136,141 @@ func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libv
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestNodeThatNeverTurnsReadyIsReplaced: a kubeadm VM whose kubelet
+// registers its Node with the VM's token but never reports Ready is, past
+// readyTimeout, removed with its Node and its token (which then no longer
+// joins), and replaced by a new VM with a token of its own that joins.
+func TestNodeThatNeverTurnsReadyIsReplaced(t *testing.T) {
+	lv := requireLibvirt(t, qemuURI)
+	kc := realKube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	id := chartIdentity(t, ctx, kc, "ps-notready")
+	const group = "kn"
+	purgeGroup(t, lv, guestPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
+	zero := time.Duration(0)
+	cfg := &config.Config{
+		Version: config.Version,
+		Controller: config.Controller{Kubernetes: config.Kubernetes{
+			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
+		}},
+		Autoscale: config.Autoscale{
+			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 8, MemoryOvercommit: 4}},
+			Groups: []config.Group{{
+				Name: group, Max: 1,
+				Scaling:    config.Scaling{EvaluationInterval: time.Second},
+				Template:   config.Template{DiskSize: "16MiB", Memory: "64MiB", DomainType: "qemu", ShutdownTimeout: &zero},
+				Kubernetes: config.GroupKubernetes{Join: config.JoinKubeadm, ReadyTimeout: time.Minute},
+			}},
+		},
+	}
+	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
+	t.Cleanup(func() { recordHistories(t, c, "notready") })
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer ccancel()
+		_, _ = s.Scale(cctx, group, 0)
+		_, _ = s.WaitSettled(cctx, group, 200*time.Millisecond)
+	})
+	if _, err := s.Scale(ctx, group, 1); err != nil {
+		t.Fatal(err)
+	}
+	first := waitSoleMember(t, ctx, s, group)
+	req := seedJoin(t, ctx, lv, first.Name)
+	req.NotReady = true
+	if _, err := kc.Join(ctx, req); err != nil {
+		t.Fatalf("join of %s: %v", first.Name, err)
+	}
+	registered := time.Now()
+
+	// Past readyTimeout: a new member, and nothing of the first left.
+	var next workflows.Member
+	for next.Name == "" {
+		st, err := s.Status(ctx, group)
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("no replacement for %s: %v %+v", first.Name, err, st)
+		}
+		for _, m := range st.Members {
+			if m.Name != first.Name && m.ProviderID != "" {
+				next = m
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if waited := time.Since(registered); waited < 50*time.Second {
+		t.Errorf("replaced %s after %s, before its readyTimeout of 1m", first.Name, waited)
+	}
+	if n := historyContains(t, ctx, c, workflows.ProvisionWorkflowID(group, first.Name), "not Ready within readyTimeout"); n == 0 {
+		t.Errorf("the provisioning of %s does not say why it failed", first.Name)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		v := viewGroupIn(t, lv, guestPool, group)
+		_, nodeErr := kc.Admin.CoreV1().Nodes().Get(ctx, first.Name, metav1.GetOptions{})
+		tokens, err := kc.Admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{
+			LabelSelector: activities.LabelVM + "=" + first.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !contains(v.defined, first.Name) && !contains(v.volumes, activities.VolumeName(first.Name)) &&
+			!contains(v.volumes, activities.SeedVolumeName(first.Name)) && apierrors.IsNotFound(nodeErr) && len(tokens.Items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not cleaned up: domains %v, volumes %v, node %v, tokens %d", first.Name, v.defined, v.volumes, nodeErr, len(tokens.Items))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	again := req
+	again.NodeName, again.NotReady, again.DiscoveryTimeout = first.Name+"-again", false, 5*time.Second
+	if _, err := kc.Join(ctx, again); err == nil {
+		t.Errorf("the token of the replaced %s still joins", first.Name)
+	}
+
+	// The replacement joins with its own token and runs.
+	nreq := seedJoin(t, ctx, lv, next.Name)
+	if nreq.Token == req.Token {
+		t.Errorf("the replacement %s reuses %s's token", next.Name, first.Name)
+	}
+	if _, err := kc.Join(ctx, nreq); err != nil {
+		t.Fatalf("join of %s: %v", next.Name, err)
+	}
+	st, err := s.WaitSettled(ctx, group, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != 1 || st.Members[0].Name != next.Name || st.Members[0].State != workflows.MemberRunning {
+		t.Fatalf("settled as %+v, want %s running", st.Members, next.Name)
+	}
+	checkExactRights(t, kc, id, false)
+}
+
+// seedJoin waits for vm's domain to run and reads the join request from
+// the seed PremiScale wrote for it.
+func seedJoin(t *testing.T, ctx context.Context, lv *libvirt.Libvirt, vm string) k8s.JoinRequest {
+	t.Helper()
+	for {
+		if d, err := lv.DomainLookupByName(vm); err == nil {
+			if state, _, err := lv.DomainGetState(d, 0); err == nil && libvirt.DomainState(state) == libvirt.DomainRunning {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s never ran", vm)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	files, _, err := activities.ReadSeedISO(downloadVolume(t, lv, guestPool, activities.SeedVolumeName(vm)))
+	if err != nil {
+		t.Fatalf("seed of %s: %v", vm, err)
+	}
+	req, err := k8s.ParseUserData(files["user-data"])
+	if err != nil {
+		t.Fatalf("user-data of %s: %v", vm, err)
+	}
+	return req
 }
 
 // TestKubeadmGroupOnARealAPIServer runs a kubeadm group on the real QEMU
@@ -323,14 +420,7 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "agent-" + group, Namespace: "default"},
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: dsLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: dsLabels},
-				Spec: corev1.PodSpec{
-					NodeSelector: map[string]string{"tier": "web"},
-					Tolerations:  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers:   []corev1.Container{{Name: "agent", Image: "registry.invalid/agent:1"}},
-				},
-			},
+			Template: webPodTemplate("agent-"+group, map[string]string{"tier": "web"}),
 		},
 	}
 	if _, err := kc.Admin.AppsV1().DaemonSets("default").Create(ctx, ds, metav1.CreateOptions{}); err != nil {

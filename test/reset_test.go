@@ -22,14 +22,15 @@ func TestWorkflowResetKeepsProviderIDs(t *testing.T) {
 	lv := requireLibvirt(t, qemuURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cs := fakeCluster(t)
+	kc := realKube(t)
+	kid := chartIdentity(t, ctx, kc, "ps-reset")
 	const group = "rst"
 	purgeGroup(t, lv, guestPool, group)
 	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
 	zero := time.Duration(0)
 	cfg := &config.Config{
 		Version:    config.Version,
-		Controller: config.Controller{Kubernetes: config.Kubernetes{Kubeconfig: "(fake API in the test)"}},
+		Controller: config.Controller{Kubernetes: config.Kubernetes{Kubeconfig: kid.Kubeconfig}},
 		Autoscale: config.Autoscale{
 			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 4}},
 			Groups: []config.Group{{
@@ -43,12 +44,12 @@ func TestWorkflowResetKeepsProviderIDs(t *testing.T) {
 			}},
 		},
 	}
-	s, c := startInProcessConfig(t, ctx, cfg, cs)
+	s, c := startInProcessConfig(t, ctx, cfg, kid.Client)
 	if _, err := s.Scale(ctx, group, 1); err != nil {
 		t.Fatal(err)
 	}
 	member := waitSoleMember(t, ctx, s, group)
-	registerReadyNode(t, ctx, cs, member)
+	registerNode(t, ctx, kc, member.Name, member.ProviderID, true)
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
 	if _, err := s.WaitSettled(wctx, group, 200*time.Millisecond); err != nil {
@@ -107,7 +108,7 @@ func TestWorkflowResetKeepsProviderIDs(t *testing.T) {
 	if _, err := s.WaitSettled(wctx, group, 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().Nodes().Get(ctx, member.Name, metav1.GetOptions{}); err == nil {
+	if _, err := kc.Admin.CoreV1().Nodes().Get(ctx, member.Name, metav1.GetOptions{}); err == nil {
 		t.Error("the node is still there: the scale-in after the reset did not find it")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
+	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -99,7 +100,8 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 	if err := os.WriteFile(udFile, []byte("#cloud-config\nbootcmd: [echo "+userDataMarker+"]\nhostname: {{.NodeName}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cs := fakeCluster(t)
+	kc := realKube(t)
+	id := chartIdentity(t, ctx, kc, "ps-secrets")
 	zero := time.Duration(0)
 	dry := true
 	group := func(name string, k config.GroupKubernetes) config.Group {
@@ -118,7 +120,7 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 		Version: config.Version,
 		Controller: config.Controller{
 			Prometheus: config.Prometheus{Address: "http://" + promAddr, BasicAuth: config.BasicAuth{Username: "premiscale", Password: promMarker}},
-			Kubernetes: config.Kubernetes{Kubeconfig: "(fake API in the test)", APIServerEndpoint: "127.0.0.1:6443", CACertHashes: []string{"sha256:" + strings.Repeat("0f", 32)}},
+			Kubernetes: config.Kubernetes{Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash}},
 		},
 		Autoscale: config.Autoscale{
 			Hosts:  []config.Host{{Name: h.name, URI: fmt.Sprintf("qemu+tcp://%s@127.0.0.1:%d/system", uriMarker, h.port), Pool: guestPool, CPUOvercommit: 4}},
@@ -129,7 +131,7 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 	b, _ := os.ReadFile(udFile)
 	cfg.Autoscale.Groups[0].Kubernetes.UserData, cfg.Autoscale.Groups[0].Kubernetes.UserDataFile = string(b), ""
 	logs := &lockedBuffer{}
-	s, c := startInProcessLogged(t, ctx, cfg, cs, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s, c := startInProcessLogged(t, ctx, cfg, id.Client, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
 	var tokens []string
 	var outputs []string
@@ -143,16 +145,20 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 		}
 		m := waitSoleMember(t, ctx, s, g)
 		if g == ka {
-			// The token exists while the node joins.
-			for len(tokens) == 0 && ctx.Err() == nil {
-				l, _ := cs.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
-				for _, sec := range l.Items {
-					tokens = append(tokens, sec.StringData[bootstrapapi.BootstrapTokenSecretKey])
-				}
-				time.Sleep(100 * time.Millisecond)
+			// The token exists while the node joins, and joins it.
+			l, err := kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: activities.LabelGroup + "=" + ka})
+			if err != nil {
+				t.Fatal(err)
 			}
+			for _, sec := range l.Items {
+				tokens = append(tokens, string(sec.Data[bootstrapapi.BootstrapTokenSecretKey]))
+			}
+			if _, err := kc.Join(ctx, seedJoin(t, ctx, conn, m.Name)); err != nil {
+				t.Fatalf("join of %s: %v", m.Name, err)
+			}
+		} else {
+			registerNode(t, ctx, kc, m.Name, m.ProviderID, true)
 		}
-		registerReadyNode(t, ctx, cs, m)
 		st, err := s.WaitSettled(ctx, g, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -64,6 +65,9 @@ type Server struct {
 	Log     *slog.Logger
 	// Metrics, if set, receives premiscale_externalgrpc_calls_total.
 	Metrics prometheus.Registerer
+
+	mu         sync.Mutex
+	membership map[string]membership // by group, for NodeGroupForNode
 }
 
 var _ protos.CloudProviderServer = (*Server)(nil)
@@ -147,18 +151,72 @@ func (s *Server) NodeGroups(context.Context, *protos.NodeGroupsRequest) (*protos
 	return out, nil
 }
 
-// NodeGroupForNode reads the group out of the node's provider ID
-// (premiscale://<group>/<uuid>); a node that is not PremiScale's, or whose
-// group is not in clusterAutoscaler mode, gets the empty node group.
-func (s *Server) NodeGroupForNode(_ context.Context, req *protos.NodeGroupForNodeRequest) (*protos.NodeGroupForNodeResponse, error) {
-	rest, ok := strings.CutPrefix(req.GetNode().GetProviderID(), ProviderIDPrefix)
-	if ok {
-		name, _, _ := strings.Cut(rest, "/")
-		if g, err := s.group(name); err == nil {
-			return &protos.NodeGroupForNodeResponse{NodeGroup: nodeGroup(g)}, nil
+// NodeGroupForNode answers a node's group only for a member of a group in
+// clusterAutoscaler mode, matched by provider ID
+// (premiscale://<group>/<uuid>). A node of another provider, of a group in
+// another mode, or one left behind by a VM the group no longer has (a
+// stale registration, a VM deleted by hand) gets the empty node group: the
+// autoscaler then leaves it alone instead of counting it in the group or
+// asking the group to delete it.
+func (s *Server) NodeGroupForNode(ctx context.Context, req *protos.NodeGroupForNodeRequest) (*protos.NodeGroupForNodeResponse, error) {
+	none := &protos.NodeGroupForNodeResponse{NodeGroup: &protos.NodeGroup{}}
+	id := req.GetNode().GetProviderID()
+	rest, ok := strings.CutPrefix(id, ProviderIDPrefix)
+	if !ok {
+		return none, nil
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	g, err := s.group(name)
+	if err != nil {
+		return none, nil
+	}
+	members, err := s.members(ctx, g.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !members[id] {
+		return none, nil
+	}
+	return &protos.NodeGroupForNodeResponse{NodeGroup: nodeGroup(g)}, nil
+}
+
+// membershipTTL is how long NodeGroupForNode reuses a group's member list:
+// the autoscaler asks once per node per loop, and one status Query per
+// group per loop is enough.
+const membershipTTL = time.Second
+
+type membership struct {
+	at  time.Time
+	ids map[string]bool // provider IDs
+}
+
+// members are the provider IDs of the group's members (provisioning,
+// running or decommissioning), read by a status Query at most once per
+// membershipTTL.
+func (s *Server) members(ctx context.Context, group string) (map[string]bool, error) {
+	s.mu.Lock()
+	m, ok := s.membership[group]
+	s.mu.Unlock()
+	if ok && time.Since(m.at) < membershipTTL {
+		return m.ids, nil
+	}
+	st, err := s.status(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	m = membership{at: time.Now(), ids: map[string]bool{}}
+	for _, mem := range st.Members {
+		if mem.ProviderID != "" {
+			m.ids[mem.ProviderID] = true
 		}
 	}
-	return &protos.NodeGroupForNodeResponse{NodeGroup: &protos.NodeGroup{}}, nil
+	s.mu.Lock()
+	if s.membership == nil {
+		s.membership = map[string]membership{}
+	}
+	s.membership[group] = m
+	s.mu.Unlock()
+	return m.ids, nil
 }
 
 // GPULabel names the (unused) GPU label.

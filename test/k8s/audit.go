@@ -22,8 +22,9 @@ rules:
 
 // AuditEvent is one request as the API server's audit log has it.
 type AuditEvent struct {
-	Verb string `json:"verb"`
-	User struct {
+	Verb       string `json:"verb"`
+	RequestURI string `json:"requestURI"` // path and query (a list's labelSelector)
+	User       struct {
 		Username string   `json:"username"`
 		Groups   []string `json:"groups"`
 	} `json:"user"`

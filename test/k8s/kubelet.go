@@ -46,6 +46,9 @@ type JoinRequest struct {
 	// the token (the bootstrap signer does it moments after the token is
 	// created; kubeadm waits too); zero means 30 s.
 	DiscoveryTimeout time.Duration
+	// NotReady registers the Node without handing it to kwok: a kubelet
+	// that joins, then never reports Ready (no CNI, a broken runtime).
+	NotReady bool
 }
 
 // ParseUserData reads the kubeadm join command and the kubelet's extra
@@ -238,11 +241,11 @@ func (c *Cluster) Join(ctx context.Context, r JoinRequest) (*corev1.Node, error)
 		labels[k] = v
 	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: r.NodeName, Labels: labels,
-			Annotations: map[string]string{FakeNodeAnnotation: "fake"},
-		},
-		Spec: corev1.NodeSpec{ProviderID: r.ProviderID, Taints: r.Taints},
+		ObjectMeta: metav1.ObjectMeta{Name: r.NodeName, Labels: labels},
+		Spec:       corev1.NodeSpec{ProviderID: r.ProviderID, Taints: r.Taints},
+	}
+	if !r.NotReady {
+		node.Annotations = map[string]string{FakeNodeAnnotation: "fake"}
 	}
 	return kubelet.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 }
