@@ -76,6 +76,8 @@ type controller struct {
 	checkedClosed map[string]bool
 	// env is added to the process's environment.
 	env []string
+	// args follow -c CONFIG (a subcommand such as worker, or flags).
+	args []string
 }
 
 func writeE2EConfig(t *testing.T, group string, port int) (cfgPath, logPath string) {
@@ -108,14 +110,7 @@ autoscale:
 
 func (c *controller) start() {
 	c.t.Helper()
-	c.cmd = exec.Command(premiscaleBin, "-c", c.config)
-	c.cmd.Env = append(os.Environ(), c.env...)
-	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatalf("start controller: %v", err)
-	}
-	c.exited = make(chan error, 1)
-	go func(cmd *exec.Cmd, exited chan error) { exited <- cmd.Wait() }(c.cmd, c.exited)
+	c.spawn()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -132,6 +127,19 @@ func (c *controller) start() {
 	}
 	c.dumpLog()
 	c.t.Fatal("controller did not answer status within 60s")
+}
+
+// spawn starts the process and returns at once.
+func (c *controller) spawn() {
+	c.t.Helper()
+	c.cmd = exec.Command(premiscaleBin, append([]string{"-c", c.config}, c.args...)...)
+	c.cmd.Env = append(os.Environ(), c.env...)
+	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("start premiscale %v: %v", c.args, err)
+	}
+	c.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd, exited chan error) { exited <- cmd.Wait() }(c.cmd, c.exited)
 }
 
 func (c *controller) kill(sig syscall.Signal) {

@@ -279,7 +279,25 @@ func newWorkerCmd(gf *globalFlags) *cobra.Command {
 		Short: "Run a worker only, against the Temporal service the config names",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return run(cmd.Context(), gf, false)
+			return run(cmd.Context(), gf, roleWorker)
+		},
+	}
+}
+
+func newServerCmd(gf *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "server",
+		Short: "Run the embedded Temporal server alone, for controllers and workers in other processes",
+		Long: `Run only the embedded Temporal server (and its Web UI if enabled), persisted
+under controller.stateDir and listening as controller.temporal.embedded says,
+with /healthz and /readyz on controller.metrics.listen. Controllers
+('premiscale --no-worker') and workers ('premiscale worker') on this or other
+machines point controller.temporal.address at it; controller.temporal.address
+itself is ignored here. For more than one machine's worth of groups, use a
+Temporal cluster instead (see the README).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), gf, roleServer)
 		},
 	}
 }

@@ -34,49 +34,94 @@ import (
 // TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
 const TemporalDBFile = "temporal.db"
 
-// runController wires the controller: the embedded Temporal server when no
-// address is configured (controller mode only), a worker, and, in controller
-// mode, one workflow per group. It returns when ctx ends.
-func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger, controller bool) error {
+// startEmbedded starts the embedded Temporal server, persisted under
+// controller.stateDir, and its Web UI if enabled; stop stops both.
+func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger) (stop func(), err error) {
 	t := cfg.Controller.Temporal
+	if err := privateStateDir(cfg.Controller.StateDir); err != nil {
+		return nil, fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
+	}
+	db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
+	etls, err := embeddedTLS(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := embedded.Start(ctx, embedded.Options{
+		DBPath:    db,
+		Host:      t.Embedded.Host,
+		Port:      t.Embedded.Port,
+		Namespace: t.Namespace,
+		Logger:    logger,
+		TLS:       etls,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stopServer := func() {
+		if err := srv.Stop(); err != nil {
+			logger.Warn("stopping embedded temporal server", "error", err)
+		}
+	}
+	logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db, "mtls", etls != nil)
+	ui := t.Embedded.UI
+	if !ui.On() {
+		return stopServer, nil
+	}
+	ct := cfg.ClientTLS()
+	u, err := embedded.StartUI(ctx, embedded.UIOptions{
+		Host: ui.Host, Port: ui.Port, Frontend: srv.Address(), Namespace: t.Namespace,
+		CAFile: ct.CAFile, CertFile: ct.CertFile, KeyFile: ct.KeyFile,
+	})
+	if err != nil {
+		stopServer()
+		return nil, err
+	}
+	logger.Info("Temporal UI", "url", u.URL()+"/namespaces/"+t.Namespace+"/workflows")
+	return func() { u.Stop(); stopServer() }, nil
+}
+
+// runServer runs the embedded Temporal server alone, with the health
+// endpoints, until ctx ends.
+func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	stop, err := startEmbedded(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	tel, err := telemetry.New(logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Close() }()
+	maddr, mdone, err := tel.Serve(ctx, cfg.Controller.Metrics.Listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("metrics and probes listening", "address", maddr.String(), "paths", "/metrics /healthz /readyz")
+	select {
+	case err := <-mdone:
+		if err != nil {
+			return fmt.Errorf("metrics endpoint: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	return nil
+}
+
+// runController wires the controller: the embedded Temporal server when no
+// address is configured (controller role only), a worker unless the role
+// has none, and, in the controller role, one workflow per group. It
+// returns when ctx ends.
+func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) error {
+	t := cfg.Controller.Temporal
+	controller := r.controller
 	if controller && cfg.UsesEmbedded() {
-		if err := privateStateDir(cfg.Controller.StateDir); err != nil {
-			return fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
-		}
-		db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
-		etls, err := embeddedTLS(cfg, logger)
+		stop, err := startEmbedded(ctx, cfg, logger)
 		if err != nil {
 			return err
 		}
-		srv, err := embedded.Start(ctx, embedded.Options{
-			DBPath:    db,
-			Host:      t.Embedded.Host,
-			Port:      t.Embedded.Port,
-			Namespace: t.Namespace,
-			Logger:    logger,
-			TLS:       etls,
-		})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := srv.Stop(); err != nil {
-				logger.Warn("stopping embedded temporal server", "error", err)
-			}
-		}()
-		logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db, "mtls", etls != nil)
-		if ui := t.Embedded.UI; ui.On() {
-			ct := cfg.ClientTLS()
-			u, err := embedded.StartUI(ctx, embedded.UIOptions{
-				Host: ui.Host, Port: ui.Port, Frontend: srv.Address(), Namespace: t.Namespace,
-				CAFile: ct.CAFile, CertFile: ct.CertFile, KeyFile: ct.KeyFile,
-			})
-			if err != nil {
-				return err
-			}
-			defer u.Stop()
-			logger.Info("Temporal UI", "url", u.URL()+"/namespaces/"+t.Namespace+"/workflows")
-		}
+		defer stop()
 	}
 
 	if err := cfg.ResolveInstallation(controller); err != nil {
@@ -100,13 +145,15 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		_, err := (*c).CheckHealth(ctx, &client.CheckHealthRequest{})
 		return err
 	})
-	tel.AddReadyCheck("worker", func(ctx context.Context) error {
-		c := dialed.Load()
-		if c == nil {
-			return errors.New("not connected yet")
-		}
-		return workerPolling(*c, t.TaskQueue, starter.Identity())(ctx)
-	})
+	if r.worker {
+		tel.AddReadyCheck("worker", func(ctx context.Context) error {
+			c := dialed.Load()
+			if c == nil {
+				return errors.New("not connected yet")
+			}
+			return workerPolling(*c, t.TaskQueue, starter.Identity())(ctx)
+		})
+	}
 	var ensured atomic.Bool
 	if controller {
 		tel.AddReadyCheck("groups", func(context.Context) error {
@@ -129,23 +176,27 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	defer c.Close()
 	dialed.Store(&c)
 
-	hosts := activities.NewHosts(logger)
-	defer func() { _ = hosts.Close() }()
-	prom, err := activities.NewPrometheus(cfg.Controller.Prometheus)
-	if err != nil {
-		return err
+	if r.worker {
+		hosts := activities.NewHosts(logger)
+		defer func() { _ = hosts.Close() }()
+		prom, err := activities.NewPrometheus(cfg.Controller.Prometheus)
+		if err != nil {
+			return err
+		}
+		kc, err := activities.NewKubernetesClient(cfg.Controller.Kubernetes)
+		if err != nil {
+			return err
+		}
+		cat := activities.NewCatalog(cfg)
+		w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
+		}
+		defer w.Stop()
+		logger.Info("worker started", "address", cfg.TemporalAddress(), "namespace", t.Namespace, "task_queue", t.TaskQueue)
+	} else {
+		logger.Info("no worker in this process: the group workflows run on 'premiscale worker' processes", "task_queue", t.TaskQueue)
 	}
-	kc, err := activities.NewKubernetesClient(cfg.Controller.Kubernetes)
-	if err != nil {
-		return err
-	}
-	cat := activities.NewCatalog(cfg)
-	w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
-	}
-	defer w.Stop()
-	logger.Info("worker started", "address", cfg.TemporalAddress(), "namespace", t.Namespace, "task_queue", t.TaskQueue)
 
 	if controller {
 		s := &starter.Starter{Client: c, Config: cfg}

@@ -37,6 +37,21 @@ type globalFlags struct {
 	logStdout  bool
 }
 
+// role is what a process runs: the controller (group workflows, provider,
+// and unless noWorker a worker), a worker alone, or the embedded Temporal
+// server alone.
+type role struct {
+	controller bool
+	worker     bool
+	server     bool
+}
+
+var (
+	roleController = role{controller: true, worker: true}
+	roleWorker     = role{worker: true}
+	roleServer     = role{server: true}
+)
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
@@ -49,7 +64,7 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	var gf globalFlags
-	var validate bool
+	var validate, noWorker bool
 	root := &cobra.Command{
 		Use:   "premiscale",
 		Short: "Autoscaling of libvirt/KVM virtual machines, driven by Temporal",
@@ -73,7 +88,9 @@ Environment:
 			if validate {
 				return runValidate(cmd.OutOrStdout(), &gf)
 			}
-			return run(cmd.Context(), &gf, true)
+			r := roleController
+			r.worker = !noWorker
+			return run(cmd.Context(), &gf, r)
 		},
 	}
 	root.SetVersionTemplate("premiscale {{.Version}}\n")
@@ -88,15 +105,15 @@ Environment:
 	pf.BoolVar(&gf.logStdout, "log-stdout", false, "log to standard output instead of a file")
 	root.MarkFlagsMutuallyExclusive("log-file", "log-stdout")
 	root.Flags().BoolVar(&validate, "validate", false, "check the config file, print every error, and exit (1 on errors)")
+	root.Flags().BoolVar(&noWorker, "no-worker", false, "ensure the groups and serve the provider, but run no worker: the workers are 'premiscale worker' processes")
 
 	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
-		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newTLSCmd(&gf))
+		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newServerCmd(&gf), newTLSCmd(&gf))
 	return root
 }
 
-// run loads the config, sets up logging and runs the controller (or, with
-// controller false, a worker alone) until ctx ends.
-func run(ctx context.Context, gf *globalFlags, controller bool) error {
+// run loads the config, sets up logging and runs the role until ctx ends.
+func run(ctx context.Context, gf *globalFlags, r role) error {
 	cfg, err := loadConfig(gf)
 	if err != nil {
 		return err
@@ -113,7 +130,10 @@ func run(ctx context.Context, gf *globalFlags, controller bool) error {
 	for _, n := range cfg.Notices {
 		logger.Warn(n)
 	}
-	return runController(ctx, cfg, logger, controller)
+	if r.server {
+		return runServer(ctx, cfg, logger)
+	}
+	return runController(ctx, cfg, logger, r)
 }
 
 // loadConfig loads the config file with flag overrides.
