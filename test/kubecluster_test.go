@@ -444,11 +444,11 @@ func TestKubeletStandInJoinsOnlyWithAValidToken(t *testing.T) {
 	if _, err := kc.Join(ctx, bad); err == nil || !strings.Contains(err.Error(), "CA hash") {
 		t.Errorf("join with a wrong discovery hash: %v, want refused", err)
 	}
-	node, err := kc.Join(ctx, req("standin-ok", good))
+	kl, err := kc.Join(ctx, req("standin-ok", good))
 	if err != nil {
 		t.Fatalf("join with a fresh token: %v", err)
 	}
-	if node.Spec.ProviderID != "premiscale://standin/standin-ok" {
+	if node := kl.Node; node.Spec.ProviderID != "premiscale://standin/standin-ok" {
 		t.Errorf("registered provider ID %q", node.Spec.ProviderID)
 	}
 	for {

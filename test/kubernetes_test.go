@@ -86,10 +86,10 @@ func downloadVolume(t *testing.T, lv *libvirt.Libvirt, pool, name string) []byte
 // provisioning: once its domain runs, it reads the seed PremiScale wrote
 // into the pool and joins with it (k8s.Cluster.Join: discovery, TLS
 // bootstrap with the token, Node registration). It returns each joined
-// member's join request by VM once the group has settled.
-func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libvirt.Libvirt, kc *k8s.Cluster, group string) map[string]k8s.JoinRequest {
+// member's kubelet by VM once the group has settled.
+func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libvirt.Libvirt, kc *k8s.Cluster, group string) map[string]*k8s.Kubelet {
 	t.Helper()
-	joined := map[string]k8s.JoinRequest{}
+	joined := map[string]*k8s.Kubelet{}
 	for {
 		st, err := s.Status(ctx, group)
 		if err != nil {
@@ -126,10 +126,11 @@ func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libv
 			if req.ProviderID != m.ProviderID || req.NodeName != m.Name {
 				t.Fatalf("user-data of %s registers %s as %s, want %s", m.Name, req.NodeName, req.ProviderID, m.ProviderID)
 			}
-			if _, err := kc.Join(ctx, req); err != nil {
+			kl, err := kc.Join(ctx, req)
+			if err != nil {
 				t.Fatalf("join of %s with its seed: %v", m.Name, err)
 			}
-			joined[m.Name] = req
+			joined[m.Name] = kl
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("group %s never settled: %+v", group, st)
@@ -287,8 +288,8 @@ func seedJoin(t *testing.T, ctx context.Context, lv *libvirt.Libvirt, vm string)
 //     drain.timeout the node is uncordoned, the VM kept, status says why,
 //     and the next scale-in drains another node instead;
 //   - once the budget allows it, the drain evicts through the eviction API
-//     (DaemonSet pods stay), the Node is deleted, then the domain and its
-//     volumes;
+//     (DaemonSet pods and a static pod's mirror stay, as with kubectl
+//     drain), the Node is deleted, then the domain and its volumes;
 //   - the audit log shows every request allowed and every granted verb used.
 func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 	lv := requireLibvirt(t, qemuURI)
@@ -343,7 +344,8 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 	}
 	tokens := map[string]bool{}
 	nodes := map[string]*corev1.Node{}
-	for vm, req := range joined {
+	for vm, kl := range joined {
+		req := kl.Request
 		tokens[req.Token] = true
 		n, err := kc.Admin.CoreV1().Nodes().Get(ctx, vm, metav1.GetOptions{})
 		if err != nil {
@@ -375,7 +377,8 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 	if l, err := kc.Admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{LabelSelector: activities.LabelGroup + "=" + group}); err != nil || len(l.Items) != 0 {
 		t.Errorf("join token secrets left once the nodes are Ready: %v %v", l, err)
 	}
-	for _, req := range joined {
+	for _, kl := range joined {
+		req := kl.Request
 		// The bootstrap signer drops a deleted token's signature from
 		// cluster-info within moments; the token must then be useless.
 		deadline := time.Now().Add(30 * time.Second)
@@ -393,8 +396,8 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 		}
 		break
 	}
-	for vm, req := range joined {
-		_, secret, _ := strings.Cut(req.Token, ".")
+	for vm, kl := range joined {
+		_, secret, _ := strings.Cut(kl.Request.Token, ".")
 		for _, wid := range []string{workflows.GroupWorkflowID(group), workflows.ProvisionWorkflowID(group, vm)} {
 			if n := historyContains(t, ctx, c, wid, secret); n > 0 {
 				t.Errorf("history of %s holds %s's token secret at event %d", wid, vm, n)
@@ -439,6 +442,11 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 	}
 	if _, err := kc.Admin.PolicyV1().PodDisruptionBudgets("default").Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// A static pod on the first node, whose mirror its kubelet creates.
+	mirror, err := joined[a].MirrorPod(ctx, "etcd-"+group)
+	if err != nil {
+		t.Fatalf("mirror pod on %s: %v", a, err)
 	}
 	waitPodsRunning(t, ctx, kc.Admin, "default", "app=web-a", 2)
 	waitPodsRunning(t, ctx, kc.Admin, "default", "app=web-c", 1)
@@ -551,6 +559,9 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 		}
 		if e.ObjectRef != nil && strings.HasPrefix(e.ObjectRef.Name, "agent-"+group) && e.Resource() == "/pods/eviction" {
 			t.Errorf("DaemonSet pod %s evicted", e.ObjectRef.Name)
+		}
+		if e.ObjectRef != nil && e.ObjectRef.Name == mirror.Name && (e.Resource() == "/pods/eviction" || e.Verb == "delete") {
+			t.Errorf("mirror pod %s: %s %s", mirror.Name, e.Verb, e.Resource())
 		}
 	}
 	if len(evicted) != 3 {

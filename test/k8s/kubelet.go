@@ -137,7 +137,7 @@ func ParseUserData(userData string) (JoinRequest, error) {
 //
 // A token that is expired, deleted or wrong fails at 1 or 2, as it would
 // for kubeadm.
-func (c *Cluster) Join(ctx context.Context, r JoinRequest) (*corev1.Node, error) {
+func (c *Cluster) Join(ctx context.Context, r JoinRequest) (*Kubelet, error) {
 	id, secret, ok := strings.Cut(r.Token, ".")
 	if !ok {
 		return nil, errors.New("token is not id.secret")
@@ -247,5 +247,44 @@ func (c *Cluster) Join(ctx context.Context, r JoinRequest) (*corev1.Node, error)
 	if !r.NotReady {
 		node.Annotations = map[string]string{FakeNodeAnnotation: "fake"}
 	}
-	return kubelet.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	node, err = kubelet.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &Kubelet{Node: node, Client: kubelet, Request: r}, nil
+}
+
+// Kubelet is a joined node's kubelet: its Node as registered, and a client
+// with its credentials (system:node:NAME, limited by the Node authorizer
+// and NodeRestriction as a real kubelet is).
+type Kubelet struct {
+	Node    *corev1.Node
+	Client  kubernetes.Interface
+	Request JoinRequest
+}
+
+// MirrorPod creates the mirror pod of a static pod named name in
+// kube-system on the kubelet's node, as the kubelet does for each manifest
+// in its staticPodPath: annotated kubernetes.io/config.mirror, owned by the
+// Node (NodeRestriction requires both). kubectl drain never evicts one.
+func (k *Kubelet) MirrorPod(ctx context.Context, name string) (*corev1.Pod, error) {
+	hash := fmt.Sprintf("%x", sha256.Sum256([]byte(k.Node.Name+"/"+name)))[:16]
+	yes := true
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name + "-" + k.Node.Name, Namespace: metav1.NamespaceSystem,
+			Annotations: map[string]string{
+				corev1.MirrorPodAnnotationKey: hash, "kubernetes.io/config.hash": hash, "kubernetes.io/config.source": "file",
+			},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Node", Name: k.Node.Name, UID: k.Node.UID, Controller: &yes,
+			}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:    k.Node.Name,
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers:  []corev1.Container{{Name: name, Image: "registry.invalid/" + name + ":1"}},
+		},
+	}
+	return k.Client.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, pod, metav1.CreateOptions{})
 }
