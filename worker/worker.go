@@ -4,12 +4,18 @@
 package worker
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -68,4 +74,23 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
 	r.RegisterWorkflowWithOptions(workflows.ScanOwned, workflow.RegisterOptions{Name: workflows.ScanWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.OrphanCollector, workflow.RegisterOptions{Name: workflows.OrphanWorkflowName})
+}
+
+// WatchHosts runs a host watcher (activities.Watcher) over the hosts of
+// cfg's groups until ctx ends: each change of a domain of a group is sent
+// to the group's workflow as SignalHostChange. A group whose workflow does
+// not exist (not ensured yet, or removed) is skipped.
+func WatchHosts(ctx context.Context, c client.Client, cfg *config.Config, cat *activities.Catalog, logger *slog.Logger) {
+	w := &activities.Watcher{
+		Catalog: cat, Hosts: activities.WatchedHosts(cfg), Logger: logger,
+		Notify: func(ctx context.Context, group string, change activities.HostChange) error {
+			err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalHostChange, change)
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				return nil
+			}
+			return err
+		},
+	}
+	w.Run(ctx)
 }

@@ -40,6 +40,13 @@ const (
 	UpdateResume = "resume"
 	// SignalSpec delivers the group's configuration (GroupSpec) on controller start.
 	SignalSpec = "spec"
+	// SignalHostChange (activities.HostChange) tells the group that one of
+	// its domains changed on a host: the workers' host watchers send it.
+	// For a running member, or after a reconnection, the group observes
+	// its hosts at once instead of at its next evaluation; a change of a
+	// member it is provisioning or removing is its own doing and ignored.
+	// Any number of them coalesce into one observation.
+	SignalHostChange = "host-change"
 	// QueryStatus returns GroupStatus.
 	QueryStatus = "status"
 )
@@ -338,6 +345,9 @@ type group struct {
 	inflight       int
 	strays         []string
 	lastObservedAt time.Time
+	// observeNow asks for an observation before the next evaluation is
+	// due (a host change).
+	observeNow bool
 	// cancelProvision cancels a member's ProvisionVM child while it runs;
 	// cancelling marks those whose cancellation scale-in requested.
 	cancelProvision map[string]workflow.CancelFunc
@@ -386,8 +396,9 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	specCh := workflow.GetSignalChannel(ctx, SignalSpec)
 	removeCh := workflow.GetSignalChannel(ctx, SignalRemove)
+	hostCh := workflow.GetSignalChannel(ctx, SignalHostChange)
 	pending := func() bool {
-		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0 || removeCh.Len() > 0
+		return scaleCh.Len() > 0 || pauseCh.Len() > 0 || resumeCh.Len() > 0 || specCh.Len() > 0 || removeCh.Len() > 0 || hostCh.Len() > 0
 	}
 	orderCh := workflow.GetSignalChannel(ctx, signalOrderChannel)
 	inOrder := workflow.DefaultVersion
@@ -461,6 +472,13 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			}
 			g.remove(ctx, req)
 		}
+		for {
+			var c activities.HostChange
+			if !hostCh.ReceiveAsync(&c) {
+				break
+			}
+			g.hostChanged(c)
+		}
 	}
 
 	for {
@@ -480,10 +498,15 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			state := g.st
 			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
 		}
-		if workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval {
+		if due := workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval; due || g.observeNow {
+			g.observeNow = false
+			last := g.lastObservedAt
 			g.observe(ctx)
 			drain()
-			if g.metricsEnabled() && !g.st.Paused && !g.st.Removed {
+			if !due {
+				// Off schedule: the next evaluation stays when it was due.
+				g.lastObservedAt = last
+			} else if g.metricsEnabled() && !g.st.Paused && !g.st.Removed {
 				g.evaluate(ctx)
 				drain()
 			}
@@ -566,6 +589,21 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 }
 
 // setPaused pauses or resumes the group and reports whether that changed it.
+// hostChanged asks for an observation if the change may be one the group
+// did not make: a running (or failed) member's domain, or a resync after a
+// watcher's reconnection. A domain that is not a member (an orphan, or
+// one already gone from the members) and a member in flight (its child
+// sees to it) need none.
+func (g *group) hostChanged(c activities.HostChange) {
+	if c.Event == "resync" {
+		g.observeNow = true
+		return
+	}
+	if m := g.member(c.Domain); m != nil && m.State != MemberProvisioning && m.State != MemberDecommissioning {
+		g.observeNow = true
+	}
+}
+
 func (g *group) setPaused(ctx workflow.Context, paused bool) bool {
 	if g.st.Paused == paused {
 		return false

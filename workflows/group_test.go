@@ -1231,3 +1231,37 @@ func TestNewVMsSkipNamesInUseOnAnyHost(t *testing.T) {
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(0, 0, 5, "h1", "h2")})
 }
+
+// TestHostChangeOfARunningMemberIsObservedAtOnce: with evaluations ten
+// minutes apart, a host watcher's change of a running member makes the
+// group observe at once (the vanished member is replaced within seconds);
+// a change of a domain that is not a member does not.
+func TestHostChangeOfARunningMemberIsObservedAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, domain string
+		want         []string
+	}{
+		{"member", "web-1", []string{"web-2", "web-3"}},
+		{"not a member", "web-9", []string{"web-2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake("h1")
+			env := newEnv(t, f)
+			s := spec(2, 0, 3, "h1")
+			s.EvaluationInterval = 10 * time.Minute
+			env.RegisterDelayedCallback(func() {
+				f.mu.Lock()
+				delete(f.domains["h1"], "web-1") // undefined out of band
+				f.mu.Unlock()
+				env.SignalWorkflow(workflows.SignalHostChange, activities.HostChange{Host: "h1", Domain: tc.domain, Event: "undefined"})
+			}, time.Minute)
+			env.RegisterDelayedCallback(func() {
+				if got := f.running(); !slices.Equal(got, tc.want) {
+					t.Errorf("running 30 s after a change of %s = %v, want %v", tc.domain, got, tc.want)
+				}
+				env.CancelWorkflow()
+			}, time.Minute+30*time.Second)
+			runGroup(t, env, workflows.GroupInput{Spec: s})
+		})
+	}
+}

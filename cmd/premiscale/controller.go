@@ -194,6 +194,10 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		}
 		defer w.Stop()
 		logger.Info("worker started", "address", cfg.TemporalAddress(), "namespace", t.Namespace, "task_queue", t.TaskQueue)
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { worker.WatchHosts(wctx, c, cfg, cat, logger); close(watched) }()
+		defer func() { stopWatch(); <-watched }()
 	} else {
 		logger.Info("no worker in this process: the group workflows run on 'premiscale worker' processes", "task_queue", t.TaskQueue)
 	}

@@ -1,0 +1,280 @@
+package activities
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+
+	"github.com/premiscale/premiscale/config"
+)
+
+// Defaults of Watcher.
+const (
+	// DefaultWatchDebounce gathers the changes of one group into one
+	// notification.
+	DefaultWatchDebounce = 250 * time.Millisecond
+	// watchRetryMax bounds the wait before dialing a host again.
+	watchRetryMax = 30 * time.Second
+)
+
+// HostChange tells a group that one of its domains on a host changed
+// behind its back (or by its own hand: the group tells the two apart). It
+// carries names only.
+type HostChange struct {
+	Host   string `json:"host"`
+	Domain string `json:"domain"`
+	// Event is libvirt's lifecycle event ("stopped", "undefined", ...), or
+	// "resync" after a reconnection, when events may have been missed.
+	Event string `json:"event"`
+}
+
+// Watcher keeps one connection per configured host subscribed to libvirt's
+// domain lifecycle events, and tells the group of each changed domain of
+// this installation (Notify), at most once per Debounce per group. Groups
+// then observe their hosts at once instead of at their next evaluation: a
+// domain destroyed by hand is noticed within about a second.
+//
+// Every worker may run one: a change is then notified once per worker,
+// and the group, which only sets a flag, observes once. A host that cannot
+// be reached is dialed again with a growing pause (up to 30 s); after a
+// reconnection, every group with a domain there is notified, since events
+// may have been missed meanwhile.
+type Watcher struct {
+	Catalog *Catalog
+	Hosts   []config.Host
+	// Notify tells a group of a change; errors are logged.
+	Notify   func(ctx context.Context, group string, c HostChange) error
+	Logger   *slog.Logger
+	Debounce time.Duration
+
+	mu      sync.Mutex
+	pending map[string]HostChange // by group
+	owner   map[string]string     // domain UUID -> group, from marks read
+}
+
+// Run watches every host until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	w.pending, w.owner = map[string]HostChange{}, map[string]string{}
+	var wg sync.WaitGroup
+	for _, h := range w.Hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.watch(ctx, h) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); w.flushLoop(ctx) }()
+	wg.Wait()
+}
+
+func (w *Watcher) watch(ctx context.Context, h config.Host) {
+	pause, sessions := time.Second, 0
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := w.session(ctx, h, sessions > 0)
+		sessions++
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			pause = time.Second
+		}
+		w.Logger.Warn("host watch stopped; dialing again", "host", h.Name, "error", err, "retry_in", pause)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, watchRetryMax)
+	}
+}
+
+// session is one connection's watch: subscribe, read every domain's mark,
+// then pass events on until the connection or ctx ends.
+func (w *Watcher) session(ctx context.Context, h config.Host, again bool) error {
+	lv, raw, err := dialURI(h.URI, DefaultDialTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if raw != nil {
+			raw.close()
+		}
+		go func() { _ = lv.Disconnect() }()
+	}()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := lv.LifecycleEvents(sctx)
+	if err != nil {
+		return fmt.Errorf("subscribe to lifecycle events: %w", err)
+	}
+	doms, _, err := lv.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return fmt.Errorf("list domains: %w", err)
+	}
+	for _, d := range doms {
+		if g := w.groupOf(lv, h, d); g != "" && again {
+			w.notify(g, HostChange{Host: h.Name, Domain: d.Name, Event: "resync"})
+		}
+	}
+	w.Logger.Debug("watching host", "host", h.Name, "domains", len(doms))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-lv.Disconnected():
+			return fmt.Errorf("connection lost")
+		case ev, ok := <-events:
+			if !ok {
+				return fmt.Errorf("event stream closed")
+			}
+			// Every event caches the domain's group (an undefined
+			// domain's mark can no longer be read); only those that can
+			// take a member down are sent: defined, started or resumed
+			// are mostly the group's own provisionings, and would only
+			// lengthen its history.
+			if g := w.groupOf(lv, h, ev.Dom); g != "" && takesDown(ev.Event) {
+				w.notify(g, HostChange{Host: h.Name, Domain: ev.Dom.Name, Event: lifecycleEvent(ev.Event)})
+			}
+			if libvirt.DomainEventType(ev.Event) == libvirt.DomainEventUndefined {
+				w.mu.Lock()
+				delete(w.owner, fmt.Sprintf("%x", ev.Dom.UUID))
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+// groupOf is the configured group of this installation that owns d on h,
+// by its mark (remembered by UUID, since an undefined domain's mark can no
+// longer be read), or "".
+func (w *Watcher) groupOf(lv *libvirt.Libvirt, h config.Host, d libvirt.Domain) string {
+	uuid := fmt.Sprintf("%x", d.UUID)
+	w.mu.Lock()
+	g, known := w.owner[uuid]
+	w.mu.Unlock()
+	if known {
+		return g
+	}
+	md, err := lv.DomainGetMetadata(d, int32(libvirt.DomainMetadataElement), libvirt.OptString{MetadataNamespace}, libvirt.DomainAffectCurrent)
+	if err != nil {
+		return "" // gone already, or no mark: not ours
+	}
+	// libvirt returns the element without its namespace: read the
+	// attributes whatever the element's name space.
+	var mark struct {
+		Group        string `xml:"group,attr"`
+		VM           string `xml:"vm,attr"`
+		Installation string `xml:"installation,attr"`
+	}
+	if xml.Unmarshal([]byte(md), &mark) != nil || mark.VM != d.Name {
+		return ""
+	}
+	o := Owner{Group: mark.Group, VM: mark.VM, Installation: mark.Installation}
+	if !w.Catalog.ours(o) {
+		return ""
+	}
+	grp, ok := w.Catalog.groups[o.Group]
+	if !ok || !hostOf(grp, h.Name) {
+		return ""
+	}
+	w.mu.Lock()
+	w.owner[uuid] = o.Group
+	w.mu.Unlock()
+	return o.Group
+}
+
+func hostOf(g config.Group, host string) bool {
+	if len(g.Hosts) == 0 {
+		return true
+	}
+	for _, h := range g.Hosts {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) notify(group string, c HostChange) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.pending[group]; !ok || c.Event != "resync" {
+		w.pending[group] = c
+	}
+}
+
+// flushLoop notifies the groups with pending changes every Debounce.
+func (w *Watcher) flushLoop(ctx context.Context) {
+	t := time.NewTicker(orDefault(w.Debounce, DefaultWatchDebounce))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		batch := w.pending
+		w.pending = map[string]HostChange{}
+		w.mu.Unlock()
+		groups := make([]string, 0, len(batch))
+		for g := range batch {
+			groups = append(groups, g)
+		}
+		sort.Strings(groups)
+		for _, g := range groups {
+			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := w.Notify(nctx, g, batch[g]); err != nil && ctx.Err() == nil {
+				w.Logger.Warn("notifying a group of a host change", "group", g, "host", batch[g].Host, "domain", batch[g].Domain, "error", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// takesDown reports whether a lifecycle event can leave a domain not
+// running or gone: the only ones a group must hear of at once.
+func takesDown(e int32) bool {
+	switch libvirt.DomainEventType(e) {
+	case libvirt.DomainEventUndefined, libvirt.DomainEventSuspended, libvirt.DomainEventStopped,
+		libvirt.DomainEventShutdown, libvirt.DomainEventPmsuspended, libvirt.DomainEventCrashed:
+		return true
+	}
+	return false
+}
+
+// lifecycleEvent names libvirt's virDomainEventType.
+func lifecycleEvent(e int32) string {
+	names := []string{"defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown", "pmsuspended", "crashed"}
+	if e >= 0 && int(e) < len(names) {
+		return names[e]
+	}
+	return "event-" + strconv.Itoa(int(e))
+}
+
+// WatchedHosts are the hosts of cfg that groups use, for a Watcher.
+func WatchedHosts(cfg *config.Config) []config.Host {
+	used := map[string]bool{}
+	all := false
+	for _, g := range cfg.Autoscale.Groups {
+		if len(g.Hosts) == 0 {
+			all = true
+		}
+		for _, h := range g.Hosts {
+			used[h] = true
+		}
+	}
+	var out []config.Host
+	for _, h := range cfg.Autoscale.Hosts {
+		if all || used[h.Name] {
+			out = append(out, h)
+		}
+	}
+	return out
+}
