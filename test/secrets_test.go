@@ -145,15 +145,19 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 		}
 		m := waitSoleMember(t, ctx, s, g)
 		if g == ka {
-			// The token exists while the node joins, and joins it.
+			// The token the VM's seed carries (its Secret exists until the
+			// node is Ready), which joins it.
+			req := seedJoin(t, ctx, conn, m.Name)
+			_, secret, _ := strings.Cut(req.Token, ".")
 			l, err := kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: activities.LabelGroup + "=" + ka})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, sec := range l.Items {
-				tokens = append(tokens, string(sec.Data[bootstrapapi.BootstrapTokenSecretKey]))
+			if len(l.Items) != 1 || string(l.Items[0].Data[bootstrapapi.BootstrapTokenSecretKey]) != secret {
+				t.Fatalf("token Secrets of %s while it joins: %d, want one with the seed's token", m.Name, len(l.Items))
 			}
-			if _, err := kc.Join(ctx, seedJoin(t, ctx, conn, m.Name)); err != nil {
+			tokens = append(tokens, secret)
+			if _, err := kc.Join(ctx, req); err != nil {
 				t.Fatalf("join of %s: %v", m.Name, err)
 			}
 		} else {
