@@ -179,19 +179,8 @@ func TestKillLoopDuringJoinsAndDrains(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	id := chartIdentity(t, ctx, kc, "ps-crash")
-	conns := map[string]*libvirt.Libvirt{}
-	for _, h := range hosts {
-		conns[h.name] = connectURI(t, h.qemuURI())
-	}
 	const group, max = "kk", 3
-	for _, lv := range conns {
-		purgeGroup(t, lv, guestPool, group)
-	}
-	t.Cleanup(func() {
-		for _, lv := range conns {
-			purgeGroup(t, lv, guestPool, group)
-		}
-	})
+	conns := qemuConns(t, hosts, group)
 	port := freePort(t)
 	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4, memoryOvercommit: 4",
 		fmt.Sprintf(`    - name: %s

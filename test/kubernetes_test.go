@@ -65,6 +65,23 @@ func purgeGroup(t *testing.T, lv *libvirt.Libvirt, pool, group string) {
 	}
 }
 
+// qemuConns connects to each host's QEMU driver and clears whatever an
+// earlier failed run left of group on them, now and when the test ends.
+func qemuConns(t *testing.T, hosts []libvirtHost, group string) map[string]*libvirt.Libvirt {
+	t.Helper()
+	conns := map[string]*libvirt.Libvirt{}
+	for _, h := range hosts {
+		conns[h.name] = connectURI(t, h.qemuURI())
+		purgeGroup(t, conns[h.name], guestPool, group)
+	}
+	t.Cleanup(func() {
+		for _, lv := range conns {
+			purgeGroup(t, lv, guestPool, group)
+		}
+	})
+	return conns
+}
+
 func downloadVolume(t *testing.T, lv *libvirt.Libvirt, pool, name string) []byte {
 	t.Helper()
 	p, err := lv.StoragePoolLookupByName(pool)

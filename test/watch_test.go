@@ -5,8 +5,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/digitalocean/go-libvirt"
 )
 
 // TestDomainRemovedByHandIsNoticedAtOnce: with evaluations ten minutes
@@ -16,11 +14,9 @@ import (
 // deleted; nothing else on the host is touched.
 func TestDomainRemovedByHandIsNoticedAtOnce(t *testing.T) {
 	hosts := requireHosts(t, 1)
-	lv := connectURI(t, hosts[0].qemuURI())
-	conns := map[string]*libvirt.Libvirt{hosts[0].name: lv}
 	const group = "wd"
-	purgeGroup(t, lv, guestPool, group)
-	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
+	conns := qemuConns(t, hosts, group)
+	lv := conns[hosts[0].name]
 	port := freePort(t)
 	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 8, memoryOvercommit: 4",
 		fmt.Sprintf(`    - name: %s

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitalocean/go-libvirt"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -33,19 +32,8 @@ import (
 // the workers carry the scale-in out meanwhile.
 func TestTwoWorkersOnASeparateTemporalServer(t *testing.T) {
 	hosts := requireHosts(t, 3)
-	conns := map[string]*libvirt.Libvirt{}
-	for _, h := range hosts {
-		conns[h.name] = connectURI(t, h.qemuURI())
-	}
 	const group, size = "tw", 6
-	for _, lv := range conns {
-		purgeGroup(t, lv, guestPool, group)
-	}
-	t.Cleanup(func() {
-		for _, lv := range conns {
-			purgeGroup(t, lv, guestPool, group)
-		}
-	})
+	conns := qemuConns(t, hosts, group)
 	port := freePort(t)
 	cfg, _ := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 8, memoryOvercommit: 4",
 		fmt.Sprintf(`    - name: %s
