@@ -69,6 +69,8 @@ type Libvirt struct {
 	Catalog *Catalog
 	// PollInterval is how often waits poll a domain's state; zero means 250 ms.
 	PollInterval time.Duration
+
+	marks markCache
 }
 
 // conn resolves *h by name in the worker's catalog (filling in its URI and
@@ -742,12 +744,27 @@ func (l *Libvirt) ListDomains(ctx context.Context, in ListDomainsInput) (ListDom
 		return ListDomainsOutput{}, err
 	}
 	defer release()
-	docs, err := domainDocs(lv, in.Host.Name)
+	// Every group asks this of every one of its hosts at each observation:
+	// one listing, the marks of new domains only, and the state of the
+	// group's own.
+	marked, err := l.marks.list(lv, in.Host.Name)
 	if err != nil {
 		return ListDomainsOutput{}, err
 	}
-	owned, err := ownedDomains(lv, docs, in.Group, l.Catalog, false)
-	return ListDomainsOutput{Domains: owned}, err
+	out := ListDomainsOutput{Domains: []DomainInfo{}}
+	for _, d := range marked {
+		if !d.ok || (in.Group != "" && d.owner.Group != in.Group) || !l.Catalog.ours(d.owner) {
+			continue
+		}
+		info, found, err := domainInfo(lv, d.dom, d.owner, l.Catalog)
+		if err != nil {
+			return ListDomainsOutput{}, err
+		}
+		if found {
+			out.Domains = append(out.Domains, info)
+		}
+	}
+	return out, nil
 }
 
 // domainDoc is one domain and its XML, read once for every use of a scan.
@@ -787,22 +804,34 @@ func ownedDomains(lv *libvirt.Libvirt, docs []domainDoc, group string, cat *Cata
 		if err != nil || !ok || (group != "" && owner.Group != group) || (!foreign && !cat.ours(owner)) {
 			continue
 		}
-		state, _, err := lv.DomainGetState(d.dom, 0)
-		if libvirt.IsNotFound(err) {
-			continue
-		}
+		info, found, err := domainInfo(lv, d.dom, owner, cat)
 		if err != nil {
-			return nil, fmt.Errorf("domain %s state: %w", d.dom.Name, err)
+			return nil, err
 		}
-		out = append(out, DomainInfo{
-			Name:    d.dom.Name,
-			Foreign: !cat.ours(owner),
-			Owner:   owner,
-			Running: libvirt.DomainState(state) == libvirt.DomainRunning,
-			State:   stateName(libvirt.DomainState(state)),
-		})
+		if found {
+			out = append(out, info)
+		}
 	}
 	return out, nil
+}
+
+// domainInfo reads a marked domain's state; found is false if it was
+// undefined meanwhile.
+func domainInfo(lv *libvirt.Libvirt, dom libvirt.Domain, owner Owner, cat *Catalog) (DomainInfo, bool, error) {
+	state, _, err := lv.DomainGetState(dom, 0)
+	if libvirt.IsNotFound(err) {
+		return DomainInfo{}, false, nil
+	}
+	if err != nil {
+		return DomainInfo{}, false, fmt.Errorf("domain %s state: %w", dom.Name, err)
+	}
+	return DomainInfo{
+		Name:    dom.Name,
+		Foreign: !cat.ours(owner),
+		Owner:   owner,
+		Running: libvirt.DomainState(state) == libvirt.DomainRunning,
+		State:   stateName(libvirt.DomainState(state)),
+	}, true, nil
 }
 
 func stateName(s libvirt.DomainState) string {

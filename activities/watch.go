@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"encoding/xml"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -30,10 +29,21 @@ const (
 type HostChange struct {
 	Host   string `json:"host"`
 	Domain string `json:"domain"`
-	// Event is libvirt's lifecycle event ("stopped", "undefined", ...), or
-	// "resync" after a reconnection, when events may have been missed.
+	// Event is libvirt's lifecycle event ("stopped", "undefined", ...),
+	// EventResync or EventDisconnected.
 	Event string `json:"event"`
 }
+
+// HostChange events that are not libvirt's.
+const (
+	// EventResync follows a reconnection, when events may have been missed;
+	// it is sent to every group with a domain on the host.
+	EventResync = "resync"
+	// EventDisconnected: the watcher lost (or could not make) its
+	// connection to the host; it is sent to every group that uses the host,
+	// once per outage. Domain is empty.
+	EventDisconnected = "disconnected"
+)
 
 // Watcher keeps one connection per configured host subscribed to libvirt's
 // domain lifecycle events, and tells the group of each changed domain of
@@ -73,13 +83,19 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 func (w *Watcher) watch(ctx context.Context, h config.Host) {
-	pause, sessions := time.Second, 0
+	pause, sessions, down := time.Second, 0, false
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := w.session(ctx, h, sessions > 0)
+		subscribed, err := w.session(ctx, h, sessions > 0)
 		sessions++
 		if ctx.Err() != nil {
 			return
+		}
+		if subscribed || !down {
+			// Groups that sleep between observations must hear that
+			// this host can no longer tell them of changes.
+			w.hostDown(h)
+			down = true
 		}
 		if time.Since(started) > time.Minute {
 			pause = time.Second
@@ -96,10 +112,10 @@ func (w *Watcher) watch(ctx context.Context, h config.Host) {
 
 // session is one connection's watch: subscribe, read every domain's mark,
 // then pass events on until the connection or ctx ends.
-func (w *Watcher) session(ctx context.Context, h config.Host, again bool) error {
+func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subscribed bool, err error) {
 	lv, raw, err := dialURI(h.URI, DefaultDialTimeout)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		if raw != nil {
@@ -111,27 +127,27 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) error 
 	defer cancel()
 	events, err := lv.LifecycleEvents(sctx)
 	if err != nil {
-		return fmt.Errorf("subscribe to lifecycle events: %w", err)
+		return false, fmt.Errorf("subscribe to lifecycle events: %w", err)
 	}
 	doms, _, err := lv.ConnectListAllDomains(1, 0)
 	if err != nil {
-		return fmt.Errorf("list domains: %w", err)
+		return false, fmt.Errorf("list domains: %w", err)
 	}
 	for _, d := range doms {
 		if g := w.groupOf(lv, h, d); g != "" && again {
-			w.notify(g, HostChange{Host: h.Name, Domain: d.Name, Event: "resync"})
+			w.notify(g, HostChange{Host: h.Name, Domain: d.Name, Event: EventResync})
 		}
 	}
 	w.Logger.Debug("watching host", "host", h.Name, "domains", len(doms))
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case <-lv.Disconnected():
-			return fmt.Errorf("connection lost")
+			return true, fmt.Errorf("connection lost")
 		case ev, ok := <-events:
 			if !ok {
-				return fmt.Errorf("event stream closed")
+				return true, fmt.Errorf("event stream closed")
 			}
 			// Every event caches the domain's group (an undefined
 			// domain's mark can no longer be read); only those that can
@@ -161,21 +177,10 @@ func (w *Watcher) groupOf(lv *libvirt.Libvirt, h config.Host, d libvirt.Domain) 
 	if known {
 		return g
 	}
-	md, err := lv.DomainGetMetadata(d, int32(libvirt.DomainMetadataElement), libvirt.OptString{MetadataNamespace}, libvirt.DomainAffectCurrent)
-	if err != nil {
-		return "" // gone already, or no mark: not ours
+	o, ok, _, err := readMark(lv, d)
+	if err != nil || !ok {
+		return "" // gone already, no mark, or unreadable: not ours to tell
 	}
-	// libvirt returns the element without its namespace: read the
-	// attributes whatever the element's name space.
-	var mark struct {
-		Group        string `xml:"group,attr"`
-		VM           string `xml:"vm,attr"`
-		Installation string `xml:"installation,attr"`
-	}
-	if xml.Unmarshal([]byte(md), &mark) != nil || mark.VM != d.Name {
-		return ""
-	}
-	o := Owner{Group: mark.Group, VM: mark.VM, Installation: mark.Installation}
 	if !w.Catalog.ours(o) {
 		return ""
 	}
@@ -201,10 +206,22 @@ func hostOf(g config.Group, host string) bool {
 	return false
 }
 
+// hostDown tells every configured group that uses h that its watcher no
+// longer hears from h.
+func (w *Watcher) hostDown(h config.Host) {
+	for name, g := range w.Catalog.groups {
+		if hostOf(g, h.Name) {
+			w.notify(name, HostChange{Host: h.Name, Event: EventDisconnected})
+		}
+	}
+}
+
+// notify queues c for group; a pending domain event is not replaced by a
+// resync or disconnection (any one makes the group observe).
 func (w *Watcher) notify(group string, c HostChange) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.pending[group]; !ok || c.Event != "resync" {
+	if _, ok := w.pending[group]; !ok || (c.Event != EventResync && c.Event != EventDisconnected) {
 		w.pending[group] = c
 	}
 }

@@ -3,9 +3,12 @@ package activities
 import (
 	"context"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/premiscale/premiscale/config"
 )
 
 // TestWatcherCoalescesChangesPerGroup: changes of one group within a
@@ -26,8 +29,8 @@ func TestWatcherCoalescesChangesPerGroup(t *testing.T) {
 	}
 	w.notify("web", HostChange{Host: "h1", Domain: "web-1", Event: "stopped"})
 	w.notify("web", HostChange{Host: "h1", Domain: "web-2", Event: "undefined"})
-	w.notify("web", HostChange{Host: "h1", Domain: "web-3", Event: "resync"})
-	w.notify("db", HostChange{Host: "h2", Domain: "db-1", Event: "resync"})
+	w.notify("web", HostChange{Host: "h1", Domain: "web-3", Event: EventResync})
+	w.notify("db", HostChange{Host: "h2", Domain: "db-1", Event: EventResync})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	w.flushLoop(ctx)
@@ -46,5 +49,53 @@ func TestLifecycleEventNames(t *testing.T) {
 		if got := lifecycleEvent(e); got != want {
 			t.Errorf("lifecycleEvent(%d) = %q, want %q", e, got, want)
 		}
+	}
+}
+
+// TestWatcherTellsGroupsOnceThatAHostIsUnreachable: a host the watcher
+// cannot reach is reported to every group that uses it (they may be
+// sleeping on their resync interval), once however often it is dialled
+// again; a group on other hosts hears nothing.
+func TestWatcherTellsGroupsOnceThatAHostIsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: every dial is refused
+	cfg := &config.Config{Autoscale: config.Autoscale{
+		Hosts: []config.Host{{Name: "h1", URI: "qemu+tcp://" + addr + "/system"}, {Name: "h2", URI: "qemu+tcp://" + addr + "/system"}},
+		Groups: []config.Group{
+			{Name: "web", Hosts: []string{"h1"}},
+			{Name: "api", Hosts: []string{"h1", "h2"}},
+			{Name: "db", Hosts: []string{"h2"}},
+		},
+	}}
+	var mu sync.Mutex
+	got := map[string][]HostChange{}
+	w := &Watcher{
+		Catalog: NewCatalog(cfg), Hosts: cfg.Autoscale.Hosts[:1],
+		Logger: slog.New(slog.DiscardHandler), Debounce: 50 * time.Millisecond,
+		Notify: func(_ context.Context, g string, c HostChange) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got[g] = append(got[g], c)
+			return nil
+		},
+	}
+	// Dials at 0, 1 s and 3 s: three refusals.
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	want := HostChange{Host: "h1", Event: EventDisconnected}
+	for _, g := range []string{"web", "api"} {
+		if len(got[g]) != 1 || got[g][0] != want {
+			t.Errorf("%s notified %v, want once %v", g, got[g], want)
+		}
+	}
+	if len(got["db"]) != 0 {
+		t.Errorf("db (not on h1) notified %v", got["db"])
 	}
 }

@@ -34,6 +34,7 @@ const (
 	DefaultUIPort                 = 8233
 	DefaultMetricsListen          = "127.0.0.1:9464"
 	DefaultGroupPollInterval      = 5 * time.Second
+	DefaultResyncInterval         = 5 * time.Minute
 	DefaultPool                   = "default"
 	DefaultEvaluationInterval     = 15 * time.Second
 	DefaultVCPUs                  = 1
@@ -169,7 +170,27 @@ type Controller struct {
 	ClusterAutoscaler ClusterAutoscaler `koanf:"clusterAutoscaler" json:"clusterAutoscaler"`
 	// Metrics serves /metrics, /healthz and /readyz.
 	Metrics Metrics `koanf:"metrics" json:"metrics"`
+	// HostWatch: every worker watches the hosts for changes to the
+	// groups' domains, so that groups need not poll them.
+	HostWatch HostWatch `koanf:"hostWatch" json:"hostWatch"`
 }
+
+// HostWatch configures the host watchers (one connection per host in every
+// worker, subscribed to libvirt's lifecycle events) and how long a group
+// with nothing to evaluate sleeps between observations of its own.
+type HostWatch struct {
+	// Enabled: false runs no watchers, and every group observes its hosts
+	// each evaluation interval.
+	Enabled *bool `koanf:"enabled" json:"enabled,omitempty"`
+	// ResyncInterval is how often a quiet group (no metric checks, every
+	// member running, no host down, nothing in flight) observes its hosts
+	// when no watcher told it of a change: the safety net for a missed
+	// event.
+	ResyncInterval time.Duration `koanf:"resyncInterval" json:"resyncInterval"`
+}
+
+// On reports whether host watchers run.
+func (h HostWatch) On() bool { return h.Enabled == nil || *h.Enabled }
 
 // Metrics configures the controller's (and each worker's) HTTP endpoint for
 // Prometheus and probes.
@@ -597,6 +618,9 @@ func (c *Config) ApplyDefaults() {
 	setStr(&ctl.Metrics.Listen, DefaultMetricsListen)
 	if ctl.Metrics.GroupPollInterval == 0 {
 		ctl.Metrics.GroupPollInterval = DefaultGroupPollInterval
+	}
+	if ctl.HostWatch.ResyncInterval == 0 {
+		ctl.HostWatch.ResyncInterval = DefaultResyncInterval
 	}
 	setStr(&ctl.Temporal.Namespace, DefaultNamespace)
 	setStr(&ctl.Temporal.TaskQueue, DefaultTaskQueue)

@@ -61,6 +61,8 @@ func TestDefaultsAreApplied(t *testing.T) {
 		{"memory", g.Template.Memory, DefaultMemory},
 		{"network", g.Template.Network.Type, NetworkNone},
 		{"shutdown", g.Template.ShutdownGrace(), DefaultShutdownTimeout},
+		{"host watch", cfg.Controller.HostWatch.On(), true},
+		{"resync interval", cfg.Controller.HostWatch.ResyncInterval, DefaultResyncInterval},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -74,6 +76,7 @@ func TestEveryErrorIsReportedWithItsPath(t *testing.T) {
 version: v1alpha1
 controller:
   bogus: true
+  hostWatch: {resyncInterval: 2s}
 autoscale:
   hosts:
     - {name: h1, uri: "qemu:///system"}
@@ -92,6 +95,7 @@ autoscale:
 	}
 	for _, want := range []string{
 		"controller.bogus: unknown key",
+		"controller.hostWatch.resyncInterval: must be in [10s, 24h], got 2s",
 		"autoscale.groups[1].template.unknown: unknown key",
 		"autoscale.groups[1].hosts[1]: unknown host \"nope\"",
 		"autoscale.groups[1].max: must be >= min (3)",

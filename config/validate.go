@@ -222,6 +222,9 @@ func (c *Config) Validate() error {
 	if c.Controller.Metrics.GroupPollInterval < time.Second {
 		v.add("controller.metrics.groupPollInterval", "must be >= 1s, got %s", c.Controller.Metrics.GroupPollInterval)
 	}
+	if ri := c.Controller.HostWatch.ResyncInterval; ri < 10*time.Second || ri > 24*time.Hour {
+		v.add("controller.hostWatch.resyncInterval", "must be in [10s, 24h], got %s", ri)
+	}
 	kc := c.Controller.Kubernetes
 	if kc.InCluster && kc.Kubeconfig != "" {
 		v.add("controller.kubernetes", "set inCluster or kubeconfig, not both")

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -118,6 +119,17 @@ func TLSConfig(t config.TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// HistoryLimit is a group's history length for continue-as-new: spread
+// over [3000, 4000) by a hash of its name, so that groups started together
+// (and ticking alike) do not all continue as new in the same minute. Below
+// 4096, where the server starts suggesting continue-as-new, so the spread
+// holds.
+func HistoryLimit(group string) int {
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	return 3000 + int(h.Sum32()%1000)
+}
+
 // SpecFromConfig turns a configured group into the workflow's GroupSpec.
 func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	spec := workflows.GroupSpec{
@@ -133,6 +145,10 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		HostFailureGracePeriod: g.HostFailureGracePeriod,
 		UnhealthyGracePeriod:   g.UnhealthyGracePeriod,
 		CleanupTimeout:         g.CleanupTimeout,
+		HistoryLimit:           HistoryLimit(g.Name),
+	}
+	if cfg.Controller.HostWatch.On() {
+		spec.ResyncInterval = cfg.Controller.HostWatch.ResyncInterval
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired

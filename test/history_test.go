@@ -175,6 +175,11 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
+	// Host watchers, as every worker process runs them.
+	wctx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { worker.WatchHosts(wctx, c, cfg, cat, logger); close(watched) }()
+	tb.Cleanup(func() { stopWatch(); <-watched })
 	s := &starter.Starter{Client: c, Config: cfg}
 	if err := s.EnsureGroups(ctx); err != nil {
 		tb.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -515,4 +516,59 @@ func defineTheirs(t *testing.T, lv *libvirt.Libvirt, name, volume string) libvir
 		t.Fatal(err)
 	}
 	return dom
+}
+
+// TestListingRemembersMarksByDomainUUID: ListDomains reads each domain's
+// mark once and remembers it by UUID and name, so a domain replaced by
+// hand under the same name (a new UUID, no mark) is not taken for the
+// member it replaced, and one undefined is no longer listed.
+func TestListingRemembersMarksByDomainUUID(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ensureVolume(t, lv, testPool, "it-base.qcow2", 64<<20)
+	tmpl := config.Template{BaseVolume: "it-base.qcow2", VCPUs: 1, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64"}
+	acts, rev := testActs(t, config.Host{Name: "test", URI: testDriverURI, Pool: testPool}, map[string]config.Template{"itmark": tmpl})
+	env := activityEnv(t, acts)
+	var a *activities.Libvirt
+	host := activities.HostRef{Name: "test"}
+	vm := fmt.Sprintf("itmark-%d", 1+time.Now().UnixNano()%100000)
+	ref := activities.DomainRef{Host: host, Group: "itmark", VM: vm}
+	list := func() []string {
+		t.Helper()
+		var out activities.ListDomainsOutput
+		if err := run(t, env, a.ListDomains, activities.ListDomainsInput{Host: host, Group: "itmark"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, d := range out.Domains {
+			names = append(names, d.Name)
+		}
+		return names
+	}
+	if err := run(t, env, a.CloneVolume, activities.CloneVolumeInput{Host: host, Group: "itmark", VM: vm, Revision: rev("itmark")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: vm}, nil) })
+	if err := run(t, env, a.DefineDomain, activities.DefineDomainInput{Domain: ref, Volume: activities.VolumeName(vm), Revision: rev("itmark")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the second from what the first remembered
+		if got := list(); !slices.Equal(got, []string{vm}) {
+			t.Fatalf("listing #%d = %v, want [%s]", i+1, got, vm)
+		}
+	}
+	dom, err := lv.DomainLookupByName(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lv.DomainUndefine(dom); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); len(got) != 0 {
+		t.Fatalf("after undefine: listing = %v, want none", got)
+	}
+	theirs := defineTheirs(t, lv, vm, activities.VolumeName(vm))
+	t.Cleanup(func() { _ = lv.DomainUndefine(theirs) })
+	if got := list(); len(got) != 0 {
+		t.Fatalf("a domain of the same name without the mark listed as the member: %v", got)
+	}
 }

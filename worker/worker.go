@@ -79,8 +79,13 @@ func RegisterWorkflows(r WorkflowRegistry) {
 // WatchHosts runs a host watcher (activities.Watcher) over the hosts of
 // cfg's groups until ctx ends: each change of a domain of a group is sent
 // to the group's workflow as SignalHostChange. A group whose workflow does
-// not exist (not ensured yet, or removed) is skipped.
+// not exist (not ensured yet, or removed) is skipped. With
+// controller.hostWatch.enabled false it returns at once.
 func WatchHosts(ctx context.Context, c client.Client, cfg *config.Config, cat *activities.Catalog, logger *slog.Logger) {
+	if !cfg.Controller.HostWatch.On() {
+		logger.Info("host watchers are off: groups observe their hosts each evaluation interval")
+		return
+	}
 	w := &activities.Watcher{
 		Catalog: cat, Hosts: activities.WatchedHosts(cfg), Logger: logger,
 		Notify: func(ctx context.Context, group string, change activities.HostChange) error {

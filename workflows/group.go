@@ -170,6 +170,10 @@ type GroupSpec struct {
 	// (decommissioning, or a failed provisioning's cleanup) before the
 	// member is reported failed; zero means 10m.
 	CleanupTimeout time.Duration `json:"cleanupTimeout,omitempty"`
+	// ResyncInterval, when set, is how often a quiet group (see quiet)
+	// observes its hosts: host watchers signal it of changes meanwhile.
+	// Zero: every evaluation interval, as a group without watchers must.
+	ResyncInterval time.Duration `json:"resyncInterval,omitempty"`
 	// HistoryLimit is the history length that triggers continue-as-new;
 	// zero means DefaultHistoryLimit.
 	HistoryLimit int `json:"historyLimit,omitempty"`
@@ -498,7 +502,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			state := g.st
 			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
 		}
-		if due := workflow.Now(ctx).Sub(g.lastObservedAt) >= g.spec.EvaluationInterval; due || g.observeNow {
+		if due := workflow.Now(ctx).Sub(g.lastObservedAt) >= g.observeInterval(); due || g.observeNow {
 			g.observeNow = false
 			last := g.lastObservedAt
 			g.observe(ctx)
@@ -531,7 +535,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 				return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
 			}
 		}
-		wait := g.spec.EvaluationInterval - workflow.Now(ctx).Sub(g.lastObservedAt)
+		wait := g.observeInterval() - workflow.Now(ctx).Sub(g.lastObservedAt)
 		if wait > 0 {
 			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {
 				return err
@@ -539,6 +543,34 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		}
 		g.dirty = false
 	}
+}
+
+// observeInterval is how long the group goes between observations of its
+// own: the evaluation interval, or for a quiet group with host watchers
+// the (longer) resync interval.
+func (g *group) observeInterval() time.Duration {
+	if g.spec.ResyncInterval > g.spec.EvaluationInterval && g.quiet() {
+		return g.spec.ResyncInterval
+	}
+	return g.spec.EvaluationInterval
+}
+
+// quiet reports whether only a change on a host could give the group work:
+// no checks to evaluate, nothing in flight, every member running and
+// healthy, no host unreachable, and as many members as desired. Host
+// watchers signal such changes (SignalHostChange), so a quiet group need
+// not poll its hosts. Anything else (a grace period running, a backoff, a
+// failed member to retry) is looked at each evaluation interval.
+func (g *group) quiet() bool {
+	if g.metricsEnabled() || g.inflight > 0 || len(g.st.HostsDown) > 0 || g.st.Removed {
+		return false
+	}
+	for _, m := range g.st.Members {
+		if m.State != MemberRunning || !m.UnhealthySince.IsZero() {
+			return false
+		}
+	}
+	return g.st.Paused || len(g.st.Members) == g.st.Desired
 }
 
 func (g *group) historyTooLong(ctx workflow.Context) bool {
@@ -595,7 +627,7 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 // one already gone from the members) and a member in flight (its child
 // sees to it) need none.
 func (g *group) hostChanged(c activities.HostChange) {
-	if c.Event == "resync" {
+	if c.Event == activities.EventResync || c.Event == activities.EventDisconnected {
 		g.observeNow = true
 		return
 	}

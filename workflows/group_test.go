@@ -57,6 +57,8 @@ type fakeLibvirt struct {
 	// foreign are names in use on a host that are not the group's (another
 	// installation's VMs, or this one's from before a state loss).
 	foreign map[string][]string
+	// listings counts ListDomains calls by host.
+	listings map[string]int
 }
 
 func (f *fakeLibvirt) isDown(host string) error {
@@ -161,11 +163,15 @@ func (f *fakeLibvirt) DeleteVolume(_ context.Context, in activities.DeleteVolume
 }
 
 func (f *fakeLibvirt) ListDomains(_ context.Context, in activities.ListDomainsInput) (activities.ListDomainsOutput, error) {
-	if err := f.isDown(in.Host.Name); err != nil {
-		return activities.ListDomainsOutput{}, err
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down[in.Host.Name] {
+		return activities.ListDomainsOutput{}, fmt.Errorf("connect %s: connection refused", in.Host.Name)
+	}
+	if f.listings == nil {
+		f.listings = map[string]int{}
+	}
+	f.listings[in.Host.Name]++
 	out := activities.ListDomainsOutput{}
 	for name, running := range f.domains[in.Host.Name] {
 		state := map[bool]string{true: "running", false: "shut-off"}[running]
@@ -1261,6 +1267,56 @@ func TestHostChangeOfARunningMemberIsObservedAtOnce(t *testing.T) {
 				}
 				env.CancelWorkflow()
 			}, time.Minute+30*time.Second)
+			runGroup(t, env, workflows.GroupInput{Spec: s})
+		})
+	}
+}
+
+// A quiet group (no checks, every member running) with a resync interval
+// observes its hosts once per resync interval instead of every evaluation
+// interval; a watcher's disconnection signal makes it observe at once, and
+// a host that does not answer puts it back on the evaluation interval.
+func TestQuietGroupObservesOnResyncOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		resync time.Duration
+		// quietMax bounds the listings in 20 quiet minutes; downMin is
+		// the least in the 2 minutes after h1 went down.
+		quietMax, downMin int
+	}{
+		{"resync 5m", 5 * time.Minute, 5, 6},
+		{"no watchers", 0, 81, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake("h1", "h2")
+			env := newEnv(t, f)
+			s := spec(2, 0, 3, "h1", "h2")
+			s.ResyncInterval = tc.resync
+			// h2 stays up: one listing per observation.
+			listings := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.listings["h2"] }
+			var atQuiet, atDown int
+			env.RegisterDelayedCallback(func() { atQuiet = listings() }, time.Minute)
+			env.RegisterDelayedCallback(func() {
+				if n := listings() - atQuiet; n > tc.quietMax || (tc.resync == 0 && n < 79) {
+					t.Errorf("observations in 20 quiet minutes = %d, want at most %d (and about 80 without watchers)", n, tc.quietMax)
+				}
+				if got := f.running(); len(got) != 2 {
+					t.Errorf("running %v, want 2", got)
+				}
+				f.setDown("h1", true)
+				atDown = listings()
+				env.SignalWorkflow(workflows.SignalHostChange, activities.HostChange{Host: "h1", Event: activities.EventDisconnected})
+			}, 21*time.Minute)
+			env.RegisterDelayedCallback(func() {
+				if n := listings() - atDown; n < tc.downMin {
+					t.Errorf("observations in the 2 minutes after h1 went down = %d, want at least %d (each evaluation interval)", n, tc.downMin)
+				}
+				st := status(t, env)
+				if !slices.Equal(st.UnreachableHosts, []string{"h1"}) {
+					t.Errorf("unreachable hosts %v, want [h1]", st.UnreachableHosts)
+				}
+				env.CancelWorkflow()
+			}, 23*time.Minute)
 			runGroup(t, env, workflows.GroupInput{Spec: s})
 		})
 	}
