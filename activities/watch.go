@@ -19,6 +19,9 @@ const (
 	// DefaultWatchDebounce gathers the changes of one group into one
 	// notification.
 	DefaultWatchDebounce = 250 * time.Millisecond
+	// DefaultWatchKeepalive is how often a watched host is pinged, and how
+	// long it has to answer.
+	DefaultWatchKeepalive = 10 * time.Second
 	// watchRetryMax bounds the wait before dialing a host again.
 	watchRetryMax = 30 * time.Second
 )
@@ -63,6 +66,8 @@ type Watcher struct {
 	Notify   func(ctx context.Context, group string, c HostChange) error
 	Logger   *slog.Logger
 	Debounce time.Duration
+	// Keepalive: see DefaultWatchKeepalive.
+	Keepalive time.Duration
 
 	mu      sync.Mutex
 	pending map[string]HostChange // by group
@@ -139,10 +144,32 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 		}
 	}
 	w.Logger.Debug("watching host", "host", h.Name, "domains", len(doms))
+	// A hung daemon (stopped, or stuck on storage) keeps the connection
+	// open and sends nothing: ping it, and give the session up when a ping
+	// goes unanswered, so that groups hear the host is gone.
+	probe := orDefault(w.Keepalive, DefaultWatchKeepalive)
+	tick := time.NewTicker(probe)
+	defer tick.Stop()
+	var pinged time.Time
+	pong := make(chan struct{}, 1)
 	for {
 		select {
 		case <-ctx.Done():
 			return true, nil
+		case <-tick.C:
+			switch {
+			case pinged.IsZero():
+				pinged = time.Now()
+				go func() {
+					if _, err := lv.ConnectGetLibVersion(); err == nil {
+						pong <- struct{}{}
+					}
+				}()
+			case time.Since(pinged) >= probe:
+				return true, fmt.Errorf("no answer to a keepalive within %s", probe)
+			}
+		case <-pong:
+			pinged = time.Time{}
 		case <-lv.Disconnected():
 			return true, fmt.Errorf("connection lost")
 		case ev, ok := <-events:

@@ -4,8 +4,12 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/premiscale/premiscale/internal/mtls"
@@ -313,6 +317,63 @@ type Embedded struct {
 	Port int         `koanf:"port" json:"port"`
 	TLS  EmbeddedTLS `koanf:"tls" json:"tls"`
 	UI   EmbeddedUI  `koanf:"ui" json:"ui"`
+	// Postgres, when its DSN is set, persists the embedded server to
+	// PostgreSQL instead of the SQLite file in stateDir.
+	Postgres EmbeddedPostgres `koanf:"postgres" json:"postgres"`
+}
+
+// EmbeddedPostgres is the PostgreSQL database of the embedded server.
+type EmbeddedPostgres struct {
+	// DSN is postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]
+	// (PARAMS such as sslmode=verify-full&sslrootcert=/path); the server
+	// also uses DATABASE_visibility. Both are created if missing (the role
+	// needs CREATEDB, or create them beforehand) and their schemas set up
+	// or upgraded at each start.
+	DSN string `koanf:"dsn" json:"-"`
+	// PasswordFile holds the password (not in the DSN then), read at start.
+	PasswordFile string `koanf:"passwordFile" json:"passwordFile,omitempty"`
+}
+
+// PostgresDSN is a parsed EmbeddedPostgres.DSN.
+type PostgresDSN struct {
+	Addr, User, Password, Database string
+	// Params are the DSN's query parameters (libpq connection settings).
+	Params map[string]string
+}
+
+// ParsePostgresDSN parses a postgres:// URL; errors never repeat the
+// password.
+func ParsePostgresDSN(dsn string) (PostgresDSN, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password and all
+		}
+		return PostgresDSN{}, fmt.Errorf("does not parse: %v", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return PostgresDSN{}, fmt.Errorf("scheme must be postgres://, got %q", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return PostgresDSN{}, errors.New("has no host")
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return PostgresDSN{}, errors.New("has no user (postgres://USER@HOST/DATABASE)")
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if db == "" || strings.Contains(db, "/") {
+		return PostgresDSN{}, errors.New("must name one database (postgres://USER@HOST/DATABASE)")
+	}
+	out := PostgresDSN{Addr: u.Host, User: u.User.Username(), Database: db, Params: map[string]string{}}
+	if u.Port() == "" {
+		out.Addr = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	out.Password, _ = u.User.Password()
+	for k, v := range u.Query() {
+		out.Params[k] = v[len(v)-1]
+	}
+	return out, nil
 }
 
 // EmbeddedUI serves the Temporal Web UI next to the embedded server, as

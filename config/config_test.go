@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -448,5 +449,39 @@ autoscale:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q", want)
 		}
+	}
+}
+
+func TestEmbeddedPostgresDSN(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, passwordFile string
+		want              string // error substring; empty: valid
+	}{
+		{"postgres://ps:secret@db.example:6432/temporal?sslmode=verify-full", "", ""},
+		{"postgresql://ps@10.0.0.5/temporal", "/etc/premiscale/pg", ""},
+		{"mysql://ps@db/temporal", "", `controller.temporal.embedded.postgres.dsn: scheme must be postgres://, got "mysql"`},
+		{"postgres://db.example/temporal", "", "controller.temporal.embedded.postgres.dsn: has no user"},
+		{"postgres://ps@db.example/", "", "controller.temporal.embedded.postgres.dsn: must name one database"},
+		{"postgres://ps:p%zzword@db/temporal", "", "controller.temporal.embedded.postgres.dsn: does not parse"},
+		{"postgres://ps:secret@db/temporal", "/etc/premiscale/pg", "controller.temporal.embedded.postgres.passwordFile: set a password in the dsn or passwordFile, not both"},
+		{"", "/etc/premiscale/pg", "controller.temporal.embedded.postgres.passwordFile: needs controller.temporal.embedded.postgres.dsn"},
+	} {
+		body := strings.Replace(minimal, "version: v1alpha1\n", fmt.Sprintf("version: v1alpha1\ncontroller:\n  temporal:\n    embedded:\n      postgres: {dsn: %q, passwordFile: %q}\n", tc.dsn, tc.passwordFile), 1)
+		_, err := load(writeConfig(t, body), noEnv, nil)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("dsn %q: %v", tc.dsn, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("dsn %q, passwordFile %q: err = %v, want %q", tc.dsn, tc.passwordFile, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "secret"):
+			t.Errorf("dsn %q: the error repeats the password: %v", tc.dsn, err)
+		}
+	}
+	d, err := ParsePostgresDSN("postgres://ps:s%40cret@db.example/temporal?sslmode=require&connect_timeout=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Addr != "db.example:5432" || d.User != "ps" || d.Password != "s@cret" || d.Database != "temporal" || d.Params["sslmode"] != "require" || d.Params["connect_timeout"] != "5" {
+		t.Errorf("parsed %+v", d)
 	}
 }

@@ -78,6 +78,17 @@ func (c *Config) Validate() error {
 	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}
+	if pg := t.Embedded.Postgres; pg.DSN != "" {
+		d, err := ParsePostgresDSN(pg.DSN)
+		switch {
+		case err != nil:
+			v.add("controller.temporal.embedded.postgres.dsn", "%v", err)
+		case d.Password != "" && pg.PasswordFile != "":
+			v.add("controller.temporal.embedded.postgres.passwordFile", "set a password in the dsn or passwordFile, not both")
+		}
+	} else if pg.PasswordFile != "" {
+		v.add("controller.temporal.embedded.postgres.passwordFile", "needs controller.temporal.embedded.postgres.dsn")
+	}
 	if t.Address == "" {
 		v.embedded(t)
 	}

@@ -95,7 +95,7 @@ func connectURI(t *testing.T, uri string) *libvirt.Libvirt {
 
 // multiHostConfig writes a controller config for hosts (given as name ->
 // URI) and groups (YAML list items, indented for autoscale.groups).
-func multiHostConfig(t *testing.T, port int, hosts []libvirtHost, uri func(libvirtHost) string, pool, hostExtra, groups string) (cfgPath, logPath string) {
+func multiHostConfig(t testing.TB, port int, hosts []libvirtHost, uri func(libvirtHost) string, pool, hostExtra, groups string) (cfgPath, logPath string) {
 	dir := t.TempDir()
 	cfgPath = filepath.Join(dir, "config.yaml")
 	logPath = filepath.Join(dir, "controller.log")

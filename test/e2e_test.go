@@ -66,7 +66,7 @@ func freePort(t testing.TB) int {
 
 // controller is a premiscale process under test.
 type controller struct {
-	t      *testing.T
+	t      testing.TB
 	config string
 	log    string
 	cmd    *exec.Cmd
@@ -89,6 +89,9 @@ controller:
   stateDir: %s/state
   log: {level: debug, file: %s}
   metrics: {listen: "127.0.0.1:0"}
+  # A quiet group observes every resync interval: short here, so that the
+  # test sees observations of a steady group.
+  hostWatch: {resyncInterval: 10s}
   temporal:
     embedded: {port: %d}
 autoscale:
@@ -461,7 +464,8 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	// and undefined, one suspended (paused). Within two evaluation
 	// intervals (2s each) of a controller in its steady state, the shut-off
 	// one is started again and the paused one resumed, in place, and the
-	// undefined one replaced: first see two observations.
+	// undefined one replaced: first see two observations (of the quiet
+	// group: one per resync interval, 10 s here).
 	first := c.status(group).LastObservedAt
 	for seen := 0; seen < 2; {
 		if st := c.status(group); st.LastObservedAt.After(first) {

@@ -261,6 +261,9 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 	spec := starter.SpecFromConfig(s.Config, s.Config.Autoscale.Groups[0])
 	spec.HistoryLimit = 60
+	// Observing each second (not sleeping on the resync interval once
+	// quiet), so that the history grows past the limit.
+	spec.ResyncInterval = 0
 	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, spec); err != nil {
 		t.Fatal(err)
 	}

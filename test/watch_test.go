@@ -2,9 +2,12 @@ package test
 
 import (
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/digitalocean/go-libvirt"
 )
 
 // TestDomainRemovedByHandIsNoticedAtOnce: with evaluations ten minutes
@@ -61,5 +64,70 @@ func TestDomainRemovedByHandIsNoticedAtOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("%s removed by hand: replaced %s later: %s", victim, time.Since(removed).Round(100*time.Millisecond), checkInvariant(t, conns, guestPool, st))
+	c.checkWorkflowTasks(port)
+}
+
+// TestQuietGroupSleepsAndStillNoticesAHungHost: a group with nothing to
+// evaluate does not observe its hosts each evaluation interval (2 s here)
+// but once per resync interval (5 min by default); when one of its hosts'
+// libvirtd hangs (SIGSTOP: the socket stays open, nothing answers), the
+// watcher's keepalive goes unanswered, the group is told, and status shows
+// the host unreachable within about 30 s. After the thaw it answers again.
+func TestQuietGroupSleepsAndStillNoticesAHungHost(t *testing.T) {
+	hosts := requireHosts(t, 2)
+	const group = "wq"
+	conns := map[string]*libvirt.Libvirt{}
+	for _, h := range hosts {
+		conns[h.name] = connectURI(t, h.testURI())
+	}
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.testURI, testPool, ", cpuOvercommit: 16, memoryOvercommit: 16",
+		fmt.Sprintf(`    - name: %s
+      max: 2
+      scaling: {evaluationInterval: 2s}
+      template: {diskSize: 64MiB, memory: 64MiB, domainType: qemu, shutdownTimeout: 0s}
+`, group))
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	c.mustCLI("scale", group, "2")
+	st := c.waitSettled(group, 2, 2*time.Minute)
+	t.Logf("settled: %s", checkInvariant(t, conns, testPool, st))
+
+	// Quiet: no observation for 10 s, five evaluation intervals.
+	time.Sleep(3 * time.Second) // the observation that follows settling
+	last := c.status(group).LastObservedAt
+	time.Sleep(10 * time.Second)
+	if st := c.status(group); !st.LastObservedAt.Equal(last) {
+		t.Fatalf("quiet group observed its hosts at %s after %s: it should sleep on the resync interval", st.LastObservedAt, last)
+	}
+
+	victim := hosts[1]
+	hostCtl(t, "freeze", victim)
+	frozen := time.Now()
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			hostCtl(t, "thaw", victim)
+		}
+	})
+	for !slices.Contains(c.status(group).UnreachableHosts, victim.name) {
+		if time.Since(frozen) > 45*time.Second {
+			c.dumpLog()
+			t.Fatalf("%s frozen for 45 s, not reported unreachable: %+v", victim.name, c.status(group))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%s frozen: reported unreachable %s later", victim.name, time.Since(frozen).Round(100*time.Millisecond))
+	hostCtl(t, "thaw", victim)
+	thawed = true
+	back := time.Now()
+	for slices.Contains(c.status(group).UnreachableHosts, victim.name) {
+		if time.Since(back) > time.Minute {
+			t.Fatalf("%s thawed a minute ago, still unreachable in status", victim.name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%s thawed: answers again in status %s later", victim.name, time.Since(back).Round(100*time.Millisecond))
 	c.checkWorkflowTasks(port)
 }

@@ -34,6 +34,26 @@ import (
 // TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
 const TemporalDBFile = "temporal.db"
 
+// embeddedPostgres is the embedded server's PostgreSQL database, if a DSN
+// is configured (validated), with the password from passwordFile.
+func embeddedPostgres(c config.EmbeddedPostgres) (*embedded.Postgres, error) {
+	if c.DSN == "" {
+		return nil, nil
+	}
+	d, err := config.ParsePostgresDSN(c.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("controller.temporal.embedded.postgres.dsn: %w", err)
+	}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("controller.temporal.embedded.postgres.passwordFile: %w", err)
+		}
+		d.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return &embedded.Postgres{Addr: d.Addr, User: d.User, Password: d.Password, Database: d.Database, Params: d.Params}, nil
+}
+
 // startEmbedded starts the embedded Temporal server, persisted under
 // controller.stateDir, and its Web UI if enabled; stop stops both.
 func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger) (stop func(), err error) {
@@ -46,8 +66,16 @@ func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	pg, err := embeddedPostgres(t.Embedded.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	if pg != nil {
+		db = fmt.Sprintf("postgres://%s@%s/%s (and %s)", pg.User, pg.Addr, pg.Database, pg.VisibilityDatabase())
+	}
 	srv, err := embedded.Start(ctx, embedded.Options{
 		DBPath:    db,
+		Postgres:  pg,
 		Host:      t.Embedded.Host,
 		Port:      t.Embedded.Port,
 		Namespace: t.Namespace,

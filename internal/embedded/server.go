@@ -33,12 +33,15 @@ import (
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
 	"go.temporal.io/server/common/membership/static"
+	postgresplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/postgresql"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
 	"go.temporal.io/server/common/primitives/timestamp"
 	"go.temporal.io/server/common/rpc/encryption"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"go.temporal.io/server/tools/common/schema"
+	sqltool "go.temporal.io/server/tools/sql"
 )
 
 const (
@@ -55,11 +58,18 @@ const (
 	readyTimeout = time.Minute
 	clusterName  = "active"
 	storeName    = "sqlite-default"
+	// The stores' names on PostgreSQL.
+	postgresStoreName   = "postgres-default"
+	visibilityStoreName = "postgres-visibility"
+	// Schemas in go.temporal.io/server/schema, set up at each start.
+	postgresSchema           = "postgresql/v12/temporal"
+	postgresVisibilitySchema = "postgresql/v12/visibility"
 )
 
 // Options configure an embedded server.
 type Options struct {
-	DBPath    string       // SQLite file; created (with schema) if missing, reused if present
+	DBPath    string       // SQLite file; created (with schema) if missing, reused if present; unused with Postgres
+	Postgres  *Postgres    // if set, PostgreSQL instead of the SQLite file
 	Host      string       // listen address for frontend gRPC, default "127.0.0.1"
 	Port      int          // frontend gRPC port, default 7233
 	Namespace string       // registered if missing, default "default"
@@ -78,6 +88,37 @@ type TLS struct {
 	// probe, present to the frontend: a certificate the frontend accepts,
 	// and the roots that verify the frontend's.
 	Client *tls.Config
+}
+
+// Postgres is a PostgreSQL database for the server. It also uses
+// Database+"_visibility". Start creates both if missing (connecting to the
+// "postgres" database to do so) and sets up or upgrades their schemas to
+// what this server version needs.
+type Postgres struct {
+	Addr, User, Password, Database string
+	// Params are libpq connection settings (sslmode, sslrootcert, ...).
+	Params map[string]string
+}
+
+// VisibilityDatabase is the database of the server's visibility store.
+func (p *Postgres) VisibilityDatabase() string { return p.Database + "_visibility" }
+
+func (p *Postgres) sql(db string) *config.SQL {
+	attrs := map[string]string{}
+	for k, v := range p.Params {
+		attrs[k] = v
+	}
+	return &config.SQL{
+		PluginName:        postgresplugin.PluginName,
+		ConnectAddr:       p.Addr,
+		ConnectProtocol:   "tcp",
+		User:              p.User,
+		Password:          p.Password,
+		DatabaseName:      db,
+		ConnectAttributes: attrs,
+		MaxConns:          20,
+		MaxIdleConns:      20,
+	}
 }
 
 // Server is a running embedded Temporal server.
@@ -108,9 +149,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded temporal: listen on %s: %w", listen, err)
 	}
 	_ = l.Close()
-	sqlCfg := sqliteConfig(opts.DBPath)
-	if err := ensureSchema(opts.DBPath); err != nil {
-		return nil, err
+	var sqlCfg, visCfg *config.SQL
+	if pg := opts.Postgres; pg != nil {
+		sqlCfg, visCfg = pg.sql(pg.Database), pg.sql(pg.VisibilityDatabase())
+		if err := ensurePostgres(sqlCfg, postgresSchema); err != nil {
+			return nil, err
+		}
+		if err := ensurePostgres(visCfg, postgresVisibilitySchema); err != nil {
+			return nil, err
+		}
+	} else {
+		sqlCfg = sqliteConfig(opts.DBPath)
+		visCfg = sqlCfg
+		if err := ensureSchema(opts.DBPath); err != nil {
+			return nil, err
+		}
 	}
 	if err := registerNamespace(sqlCfg, opts.Namespace); err != nil {
 		return nil, err
@@ -119,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	address := net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(opts.Port))
 	var srv temporal.Server
 	for attempt := 1; ; attempt++ {
-		srv, err = build(opts, sqlCfg, address, logger)
+		srv, err = build(opts, sqlCfg, visCfg, address, logger)
 		if err == nil || attempt == maxPortAttempts || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -148,8 +201,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 const maxPortAttempts = 8
 
 // build configures (with fresh internal ports), creates and starts a server.
-func build(opts Options, sqlCfg *config.SQL, address string, logger warnLogger) (temporal.Server, error) {
-	cfg, hosts, err := serverConfig(opts, sqlCfg, address)
+func build(opts Options, sqlCfg, visCfg *config.SQL, address string, logger warnLogger) (temporal.Server, error) {
+	cfg, hosts, err := serverConfig(opts, sqlCfg, visCfg, address)
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +272,8 @@ func (o Options) withDefaults() (Options, error) {
 		o.Namespace = DefaultNamespace
 	}
 	var errs []error
-	if o.DBPath == "" {
-		errs = append(errs, errors.New("embedded temporal: DBPath is required"))
+	if o.DBPath == "" && o.Postgres == nil {
+		errs = append(errs, errors.New("embedded temporal: DBPath or Postgres is required"))
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("embedded temporal: port %d out of range 1-65535", o.Port))
@@ -283,6 +336,67 @@ func ensureSchema(path string) error {
 	return nil
 }
 
+// ensurePostgres creates the database of cfg if it is missing, then sets
+// up Temporal's schema (named in the server's embedded schema files) or
+// upgrades it to the latest version. Idempotent, so it runs at each start.
+func ensurePostgres(cfg *config.SQL, schemaName string) error {
+	where := fmt.Sprintf("postgres database %q at %s", cfg.DatabaseName, cfg.ConnectAddr)
+	// The plugin connects when the handle is made, logs why it could not
+	// and hands out a handle that fails every call with "no usable
+	// database connection": the logged error is the one to report.
+	connect := func(db string) (*sqltool.Connection, error) {
+		logger := &errorLogger{Logger: log.NewNoopLogger()}
+		c := *cfg
+		c.DatabaseName = db
+		conn, err := sqltool.NewConnection(&c, logger)
+		if err == nil && logger.err != nil {
+			conn.Close()
+			err = logger.err
+		}
+		return conn, err
+	}
+	conn, err := connect(cfg.DatabaseName)
+	if err != nil && strings.Contains(err.Error(), "does not exist") {
+		admin, aerr := connect("postgres")
+		if aerr != nil {
+			return fmt.Errorf("embedded temporal: %s does not exist; connect to database \"postgres\" to create it: %w", where, aerr)
+		}
+		aerr = admin.CreateDatabase(cfg.DatabaseName)
+		admin.Close()
+		if aerr != nil {
+			return fmt.Errorf("embedded temporal: create %s: %w", where, aerr)
+		}
+		conn, err = connect(cfg.DatabaseName)
+	}
+	if err != nil {
+		return fmt.Errorf("embedded temporal: connect to %s: %w", where, err)
+	}
+	defer conn.Close()
+	if err := schema.NewSetupSchemaTask(conn, &schema.SetupConfig{InitialVersion: "0.0"}, log.NewNoopLogger()).Run(); err != nil {
+		return fmt.Errorf("embedded temporal: set up schema versioning in %s: %w", where, err)
+	}
+	if err := schema.NewUpdateSchemaTask(conn, &schema.UpdateConfig{DBName: cfg.DatabaseName, SchemaName: schemaName}, log.NewNoopLogger()).Run(); err != nil {
+		return fmt.Errorf("embedded temporal: set up schema %s in %s: %w", schemaName, where, err)
+	}
+	return nil
+}
+
+// errorLogger keeps the last error logged at error level.
+type errorLogger struct {
+	log.Logger
+	err error
+}
+
+func (l *errorLogger) Error(msg string, tags ...tag.Tag) {
+	for _, t := range tags {
+		if z, ok := t.(tag.ZapTag); ok {
+			if e, ok := z.Field().Interface.(error); ok {
+				l.err = e
+			}
+		}
+	}
+}
+
 // registerNamespace writes the namespace straight into the database unless one
 // of that name exists, so it is there before the server first loads namespaces.
 func registerNamespace(cfg *config.SQL, name string) error {
@@ -292,13 +406,13 @@ func registerNamespace(cfg *config.SQL, name string) error {
 	}
 	ns.Detail.Config.Retention = timestamp.DurationPtr(NamespaceRetention)
 	if err := sqliteschema.CreateNamespaces(cfg, ns); err != nil {
-		return fmt.Errorf("embedded temporal: register namespace %q in sqlite %q: %w", name, cfg.DatabaseName, err)
+		return fmt.Errorf("embedded temporal: register namespace %q in %s %q: %w", name, cfg.PluginName, cfg.DatabaseName, err)
 	}
 	return nil
 }
 
 // serverConfig builds the whole server configuration in memory; no file is read.
-func serverConfig(opts Options, sqlCfg *config.SQL, address string) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
+func serverConfig(opts Options, sqlCfg, visCfg *config.SQL, address string) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
 	services := map[string]config.Service{
 		string(primitives.FrontendService): {RPC: config.RPC{GRPCPort: opts.Port, BindOnIP: opts.Host}},
 	}
@@ -323,6 +437,14 @@ func serverConfig(opts Options, sqlCfg *config.SQL, address string) (*config.Con
 	cfg.Persistence.VisibilityStore = storeName
 	cfg.Persistence.NumHistoryShards = 1
 	cfg.Persistence.DataStores = map[string]config.DataStore{storeName: {SQL: sqlCfg}}
+	if visCfg != sqlCfg {
+		cfg.Persistence.DefaultStore = postgresStoreName
+		cfg.Persistence.VisibilityStore = visibilityStoreName
+		cfg.Persistence.DataStores = map[string]config.DataStore{
+			postgresStoreName:   {SQL: sqlCfg},
+			visibilityStoreName: {SQL: visCfg},
+		}
+	}
 	cfg.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
 		MasterClusterName:        clusterName,

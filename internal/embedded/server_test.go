@@ -3,8 +3,10 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -262,4 +265,59 @@ func TestStartReportsMissingDirectory(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "embedded temporal: open sqlite") {
 		t.Fatalf("Start = %v, want an open sqlite error", err)
 	}
+}
+
+// TestStartOnPostgreSQL: with a test PostgreSQL (PSTEST_POSTGRES_URL, set
+// by make test), Start creates both databases with their schemas, serves,
+// and starts again on them; a wrong password is reported as PostgreSQL's
+// own error, naming the database.
+func TestStartOnPostgreSQL(t *testing.T) {
+	base := os.Getenv("PSTEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("no test PostgreSQL (PSTEST_POSTGRES_URL; make test starts one)")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	pg := &Postgres{Addr: u.Host, User: u.User.Username(), Password: password,
+		Database: fmt.Sprintf("embedded_%d", time.Now().UnixNano()%1_000_000_000), Params: map[string]string{"sslmode": "disable"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	wrong := *pg
+	wrong.Password = "wrong"
+	_, err = Start(ctx, Options{Postgres: &wrong, Port: freeTestPort(t)})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("postgres database %q", pg.Database)) || !strings.Contains(err.Error(), "password authentication failed") {
+		t.Fatalf("start with a wrong password: %v; want PostgreSQL's password error naming the database", err)
+	}
+	t.Logf("wrong password: %v", err)
+
+	for i := range 2 { // the second start finds both databases set up
+		srv, err := Start(ctx, Options{Postgres: pg, Port: freeTestPort(t)})
+		if err != nil {
+			t.Fatalf("start #%d: %v", i+1, err)
+		}
+		c, err := client.Dial(client.Options{HostPort: srv.Address()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: DefaultNamespace}); err != nil {
+			t.Errorf("start #%d: describe namespace: %v", i+1, err)
+		}
+		c.Close()
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func freeTestPort(t *testing.T) int {
+	t.Helper()
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports[0]
 }

@@ -25,19 +25,21 @@ cmd2="go test -run '^\$' -bench DecisionLatency -benchtime 10x ./test/"
 cmd3="go test -run '^\$' -bench Evaluation -benchtime 2s ./test/"
 cmd4="go test -run '^\$' -bench Placement -benchtime 20x ./test/"
 cmd5="go test -run '^\$' -bench ParallelScaleOut -benchtime 3x ./test/"
+cmd6="go test -run '^\$' -bench HistoryEconomy -benchtime 1x -timeout 30m ./test/"
 raw="$(mktemp)"
 eval "$cmd" | tee "$raw"
 eval "$cmd2" | tee -a "$raw"
 eval "$cmd3" | tee -a "$raw"
 eval "$cmd4" | tee -a "$raw"
 eval "$cmd5" | tee -a "$raw"
+eval "$cmd6" | tee -a "$raw"
 
 {
   cat <<HDR
 # Benchmarks
 
 Produced by \`make bench\` (\`$cmd\`, then \`$cmd2\`, \`$cmd3\`,
-\`$cmd4\` and \`$cmd5\`)
+\`$cmd4\`, \`$cmd5\` and \`$cmd6\`)
 on $(date -u +%Y-%m-%d), $(nproc) cores,
 $(go version | awk '{print $3}'). Machines here are shared and noisy: compare
 ratios, not absolute times. Each iteration measures the baseline and
@@ -124,6 +126,28 @@ MID4
   awk '/^BenchmarkParallelScaleOut/ {
     for (i=1; i<=NF; i++) { if ($i=="direct-ms/vm") d=$(i-1); if ($i=="premiscale-ms/vm") p=$(i-1); if ($i=="ratio") r=$(i-1) }
     printf "| %s | %s | %.1fx |\n", d, p, r }' "$raw"
+  cat <<'MID5'
+
+## History economy: events per group per hour
+
+Two in-process controllers side by side for the same window, each with 4
+idle groups (one running VM, no checks) and 4 groups with one Prometheus
+check (real Prometheus), on the test driver. *Before*: host watchers off
+(`hostWatch.enabled: false`), so every group observes its host each
+evaluation interval, as every group did before watchers. *After*: watchers
+on, so an idle group observes on a watcher's signal and once per resync
+interval. Intervals are shortened for the run (evaluation 3 s, resync
+30 s); the last column scales the measured events per cycle to the
+defaults (15 s; 5 min). History length is read from each workflow at the
+start and end of the window.
+
+| groups | before (events/h, run) | after (events/h, run) | before @ defaults | after @ defaults | after / before @ defaults |
+|---|---|---|---|---|---|
+MID5
+  awk '/^BenchmarkHistoryEconomy/ {
+    for (i=1; i<=NF; i++) { v[$i]=$(i-1) }
+    printf "| idle | %.0f | %.0f | %.0f | %.0f | %.3f |\n", v["idle-before-events/h"], v["idle-after-events/h"], v["idle-before-events/h@defaults"], v["idle-after-events/h@defaults"], v["idle-after/before@defaults"]
+    printf "| with a check | %.0f | %.0f | %.0f | %.0f | %.2f |\n", v["checks-before-events/h"], v["checks-after-events/h"], v["checks-before-events/h@defaults"], v["checks-after-events/h@defaults"], v["checks-after/before"] }' "$raw"
   cat <<'TAIL'
 
 

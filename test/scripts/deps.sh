@@ -4,7 +4,9 @@
 # Installs the Debian packages the integration tests need (libvirt daemon,
 # QEMU/TCG, qemu-img, virsh, busybox-static, cpio, prometheus, genisoimage,
 # systemd for systemd-analyze and systemd-sysusers: nothing runs under it,
-# and chromium for the Temporal UI test, driven headless).
+# chromium for the Temporal UI test, driven headless, and postgresql: its
+# server binaries run a throwaway cluster for the embedded server's
+# PostgreSQL persistence).
 # A fast no-op when every package is already installed; otherwise runs
 # `apt-get update` once and installs only the missing packages. Needs root.
 set -euo pipefail
@@ -22,6 +24,7 @@ PACKAGES=(
   genisoimage
   systemd
   chromium
+  postgresql
 )
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }

@@ -3,7 +3,8 @@
 #
 # What `make test` runs: installs the Debian packages the tests need if any is
 # missing, starts virtlogd + libvirtd (unless already running) and three more
-# independent libvirtd hosts on loopback ports (test/scripts/hosts.sh), builds
+# independent libvirtd hosts on loopback ports (test/scripts/hosts.sh) and a
+# throwaway PostgreSQL cluster (test/scripts/postgres.sh), builds
 # the tiny guest, runs every Go test with real libvirtd required, then stops
 # only the daemons it started. Extra arguments go to `go test` (e.g. -run Foo);
 # TEST_PACKAGES (default ./...) narrows the packages: `make crash KILLS=500`
@@ -34,7 +35,11 @@ destroy_host_guests() {
     done
   done < <(test/scripts/hosts.sh uris)
 }
-trap 'destroy_host_guests; test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
+# A throwaway PostgreSQL for the embedded server's PostgreSQL persistence.
+test/scripts/postgres.sh start
+PSTEST_POSTGRES_URL="$(test/scripts/postgres.sh url)"
+export PSTEST_POSTGRES_URL
+trap 'destroy_host_guests; test/scripts/postgres.sh stop; test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
 test/guest/build.sh
 # helm for the chart's tests (lint, template): built from the module proxy
 # once, into GOPATH/bin.
