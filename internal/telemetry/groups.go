@@ -104,15 +104,29 @@ type StatusSource interface {
 	Status(ctx context.Context, group string) (workflows.GroupStatus, error)
 }
 
-// Run polls every group's status each interval until ctx ends.
+// MaxStatusQueriesPerSecond bounds Run's status Queries: each one is a
+// workflow task on a worker, and a thousand groups polled every 5 s would
+// cost more than the groups themselves. With more groups than this times
+// the interval, a sweep takes one second per this many groups.
+const MaxStatusQueriesPerSecond = 20
+
+// Run polls every group's status each interval (at most
+// MaxStatusQueriesPerSecond) until ctx ends.
 func (g *Groups) Run(ctx context.Context, src StatusSource, interval time.Duration, log *slog.Logger) {
 	known := map[string]bool{}
+	pace := time.NewTicker(time.Second / MaxStatusQueriesPerSecond)
+	defer pace.Stop()
 	for {
 		groups, err := src.Groups(ctx)
 		if err != nil && log != nil {
 			log.Warn("metrics: listing groups", "error", err)
 		}
 		for name, hosts := range groups {
+			select {
+			case <-ctx.Done():
+				return
+			case <-pace.C:
+			}
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			st, err := src.Status(qctx, name)
 			cancel()

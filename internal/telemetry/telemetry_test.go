@@ -3,11 +3,14 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -87,5 +90,41 @@ func TestGroupGaugesFollowTheStatus(t *testing.T) {
 	g.Forget("web")
 	if n := testutil.CollectAndCount(g.members); n != 0 {
 		t.Errorf("%d member series after Forget, want 0", n)
+	}
+}
+
+// countingSource has n groups and counts status Queries.
+type countingSource struct {
+	n       int
+	queries atomic.Int64
+}
+
+func (s *countingSource) Groups(context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	for i := range s.n {
+		out[fmt.Sprintf("g%d", i)] = []string{"h1"}
+	}
+	return out, nil
+}
+
+func (s *countingSource) Status(_ context.Context, group string) (workflows.GroupStatus, error) {
+	s.queries.Add(1)
+	return workflows.GroupStatus{Group: group}, nil
+}
+
+// Polling 1,000 groups every second sends at most
+// MaxStatusQueriesPerSecond Queries a second, not a thousand.
+func TestGroupPollingIsPaced(t *testing.T) {
+	tel, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Close()
+	src := &countingSource{n: 1000}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	NewGroups(tel.Registry).Run(ctx, src, time.Second, nil)
+	if n := src.queries.Load(); n < 10 || n > 2*MaxStatusQueriesPerSecond+2 {
+		t.Errorf("%d status Queries in 2 s of polling 1,000 groups, want about %d", n, 2*MaxStatusQueriesPerSecond)
 	}
 }
