@@ -15,17 +15,10 @@ import (
 // debounce period become one notification, the last specific one winning
 // over a resync; other groups are notified separately.
 func TestWatcherCoalescesChangesPerGroup(t *testing.T) {
-	var mu sync.Mutex
-	got := map[string][]HostChange{}
+	notify, got := recordNotifications()
 	w := &Watcher{
 		Logger: slog.New(slog.DiscardHandler), Debounce: 50 * time.Millisecond,
-		Notify: func(_ context.Context, g string, c HostChange) error {
-			mu.Lock()
-			defer mu.Unlock()
-			got[g] = append(got[g], c)
-			return nil
-		},
-		pending: map[string]HostChange{},
+		Notify: notify, pending: map[string]HostChange{},
 	}
 	w.notify("web", HostChange{Host: "h1", Domain: "web-1", Event: "stopped"})
 	w.notify("web", HostChange{Host: "h1", Domain: "web-2", Event: "undefined"})
@@ -34,13 +27,12 @@ func TestWatcherCoalescesChangesPerGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	w.flushLoop(ctx)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got["web"]) != 1 || got["web"][0].Domain != "web-2" {
-		t.Errorf("web notified %v, want once, with web-2's change", got["web"])
+	notified := got()
+	if len(notified["web"]) != 1 || notified["web"][0].Domain != "web-2" {
+		t.Errorf("web notified %v, want once, with web-2's change", notified["web"])
 	}
-	if len(got["db"]) != 1 || got["db"][0].Event != "resync" {
-		t.Errorf("db notified %v, want one resync", got["db"])
+	if len(notified["db"]) != 1 || notified["db"][0].Event != EventResync {
+		t.Errorf("db notified %v, want one resync", notified["db"])
 	}
 }
 
@@ -71,31 +63,47 @@ func TestWatcherTellsGroupsOnceThatAHostIsUnreachable(t *testing.T) {
 			{Name: "db", Hosts: []string{"h2"}},
 		},
 	}}
-	var mu sync.Mutex
-	got := map[string][]HostChange{}
+	notify, got := recordNotifications()
 	w := &Watcher{
 		Catalog: NewCatalog(cfg), Hosts: cfg.Autoscale.Hosts[:1],
 		Logger: slog.New(slog.DiscardHandler), Debounce: 50 * time.Millisecond,
-		Notify: func(_ context.Context, g string, c HostChange) error {
-			mu.Lock()
-			defer mu.Unlock()
-			got[g] = append(got[g], c)
-			return nil
-		},
+		Notify: notify,
 	}
 	// Dials at 0, 1 s and 3 s: three refusals.
 	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
 	defer cancel()
 	w.Run(ctx)
-	mu.Lock()
-	defer mu.Unlock()
+	notified := got()
 	want := HostChange{Host: "h1", Event: EventDisconnected}
 	for _, g := range []string{"web", "api"} {
-		if len(got[g]) != 1 || got[g][0] != want {
-			t.Errorf("%s notified %v, want once %v", g, got[g], want)
+		if len(notified[g]) != 1 || notified[g][0] != want {
+			t.Errorf("%s notified %v, want once %v", g, notified[g], want)
 		}
 	}
-	if len(got["db"]) != 0 {
-		t.Errorf("db (not on h1) notified %v", got["db"])
+	if len(notified["db"]) != 0 {
+		t.Errorf("db (not on h1) notified %v", notified["db"])
 	}
+}
+
+// recordNotifications is a Watcher.Notify that records every notification,
+// and a function that returns a copy of them by group.
+func recordNotifications() (notify func(context.Context, string, HostChange) error, got func() map[string][]HostChange) {
+	var mu sync.Mutex
+	seen := map[string][]HostChange{}
+	notify = func(_ context.Context, g string, c HostChange) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[g] = append(seen[g], c)
+		return nil
+	}
+	got = func() map[string][]HostChange {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string][]HostChange{}
+		for g, cs := range seen {
+			out[g] = append([]HostChange(nil), cs...)
+		}
+		return out
+	}
+	return notify, got
 }

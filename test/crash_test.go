@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +69,18 @@ func requireHosts(t testing.TB, n int) []libvirtHost {
 		t.Skip(msg + "; run through make test")
 	}
 	return hosts[:n]
+}
+
+// freezeHost stops (SIGSTOP) h's libvirtd: its socket still accepts
+// connections and nothing answers. thaw continues it, and so does the
+// test's cleanup if thaw was not called.
+func freezeHost(t *testing.T, h libvirtHost) (thaw func()) {
+	t.Helper()
+	hostCtl(t, "freeze", h)
+	var once sync.Once
+	thaw = func() { once.Do(func() { hostCtl(t, "thaw", h) }) }
+	t.Cleanup(thaw)
+	return thaw
 }
 
 // hostCtl runs `hosts.sh ACTION NUM`.
@@ -472,14 +485,8 @@ func TestHungHostDoesNotStallTheOthers(t *testing.T) {
 	victim := hosts[1]
 	others := []string{hosts[0].name, hosts[2].name}
 	c.mustCLI("scale", group, strconv.Itoa(n))
-	hostCtl(t, "freeze", victim)
+	thaw := freezeHost(t, victim)
 	frozen := time.Now()
-	thawed := false
-	t.Cleanup(func() {
-		if !thawed {
-			hostCtl(t, "thaw", victim)
-		}
-	})
 	// The members placed on the answering hosts run in about the normal time.
 	bound := normal + interval + 10*time.Second + normal/2
 	var onOthers, unreachableAfter time.Duration
@@ -516,8 +523,7 @@ func TestHungHostDoesNotStallTheOthers(t *testing.T) {
 		t.Errorf("frozen host reported unreachable after %s, want within the 15 s host query timeout plus an interval", unreachableAfter)
 	}
 
-	hostCtl(t, "thaw", victim)
-	thawed = true
+	thaw()
 	back := time.Now()
 	st := c.waitSettled(group, n, 3*time.Minute)
 	t.Logf("after the thaw the group converged in %s: %s", time.Since(back).Round(time.Millisecond), checkInvariant(t, conns, testPool, st))

@@ -103,14 +103,8 @@ func TestQuietGroupSleepsAndStillNoticesAHungHost(t *testing.T) {
 	}
 
 	victim := hosts[1]
-	hostCtl(t, "freeze", victim)
+	thaw := freezeHost(t, victim)
 	frozen := time.Now()
-	thawed := false
-	t.Cleanup(func() {
-		if !thawed {
-			hostCtl(t, "thaw", victim)
-		}
-	})
 	for !slices.Contains(c.status(group).UnreachableHosts, victim.name) {
 		if time.Since(frozen) > 45*time.Second {
 			c.dumpLog()
@@ -119,8 +113,7 @@ func TestQuietGroupSleepsAndStillNoticesAHungHost(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("%s frozen: reported unreachable %s later", victim.name, time.Since(frozen).Round(100*time.Millisecond))
-	hostCtl(t, "thaw", victim)
-	thawed = true
+	thaw()
 	back := time.Now()
 	for slices.Contains(c.status(group).UnreachableHosts, victim.name) {
 		if time.Since(back) > time.Minute {
