@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalocean/go-libvirt"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
@@ -23,8 +24,10 @@ import (
 // 0; one in ten with a Prometheus check at 15 s, the rest quiet) and
 // measures, over two minutes after a warm-up: the controller's CPU (cores,
 // from /proc) and largest RSS; the largest staleness of any group's last
-// observation; and the time of `scale gK 2 --wait` under that load divided
-// by the same on a controller with one group, measured in the same run.
+// observation; the time of `scale gK 2 --wait` under that load divided by
+// the same on a controller with one group, measured in the same run; and
+// how soon a quiet group's domain destroyed and undefined by hand is
+// replaced.
 func BenchmarkManyGroups(b *testing.B) {
 	lv := requireLibvirt(b, testDriverURI)
 	exp := startExporter(b, lv, "none")
@@ -33,7 +36,7 @@ func BenchmarkManyGroups(b *testing.B) {
 	idleScale := idle.scale(b)
 	idle.stop()
 	b.ReportMetric(idleScale.Seconds()*1000, "idle-scale-ms")
-	sizes := []int{100, 1000}
+	sizes := []int{100, 1000, 3000}
 	if s := os.Getenv("BENCH_GROUPS"); s != "" {
 		sizes = nil
 		for _, f := range strings.Split(s, ",") {
@@ -51,6 +54,7 @@ func BenchmarkManyGroups(b *testing.B) {
 				time.Sleep(30 * time.Second) // warm-up
 				cores, rss := m.sample(b, 2*time.Minute)
 				scale := m.scale(b)
+				replaced := m.replaceOutOfBand(b, lv)
 				stale := m.staleness(b)
 				m.stop()
 				b.ReportMetric(cores, "cores")
@@ -58,6 +62,7 @@ func BenchmarkManyGroups(b *testing.B) {
 				b.ReportMetric(stale.Seconds(), "max-staleness-s")
 				b.ReportMetric(scale.Seconds()*1000, "scale-ms")
 				b.ReportMetric(float64(scale)/float64(idleScale), "scale/idle")
+				b.ReportMetric(replaced.Seconds()*1000, "oob-replace-ms")
 			}
 		})
 	}
@@ -174,6 +179,42 @@ func (m *groupsController) scale(b *testing.B) time.Duration {
 	m.c.mustCLI("scale", "g0", "2", "--wait", "--timeout", "5m")
 	took := time.Since(start)
 	m.c.mustCLI("scale", "g0", "0", "--wait", "--timeout", "5m")
+	return took
+}
+
+// replaceOutOfBand scales the quiet group g1 to 1, destroys and undefines
+// its domain behind the controller's back (as virsh would), and times until
+// status shows another member running in its place.
+func (m *groupsController) replaceOutOfBand(b *testing.B, lv *libvirt.Libvirt) time.Duration {
+	m.c.mustCLI("scale", "g1", "1", "--wait", "--timeout", "5m")
+	st := m.c.status("g1")
+	if len(st.Members) != 1 {
+		b.Fatalf("g1 scaled to 1 has members %+v", st.Members)
+	}
+	victim := st.Members[0].Name
+	d, err := lv.DomainLookupByName(victim)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := lv.DomainDestroy(d); err != nil {
+		b.Fatal(err)
+	}
+	if err := lv.DomainUndefine(d); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		st := m.c.status("g1")
+		if len(st.Members) == 1 && st.Members[0].Name != victim && st.Settled() {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("%s removed out of band 5 minutes ago, not replaced: %+v", victim, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	m.c.mustCLI("scale", "g1", "0", "--wait", "--timeout", "5m")
 	return took
 }
 
