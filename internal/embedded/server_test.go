@@ -217,7 +217,7 @@ func TestStartRejectsBadOptionsAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("Start with bad options succeeded")
 	}
-	for _, want := range []string{"DBPath is required", "port 70000", `host "localhost"`} {
+	for _, want := range []string{"DBPath or Postgres is required", "port 70000", `host "localhost"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
