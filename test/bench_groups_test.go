@@ -192,16 +192,7 @@ func (m *groupsController) replaceOutOfBand(b *testing.B, lv *libvirt.Libvirt) t
 		b.Fatalf("g1 scaled to 1 has members %+v", st.Members)
 	}
 	victim := st.Members[0].Name
-	d, err := lv.DomainLookupByName(victim)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := lv.DomainDestroy(d); err != nil {
-		b.Fatal(err)
-	}
-	if err := lv.DomainUndefine(d); err != nil {
-		b.Fatal(err)
-	}
+	removeByHand(b, lv, victim)
 	start := time.Now()
 	for {
 		st := m.c.status("g1")

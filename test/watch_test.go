@@ -35,16 +35,7 @@ func TestDomainRemovedByHandIsNoticedAtOnce(t *testing.T) {
 	st := c.waitSettled(group, 2, 2*time.Minute)
 	victim := st.Members[0].Name
 
-	d, err := lv.DomainLookupByName(victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lv.DomainDestroy(d); err != nil {
-		t.Fatal(err)
-	}
-	if err := lv.DomainUndefine(d); err != nil {
-		t.Fatal(err)
-	}
+	removeByHand(t, lv, victim)
 	removed := time.Now()
 	for {
 		st = c.status(group)
@@ -123,4 +114,20 @@ func TestQuietGroupSleepsAndStillNoticesAHungHost(t *testing.T) {
 	}
 	t.Logf("%s thawed: answers again in status %s later", victim.name, time.Since(back).Round(100*time.Millisecond))
 	c.checkWorkflowTasks(port)
+}
+
+// removeByHand destroys and undefines a domain behind PremiScale's back,
+// as an operator with virsh would; its volume stays.
+func removeByHand(tb testing.TB, lv *libvirt.Libvirt, name string) {
+	tb.Helper()
+	d, err := lv.DomainLookupByName(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := lv.DomainDestroy(d); err != nil {
+		tb.Fatal(err)
+	}
+	if err := lv.DomainUndefine(d); err != nil {
+		tb.Fatal(err)
+	}
 }
