@@ -19,8 +19,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
@@ -215,11 +217,29 @@ func (s *Starter) EnsureGroups(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// RemovedGroups lists, sorted, the groups whose workflows still run though
-// the configuration no longer has them (see workflows.SignalRemove).
+// RemovedGroups lists groups whose workflow still runs but that the
+// configuration no longer holds (a removal that deletes VMs, or one that
+// keeps them unmanaged until the group is configured again).
 func (s *Starter) RemovedGroups(ctx context.Context) ([]string, error) {
-	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.GroupWorkflowName)
+	running, err := s.runningGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
+	for name := range running {
+		if _, configured := s.Config.Group(name); !configured {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// runningGroups lists the running group workflows from Temporal's
+// visibility store, each with the summary its memo holds (nil if none).
+func (s *Starter) runningGroups(ctx context.Context) (map[string]*workflows.GroupSummary, error) {
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.GroupWorkflowName)
+	out := map[string]*workflows.GroupSummary{}
 	var token []byte
 	for {
 		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -230,16 +250,89 @@ func (s *Starter) RemovedGroups(ctx context.Context) ([]string, error) {
 		}
 		for _, e := range resp.Executions {
 			name, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflows.GroupWorkflowID(""))
-			if _, configured := s.Config.Group(name); ok && !configured && !slices.Contains(names, name) {
-				names = append(names, name)
+			if !ok {
+				continue
+			}
+			var sum *workflows.GroupSummary
+			if p := e.GetMemo().GetFields()[workflows.MemoSummary]; p != nil {
+				var v workflows.GroupSummary
+				// A summary that does not decode is as good as none: the
+				// group is asked by Query.
+				if converter.GetDefaultDataConverter().FromPayload(p, &v) == nil && v.Group == name {
+					sum = &v
+				}
+			}
+			if out[name] == nil {
+				out[name] = sum
 			}
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			break
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	return out, nil
+}
+
+// Summaries returns every group's summary, the configured groups in the
+// configuration's order and then the removed groups whose workflow still
+// runs, by name. One listing of Temporal's visibility store reads them all
+// without waking a single workflow; a group whose workflow has not
+// published a summary yet (just started, or running code from before
+// summaries) is asked by status Query, as is, to report why, a configured
+// group with no running workflow. A summary lags the status Query by at
+// most a pass of the group's loop and the visibility store's update.
+func (s *Starter) Summaries(ctx context.Context) ([]workflows.GroupSummary, error) {
+	running, err := s.runningGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := s.Config.GroupNames()
+	var removed []string
+	for name := range running {
+		if _, configured := s.Config.Group(name); !configured {
+			removed = append(removed, name)
+		}
+	}
+	slices.Sort(removed)
+	names = append(names, removed...)
+	out := make([]workflows.GroupSummary, 0, len(names))
+	for _, name := range names {
+		if sum := running[name]; sum != nil {
+			out = append(out, *sum)
+			continue
+		}
+		st, err := s.Status(ctx, name)
+		if _, listed := running[name]; err != nil && !listed && !errors.Is(err, ErrUnreachable) {
+			// Not among the running workflows, and not answering (a
+			// closed workflow's Query fails with the way it closed).
+			return nil, fmt.Errorf("group %s has no running workflow (%s); start the controller with this config: %w",
+				name, workflows.GroupWorkflowID(name), err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st.Summary())
+	}
+	return out, nil
+}
+
+// Statuses queries the named groups' workflows, at most parallel at once,
+// and returns their status in the order of names; the first error ends it.
+func (s *Starter) Statuses(ctx context.Context, names []string, parallel int) ([]workflows.GroupStatus, error) {
+	out := make([]workflows.GroupStatus, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(parallel, 1))
+	for i, name := range names {
+		g.Go(func() error {
+			st, err := s.Status(gctx, name)
+			out[i] = st
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *Starter) group(name string) (config.Group, error) {

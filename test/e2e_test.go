@@ -416,6 +416,7 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 
 	c.mustCLI("scale", group, "1", "--wait", "--timeout", "2m")
 	checkExactly(t, lv, group, 1)
+	checkStatusOfAll(t, c, group, 1)
 
 	if _, errOut, err := c.cli("scale", group, "999"); err == nil || !strings.Contains(errOut, "max (5)") {
 		t.Errorf("scale 999: err=%v stderr=%q, want refusal naming max (5)", err, errOut)
@@ -589,4 +590,35 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// checkStatusOfAll checks that `status` without a group (summaries from the
+// visibility store, within a few seconds) and `status --live` (every
+// group's Query, members included) both show the group settled at n.
+func checkStatusOfAll(t *testing.T, c *controller, group string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var sums []workflows.GroupSummary
+		if err := json.Unmarshal([]byte(c.mustCLI("status", "-o", "json")), &sums); err != nil {
+			t.Fatalf("decode status of all groups: %v", err)
+		}
+		if len(sums) == 1 && sums[0].Group == group && sums[0].Desired == n && sums[0].Running == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status of all groups %+v 10 s after %s settled at %d", sums, group, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out := c.mustCLI("status"); !strings.Contains(out, group) || !strings.Contains(out, "DESIRED") {
+		t.Errorf("status table lacks %s:\n%s", group, out)
+	}
+	var live []workflows.GroupStatus
+	if err := json.Unmarshal([]byte(c.mustCLI("status", "--live", "-o", "json")), &live); err != nil {
+		t.Fatalf("decode status --live: %v", err)
+	}
+	if len(live) != 1 || live[0].Group != group || len(live[0].Members) != n || !live[0].Settled() {
+		t.Errorf("status --live %+v, want %s settled with %d members", live, group, n)
+	}
 }

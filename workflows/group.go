@@ -356,7 +356,9 @@ type group struct {
 	// cancelling marks those whose cancellation scale-in requested.
 	cancelProvision map[string]workflow.CancelFunc
 	cancelling      map[string]bool
-	logger          interface {
+	// published is the summary last put in the memo by this run.
+	published *GroupSummary
+	logger    interface {
 		Info(string, ...any)
 		Warn(string, ...any)
 	}
@@ -535,6 +537,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 				return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
 			}
 		}
+		g.publish(ctx)
 		wait := g.observeInterval() - workflow.Now(ctx).Sub(g.lastObservedAt)
 		if wait > 0 {
 			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {

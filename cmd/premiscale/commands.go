@@ -67,10 +67,15 @@ func newScaleCmd(gf *globalFlags) *cobra.Command {
 
 func newStatusCmd(gf *globalFlags) *cobra.Command {
 	var output string
-	var orphans bool
+	var orphans, live bool
 	cmd := &cobra.Command{
-		Use:               "status [GROUP] [--orphans]",
-		Short:             "Show groups, their members and recent events",
+		Use:   "status [GROUP] [--orphans] [--live]",
+		Short: "Show groups, their members and recent events",
+		Long: `Without GROUP, show every group's sizes and member counts from the summaries
+that group workflows publish in their memo, read with one listing of Temporal's
+visibility store (fast with thousands of groups; a summary can lag the group by
+up to a second). --live asks each group's workflow instead (JSON then holds
+members, events and checks). With GROUP, show that group's full status.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeGroups(gf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -87,40 +92,58 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 				})
 			}
 			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
-				names := args
-				if len(names) == 0 {
+				out := cmd.OutOrStdout()
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if len(args) == 1 {
+					st, err := s.Status(cmd.Context(), args[0])
+					if err != nil {
+						return err
+					}
+					if output == "json" {
+						return enc.Encode(st)
+					}
+					printStatus(out, []workflows.GroupStatus{st}, true)
+					return nil
+				}
+				var all []workflows.GroupStatus
+				if live {
 					removed, err := s.RemovedGroups(cmd.Context())
 					if err != nil {
 						return err
 					}
-					names = append(s.Config.GroupNames(), removed...)
-				}
-				var all []workflows.GroupStatus
-				for _, name := range names {
-					st, err := s.Status(cmd.Context(), name)
+					all, err = s.Statuses(cmd.Context(), append(s.Config.GroupNames(), removed...), liveParallel)
 					if err != nil {
 						return err
 					}
-					all = append(all, st)
-				}
-				out := cmd.OutOrStdout()
-				if output == "json" {
-					enc := json.NewEncoder(out)
-					enc.SetIndent("", "  ")
-					if len(args) == 1 {
-						return enc.Encode(all[0])
+					if output == "json" {
+						return enc.Encode(all)
 					}
-					return enc.Encode(all)
+				} else {
+					sums, err := s.Summaries(cmd.Context())
+					if err != nil {
+						return err
+					}
+					if output == "json" {
+						return enc.Encode(sums)
+					}
+					for _, sum := range sums {
+						all = append(all, sum.Status())
+					}
 				}
-				printStatus(out, all, len(args) == 1)
+				printStatus(out, all, false)
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&orphans, "orphans", false, "scan every host for PremiScale domains and volumes that no group's member owns")
+	cmd.Flags().BoolVar(&live, "live", false, "without GROUP: query every group's workflow for its full status instead of reading the summaries in Temporal's visibility store")
 	return cmd
 }
+
+// liveParallel is how many status Queries status --live has in flight.
+const liveParallel = 8
 
 func printOrphans(out io.Writer, rep starter.OrphanReport, output string) error {
 	if output == "json" {
