@@ -27,7 +27,8 @@ import (
 // observation; the time of `scale gK 2 --wait` under that load divided by
 // the same on a controller with one group, measured in the same run; and
 // how soon a quiet group's domain destroyed and undefined by hand is
-// replaced.
+// replaced; and the time of `status` of all groups (summaries from the
+// visibility store) against `status --live` (a Query per group).
 func BenchmarkManyGroups(b *testing.B) {
 	lv := requireLibvirt(b, testDriverURI)
 	exp := startExporter(b, lv, "none")
@@ -56,6 +57,7 @@ func BenchmarkManyGroups(b *testing.B) {
 				scale := m.scale(b)
 				replaced := m.replaceOutOfBand(b, lv)
 				stale := m.staleness(b)
+				list, live := m.statusOfAll(b)
 				m.stop()
 				b.ReportMetric(cores, "cores")
 				b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
@@ -63,6 +65,9 @@ func BenchmarkManyGroups(b *testing.B) {
 				b.ReportMetric(scale.Seconds()*1000, "scale-ms")
 				b.ReportMetric(float64(scale)/float64(idleScale), "scale/idle")
 				b.ReportMetric(replaced.Seconds()*1000, "oob-replace-ms")
+				b.ReportMetric(list.Seconds()*1000, "status-all-ms")
+				b.ReportMetric(live.Seconds()*1000, "status-live-ms")
+				b.ReportMetric(float64(live)/float64(list), "live/list")
 			}
 		})
 	}
@@ -242,4 +247,20 @@ func (m *groupsController) staleness(b *testing.B) time.Duration {
 		b.Errorf("%d of %d status queries failed", failed, m.n)
 	}
 	return worst
+}
+
+// statusOfAll times `premiscale status` (one listing of the summaries) and
+// `premiscale status --live` (every group's Query), each showing all n
+// groups.
+func (m *groupsController) statusOfAll(b *testing.B) (list, live time.Duration) {
+	timed := func(args ...string) time.Duration {
+		start := time.Now()
+		out := m.c.mustCLI(args...)
+		took := time.Since(start)
+		if rows := strings.Count(out, "\n") - 1; rows != m.n {
+			b.Fatalf("premiscale %s shows %d groups, want %d", strings.Join(args, " "), rows, m.n)
+		}
+		return took
+	}
+	return timed("status"), timed("status", "--live")
 }

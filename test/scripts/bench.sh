@@ -166,17 +166,21 @@ load, divided by the same on a controller with one group measured first in
 the same run; then the longest any group has gone without observing its
 host (every group's status Query); and, for a quiet group's member
 destroyed and undefined by hand, the time until status shows its
-replacement running. Goals at 1,000 groups: < 0.5 core, < 1 GiB,
-staleness within the resync interval (300 s), scale <= 1.5x idle, a domain
-destroyed out of band replaced in < 3 s.
+replacement running; last, `premiscale status` of all groups (one listing
+of the summaries in Temporal's visibility store) against `premiscale status
+--live` (a status Query per group, 8 at a time; before, status of all
+groups made the same Queries one by one), both CLI processes from start
+to exit. Goals at 1,000 groups:
+< 0.5 core, < 1 GiB, staleness within the resync interval (300 s), scale
+<= 1.5x idle, a domain destroyed out of band replaced in < 3 s.
 
-| groups | CPU (cores) | RSS (MiB) | max staleness (s) | scale (ms) | scale / idle | out-of-band replaced (ms) |
-|---|---|---|---|---|---|---|
+| groups | CPU (cores) | RSS (MiB) | max staleness (s) | scale (ms) | scale / idle | out-of-band replaced (ms) | status of all (ms) | status --live (ms) | live / list |
+|---|---|---|---|---|---|---|---|---|---|
 MID6
   awk '/^BenchmarkManyGroups\/groups=/ {
     split($1, a, "[=-]"); n=a[2];
     for (i=1; i<=NF; i++) { v[$i]=$(i-1) }
-    printf "| %s | %.2f | %.0f | %.0f | %.0f | %.2f | %.0f |\n", n, v["cores"], v["rss-MiB"], v["max-staleness-s"], v["scale-ms"], v["scale/idle"], v["oob-replace-ms"] }' "$raw"
+    printf "| %s | %.2f | %.0f | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n", n, v["cores"], v["rss-MiB"], v["max-staleness-s"], v["scale-ms"], v["scale/idle"], v["oob-replace-ms"], v["status-all-ms"], v["status-live-ms"], v["live/list"] }' "$raw"
   cat <<'TAIL'
 
 
