@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -302,9 +303,10 @@ func (s *Starter) Summaries(ctx context.Context) ([]workflows.GroupSummary, erro
 			continue
 		}
 		st, err := s.Status(ctx, name)
-		if _, listed := running[name]; err != nil && !listed && !errors.Is(err, ErrUnreachable) {
-			// Not among the running workflows, and not answering (a
-			// closed workflow's Query fails with the way it closed).
+		if err != nil && !errors.Is(err, ErrUnreachable) && !s.runs(ctx, name) {
+			// Not running (the listing can lag a termination), and so not
+			// answering: a closed workflow's Query fails with the way it
+			// closed.
 			return nil, fmt.Errorf("group %s has no running workflow (%s); start the controller with this config: %w",
 				name, workflows.GroupWorkflowID(name), err)
 		}
@@ -314,6 +316,12 @@ func (s *Starter) Summaries(ctx context.Context) ([]workflows.GroupSummary, erro
 		out = append(out, st.Summary())
 	}
 	return out, nil
+}
+
+// runs reports whether the group's workflow is known to be running.
+func (s *Starter) runs(ctx context.Context, name string) bool {
+	d, err := s.Client.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(name), "")
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // Statuses queries the named groups' workflows, at most parallel at once,
