@@ -2,9 +2,13 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Groups reads the group workflows' state through a Temporal client, for
@@ -61,4 +65,51 @@ func (g *Groups) GroupMembers(ctx context.Context, in GroupMembersInput) (GroupM
 		out.Epochs[q.Name] = st.Epoch
 	}
 	return out, nil
+}
+
+// UpdateGroupInput is one Update to send a group's workflow. Only group
+// workflows (WorkflowID under premiscale/group/) are sent Updates.
+type UpdateGroupInput struct {
+	Group      string          `json:"group"`
+	WorkflowID string          `json:"workflowId"`
+	UpdateName string          `json:"updateName"`
+	Arg        json.RawMessage `json:"arg"`
+}
+
+// UpdateGroupOutput is the Update's result, as JSON.
+type UpdateGroupOutput struct {
+	Result json.RawMessage `json:"result"`
+}
+
+// groupWorkflowPrefix is what every group workflow's ID starts with.
+const groupWorkflowPrefix = "premiscale/group/"
+
+// UpdateGroup sends a group's workflow an Update and waits for its result,
+// for workflows that change a group through its own validation (a
+// schedule's window). The group's refusal (its validator or handler
+// failing) fails the activity for good; an unreachable frontend or group
+// is retried. Safe to retry when the Update is idempotent, as the ones
+// sent this way are.
+func (g *Groups) UpdateGroup(ctx context.Context, in UpdateGroupInput) (UpdateGroupOutput, error) {
+	if !strings.HasPrefix(in.WorkflowID, groupWorkflowPrefix) {
+		return UpdateGroupOutput{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("workflow %q is not a group's", in.WorkflowID), "InvalidInput", nil)
+	}
+	h, err := g.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: in.WorkflowID, UpdateName: in.UpdateName, Args: []any{in.Arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return UpdateGroupOutput{}, fmt.Errorf("update %s of group %s: %w", in.UpdateName, in.Group, err)
+	}
+	var out json.RawMessage
+	if err := h.Get(ctx, &out); err != nil {
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) {
+			return UpdateGroupOutput{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("group %s refused %s: %s", in.Group, in.UpdateName, ae.Message()), ae.Type(), nil)
+		}
+		return UpdateGroupOutput{}, fmt.Errorf("update %s of group %s: %w", in.UpdateName, in.Group, err)
+	}
+	return UpdateGroupOutput{Result: out}, nil
 }

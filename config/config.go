@@ -497,6 +497,33 @@ type Group struct {
 	Template       Template      `koanf:"template" json:"template"`
 	// Kubernetes makes the group's VMs nodes of the controller's cluster.
 	Kubernetes GroupKubernetes `koanf:"kubernetes" json:"kubernetes"`
+	// Schedules change the group's min, max or desired for windows of
+	// time, each one a Temporal Schedule (see Schedule).
+	Schedules []Schedule `koanf:"schedules" json:"schedules,omitempty"`
+}
+
+// Schedule is scheduled capacity: each time Cron fires (in TimeZone), the
+// group's min and max become the ones set here for Duration, then return
+// to the configuration's; desired is set as the window opens (and kept
+// within the bounds while it lasts). Overlapping windows: the one that fired
+// last governs (of two that fired together, the one listed later), as
+// workflows/policy.Window documents. Each schedule is a Temporal Schedule,
+// premiscale/group/<group>/schedule/<name>, which can be paused, triggered
+// and inspected with the temporal CLI and UI.
+type Schedule struct {
+	Name string `koanf:"name" json:"name"`
+	// Cron is a five-field cron expression (minute hour day-of-month
+	// month day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly.
+	Cron string `koanf:"cron" json:"cron"`
+	// TimeZone is an IANA zone name (Europe/Berlin); empty means UTC.
+	TimeZone string `koanf:"timeZone" json:"timeZone,omitempty"`
+	// Duration is how long each window lasts.
+	Duration time.Duration `koanf:"duration" json:"duration"`
+	// Min, Max and Desired apply during the window; unset ones stay the
+	// configuration's. At least one must be set.
+	Min     *int `koanf:"min" json:"min,omitempty"`
+	Max     *int `koanf:"max" json:"max,omitempty"`
+	Desired *int `koanf:"desired" json:"desired,omitempty"`
 }
 
 // GroupKubernetes is how a group's VMs join the cluster and leave it.

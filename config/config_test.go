@@ -485,3 +485,65 @@ func TestEmbeddedPostgresDSN(t *testing.T) {
 		t.Errorf("parsed %+v", d)
 	}
 }
+
+func TestScheduleErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: web
+      min: 1
+      max: 10
+      template: {diskSize: 1GiB}
+      schedules:
+        - {name: day, cron: "0 8 * * 1-5", timeZone: Europe/Berlin, duration: 11h, min: 20}
+        - {name: day, cron: "0 25 * * *", duration: 1h, max: 0}
+        - {name: tz, cron: "CRON_TZ=UTC 0 8 * * *", timeZone: Mars/Olympus, duration: 30s}
+        - {name: every, cron: "@every 5m", duration: 1h, desired: 12}
+        - {name: Bad_Name, cron: "@daily", duration: 1h, min: 3, max: 20}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken schedules loaded without error")
+	}
+	for _, want := range []string{
+		"autoscale.groups[0].schedules[0]: min 20 and max 10 during the window",
+		"autoscale.groups[0].schedules[1].name: duplicate schedule name \"day\"",
+		"autoscale.groups[0].schedules[1].cron: \"0 25 * * *\" is not a five-field cron expression",
+		"autoscale.groups[0].schedules[1]: min 1 and max 0 during the window",
+		"autoscale.groups[0].schedules[2].cron: must not carry a time zone; set timeZone",
+		"autoscale.groups[0].schedules[2].timeZone: unknown time zone \"Mars/Olympus\"",
+		"autoscale.groups[0].schedules[2].duration: must be >= 1m, got 30s",
+		"autoscale.groups[0].schedules[2]: must set at least one of min, max, desired",
+		"autoscale.groups[0].schedules[3].cron: @every is not a calendar",
+		"autoscale.groups[0].schedules[3].desired: must be within [min, max] = [1, 10] during the window, got 12",
+		"autoscale.groups[0].schedules[4].name:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "schedules[4].max") || strings.Contains(err.Error(), "schedules[4]: min") {
+		t.Errorf("a valid window (min 3, max 20) was refused:\n%v", err)
+	}
+
+	good := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - name: web
+      min: 1
+      max: 10
+      template: {diskSize: 1GiB}
+      schedules:
+        - {name: business-hours, cron: "0 8 * * MON-FRI", timeZone: America/New_York, duration: 11h, min: 5, max: 30, desired: 8}
+        - {name: nightly, cron: "@daily", duration: 2h, max: 2}
+`
+	if _, err := load(writeConfig(t, good), noEnv, nil); err != nil {
+		t.Fatalf("valid schedules refused: %v", err)
+	}
+}

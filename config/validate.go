@@ -15,7 +15,11 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	// Time zones for schedules[].timeZone, also where the system has none
+	// (a distroless image).
+	_ "time/tzdata"
 
+	"github.com/robfig/cron/v3"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -182,6 +186,7 @@ func (c *Config) Validate() error {
 		}
 		v.template(p+".template", g.Template)
 		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
+		v.schedules(p, g)
 		if g.Kubernetes.Join != JoinNone && g.Kubernetes.Join != "" && nameRE.MatchString(g.Name) {
 			// The longest name the group's VMs can have.
 			vm := fmt.Sprintf("%s-%d", g.Name, 10*MaxGroupSize*MaxGroupSize)
@@ -755,5 +760,63 @@ func (v *validator) embedded(t Temporal) {
 	}
 	if !t.TLS.Enabled || t.TLS.CertFile == "" {
 		v.add("controller.temporal.tls", "must be enabled with certFile and keyFile (a client certificate from %s.clientCAFile, on its allowedClients): the controller connects to its own frontend with it", p)
+	}
+}
+
+// cronParser reads Schedule.Cron as Temporal reads a five-field expression.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func (v *validator) schedules(p string, g Group) {
+	names := map[string]bool{}
+	for j, s := range g.Schedules {
+		sp := fmt.Sprintf("%s.schedules[%d]", p, j)
+		v.name(sp+".name", s.Name)
+		if names[s.Name] {
+			v.add(sp+".name", "duplicate schedule name %q", s.Name)
+		}
+		names[s.Name] = true
+		switch {
+		case s.Cron == "":
+			v.add(sp+".cron", "must not be empty")
+		case strings.Contains(s.Cron, "TZ="):
+			v.add(sp+".cron", "must not carry a time zone; set timeZone")
+		case strings.HasPrefix(s.Cron, "@every"):
+			v.add(sp+".cron", "@every is not a calendar; use a five-field expression")
+		default:
+			if _, err := cronParser.Parse(s.Cron); err != nil {
+				v.add(sp+".cron", "%q is not a five-field cron expression or @hourly/@daily/@weekly/@monthly/@yearly: %v", s.Cron, err)
+			}
+		}
+		if s.TimeZone != "" {
+			if _, err := time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "Local" {
+				v.add(sp+".timeZone", "unknown time zone %q (an IANA name such as Europe/Berlin)", s.TimeZone)
+			}
+		}
+		if s.Duration < time.Minute {
+			v.add(sp+".duration", "must be >= 1m, got %s", s.Duration)
+		}
+		if s.Min == nil && s.Max == nil && s.Desired == nil {
+			v.add(sp, "must set at least one of min, max, desired")
+			continue
+		}
+		lo, hi := g.Min, g.Max
+		if s.Min != nil {
+			lo = *s.Min
+			if lo < 0 {
+				v.add(sp+".min", "must be >= 0, got %d", lo)
+			}
+		}
+		if s.Max != nil {
+			hi = *s.Max
+			if hi > MaxGroupSize {
+				v.add(sp+".max", "must be <= %d, got %d", MaxGroupSize, hi)
+			}
+		}
+		if hi < lo {
+			v.add(sp, "min %d and max %d during the window (the group's where the schedule sets none): max must be >= min", lo, hi)
+		}
+		if s.Desired != nil && (*s.Desired < lo || *s.Desired > hi) {
+			v.add(sp+".desired", "must be within [min, max] = [%d, %d] during the window, got %d", lo, hi, *s.Desired)
+		}
 	}
 }

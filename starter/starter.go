@@ -153,6 +153,9 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	if cfg.Controller.HostWatch.On() {
 		spec.ResyncInterval = cfg.Controller.HostWatch.ResyncInterval
 	}
+	for _, sc := range g.Schedules {
+		spec.Schedules = append(spec.Schedules, sc.Name)
+	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
 	}
@@ -204,6 +207,11 @@ func (s *Starter) EnsureGroups(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ensure group %s: %w", g.Name, err))
 		}
+	}
+	// After the specs, so that each group knows its schedules before one
+	// of them fires.
+	if err := s.EnsureSchedules(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	removed, err := s.RemovedGroups(ctx)
 	if err != nil {

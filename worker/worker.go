@@ -74,6 +74,7 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
 	r.RegisterWorkflowWithOptions(workflows.ScanOwned, workflow.RegisterOptions{Name: workflows.ScanWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.OrphanCollector, workflow.RegisterOptions{Name: workflows.OrphanWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ScheduledWindow, workflow.RegisterOptions{Name: workflows.ScheduledWindowName})
 }
 
 // WatchHosts runs a host watcher (activities.Watcher) over the hosts of

@@ -80,7 +80,7 @@ func (g *group) registerClusterAutoscalerUpdates(ctx workflow.Context) error {
 			if req.Delta <= 0 {
 				return outOfRange("increase-size delta must be positive, got %d", req.Delta)
 			}
-			return g.checkDesired(g.st.Desired + req.Delta)
+			return g.checkDesired(ctx, g.st.Desired+req.Delta)
 		}})
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func (g *group) registerClusterAutoscalerUpdates(ctx workflow.Context) error {
 			if reg := g.registered(); want < reg {
 				return outOfRange("decrease-target-size to %d would delete registered nodes: group %s has %d; delete nodes by name instead", want, g.spec.Name, reg)
 			}
-			return g.checkDesired(want)
+			return g.checkDesired(ctx, want)
 		}})
 	if err != nil {
 		return err
@@ -137,8 +137,8 @@ func (g *group) registerClusterAutoscalerUpdates(ctx workflow.Context) error {
 					fresh++
 				}
 			}
-			if g.st.Desired-fresh < g.spec.Min {
-				return outOfRange("deleting %d nodes would take group %s below min (%d)", fresh, g.spec.Name, g.spec.Min)
+			if lo, _ := g.bounds(ctx); g.st.Desired-fresh < lo {
+				return outOfRange("deleting %d nodes would take group %s below min (%d)", fresh, g.spec.Name, lo)
 			}
 			return nil
 		}})

@@ -183,6 +183,10 @@ type GroupSpec struct {
 	// member left on one (its host was removed from groups[].hosts) is
 	// decommissioned through it and replaced on the group's hosts.
 	RetiredHosts []activities.HostRef `json:"retiredHosts,omitempty"`
+	// Schedules names the group's configured schedules: only these may
+	// open a window (UpdateScheduleWindow), and the windows of any other
+	// close.
+	Schedules []string `json:"schedules,omitempty"`
 }
 
 // MemberState is where a member is in its life.
@@ -269,6 +273,10 @@ type GroupState struct {
 	// RemoveDeletesVMs: its members are being decommissioned.
 	Removed          bool `json:"removed,omitempty"`
 	RemoveDeletesVMs bool `json:"removeDeletesVMs,omitempty"`
+	// Windows are the schedule windows not yet over; Governing names the
+	// one that governs (see policy.Governing) as last applied.
+	Windows   []policy.Window `json:"windows,omitempty"`
+	Governing string          `json:"governing,omitempty"`
 }
 
 // GroupInput starts (or continues) a group workflow.
@@ -333,6 +341,13 @@ type GroupStatus struct {
 	// Epoch names this history of the group (its first run ID); the
 	// domains it creates carry it in their mark.
 	Epoch string `json:"epoch,omitempty"`
+	// Min and Max above are the bounds in force: a schedule window's
+	// (Schedule, the one that governs) or the configuration's
+	// (ConfigMin, ConfigMax). Windows are the schedule windows not over.
+	ConfigMin int             `json:"configMin"`
+	ConfigMax int             `json:"configMax"`
+	Schedule  *policy.Window  `json:"schedule,omitempty"`
+	Windows   []policy.Window `json:"windows,omitempty"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -489,6 +504,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 
 	for {
 		drain()
+		g.applyWindows(ctx)
 		if g.historyTooLong(ctx) && workflow.GetVersion(ctx, changeHoldChildrenBeforeContinueAsNew, workflow.DefaultVersion, 1) >= 1 {
 			// Let the children in flight finish, start none, then continue
 			// as new: the wait is bounded by the longest child.
@@ -539,6 +555,9 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		}
 		g.publish(ctx)
 		wait := g.observeInterval() - workflow.Now(ctx).Sub(g.lastObservedAt)
+		if w := g.untilWindowChange(ctx); w > 0 && w < wait {
+			wait = w
+		}
 		if wait > 0 {
 			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {
 				return err
@@ -594,6 +613,9 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 	if err := g.registerClusterAutoscalerUpdates(ctx); err != nil {
 		return err
 	}
+	if err := g.registerScheduleUpdate(ctx); err != nil {
+		return err
+	}
 	for _, u := range []struct {
 		name  string
 		pause bool
@@ -618,7 +640,7 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 			return DesiredResult{Previous: prev, Desired: req.Desired}, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DesiredRequest) error {
-			return g.checkDesired(req.Desired)
+			return g.checkDesired(ctx, req.Desired)
 		}},
 	)
 }
@@ -652,21 +674,28 @@ func (g *group) setPaused(ctx workflow.Context, paused bool) bool {
 	return true
 }
 
-// checkDesired explains why n is not a valid desired size, naming the bound.
-func (g *group) checkDesired(n int) error {
-	if n < g.spec.Min {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is below min (%d) of group %s", n, g.spec.Min, g.spec.Name), "OutOfRange", nil)
+// checkDesired explains why n is not a valid desired size, naming the
+// bound (a schedule window's while one governs).
+func (g *group) checkDesired(ctx workflow.Context, n int) error {
+	lo, hi := g.bounds(ctx)
+	by := ""
+	if w := g.governing(ctx); w != nil {
+		by = fmt.Sprintf(", set by schedule %s until %s", w.Schedule, w.Until.UTC().Format(time.RFC3339))
 	}
-	if n > g.spec.Max {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is above max (%d) of group %s", n, g.spec.Max, g.spec.Name), "OutOfRange", nil)
+	if n < lo {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is below min (%d%s) of group %s", n, lo, by, g.spec.Name), "OutOfRange", nil)
+	}
+	if n > hi {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("desired %d is above max (%d%s) of group %s", n, hi, by, g.spec.Name), "OutOfRange", nil)
 	}
 	return nil
 }
 
 func (g *group) scaleSignal(ctx workflow.Context, n int) {
-	clamped := policy.Clamp(n, g.spec.Min, g.spec.Max)
+	lo, hi := g.bounds(ctx)
+	clamped := policy.Clamp(n, lo, hi)
 	if clamped != n {
-		g.event(ctx, "scale signal asked for %d, clamped to %d (min %d, max %d)", n, clamped, g.spec.Min, g.spec.Max)
+		g.event(ctx, "scale signal asked for %d, clamped to %d (min %d, max %d)", n, clamped, lo, hi)
 	}
 	if clamped != g.st.Desired {
 		g.event(ctx, "desired %d -> %d (scale signal)", g.st.Desired, clamped)
@@ -694,7 +723,9 @@ func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 		desired = spec.Desired
 		g.st.ConfigDesired = spec.Desired
 	}
-	desired = policy.Clamp(desired, spec.Min, spec.Max)
+	g.pruneUnconfiguredWindows(ctx)
+	lo, hi := g.bounds(ctx)
+	desired = policy.Clamp(desired, lo, hi)
 	if desired != g.st.Desired {
 		g.event(ctx, "desired %d -> %d (configuration)", g.st.Desired, desired)
 		g.st.Desired = desired
@@ -1382,10 +1413,15 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 func (g *group) status(ctx workflow.Context) GroupStatus {
 	members := append([]Member{}, g.st.Members...)
 	events := append([]Event{}, g.st.Events...)
+	lo, hi := g.bounds(ctx)
 	return GroupStatus{
 		Group:            g.spec.Name,
-		Min:              g.spec.Min,
-		Max:              g.spec.Max,
+		Min:              lo,
+		Max:              hi,
+		ConfigMin:        g.spec.Min,
+		ConfigMax:        g.spec.Max,
+		Schedule:         g.governing(ctx),
+		Windows:          append([]policy.Window{}, g.st.Windows...),
 		Desired:          g.st.Desired,
 		Paused:           g.st.Paused,
 		Running:          g.count(MemberRunning),
@@ -1448,7 +1484,8 @@ func (g *group) evaluate(ctx workflow.Context) {
 			results[i].Error = "no result"
 		}
 	}
-	rec, results, hold := policy.Combine(sc.Checks, results, g.count(MemberRunning), g.st.Desired, g.spec.Min, g.spec.Max)
+	lo, hi := g.bounds(ctx)
+	rec, results, hold := policy.Combine(sc.Checks, results, g.count(MemberRunning), g.st.Desired, lo, hi)
 	outLimits, oerr := policy.LimitsFrom(sc.ScaleOut, config.DefaultScaleOutCooldown, config.DefaultScaleOutWindow)
 	inLimits, ierr := policy.LimitsFrom(sc.ScaleIn, config.DefaultScaleInCooldown, config.DefaultScaleInWindow)
 	if oerr != nil || ierr != nil {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/premiscale/premiscale/workflows/policy"
 )
 
 // MemoSummary is the memo key under which a group's workflow publishes its
@@ -40,6 +42,8 @@ type GroupSummary struct {
 	NoCapacity       string   `json:"noCapacity,omitempty"`
 	Removed          bool     `json:"removed,omitempty"`
 	RemoveDeletesVMs bool     `json:"removeDeletesVMs,omitempty"`
+	// Schedule names the schedule whose window governs min and max.
+	Schedule string `json:"schedule,omitempty"`
 	// ChangedAt is when the workflow published this summary: the last time
 	// any field above changed (or the workflow continued as new).
 	ChangedAt time.Time `json:"changedAt"`
@@ -47,25 +51,33 @@ type GroupSummary struct {
 
 // Summary is the part of a group's status that GroupSummary holds.
 func (s GroupStatus) Summary() GroupSummary {
-	return GroupSummary{
+	sum := GroupSummary{
 		Group: s.Group, Min: s.Min, Max: s.Max, Desired: s.Desired, Paused: s.Paused,
 		Running: s.Running, Provisioning: s.Provisioning, Decommissioning: s.Decommissioning,
 		Failed: s.Failed, Lost: s.Lost, UnreachableHosts: s.UnreachableHosts,
 		LastError: s.LastError, NoCapacity: s.NoCapacity,
 		Removed: s.Removed, RemoveDeletesVMs: s.RemoveDeletesVMs,
 	}
+	if s.Schedule != nil {
+		sum.Schedule = s.Schedule.Schedule
+	}
+	return sum
 }
 
 // Status is the GroupStatus that a summary describes: the summary's fields
 // set, the rest (members, events, checks) empty.
 func (s GroupSummary) Status() GroupStatus {
-	return GroupStatus{
+	st := GroupStatus{
 		Group: s.Group, Min: s.Min, Max: s.Max, Desired: s.Desired, Paused: s.Paused,
 		Running: s.Running, Provisioning: s.Provisioning, Decommissioning: s.Decommissioning,
 		Failed: s.Failed, Lost: s.Lost, UnreachableHosts: s.UnreachableHosts,
 		LastError: s.LastError, NoCapacity: s.NoCapacity,
 		Removed: s.Removed, RemoveDeletesVMs: s.RemoveDeletesVMs,
 	}
+	if s.Schedule != "" {
+		st.Schedule = &policy.Window{Schedule: s.Schedule}
+	}
+	return st
 }
 
 // same reports whether two summaries differ in nothing but ChangedAt.
@@ -74,7 +86,8 @@ func (s GroupSummary) same(o GroupSummary) bool {
 		s.Paused == o.Paused && s.Running == o.Running && s.Provisioning == o.Provisioning &&
 		s.Decommissioning == o.Decommissioning && s.Failed == o.Failed && s.Lost == o.Lost &&
 		slices.Equal(s.UnreachableHosts, o.UnreachableHosts) && s.LastError == o.LastError &&
-		s.NoCapacity == o.NoCapacity && s.Removed == o.Removed && s.RemoveDeletesVMs == o.RemoveDeletesVMs
+		s.NoCapacity == o.NoCapacity && s.Removed == o.Removed && s.RemoveDeletesVMs == o.RemoveDeletesVMs &&
+		s.Schedule == o.Schedule
 }
 
 // publish upserts the group's summary into its memo if it changed since it

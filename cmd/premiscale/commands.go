@@ -173,7 +173,7 @@ func printOrphans(out io.Writer, rep starter.OrphanReport, output string) error 
 
 func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED")
+	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED\tSCHEDULE")
 	for _, st := range all {
 		name := st.Group
 		switch {
@@ -182,8 +182,12 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		case st.Removed:
 			name += " (removed: VMs kept, unmanaged)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", name, st.Desired, st.Running,
-			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused)
+		sched := "-"
+		if st.Schedule != nil {
+			sched = st.Schedule.Schedule
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s\n", name, st.Desired, st.Running,
+			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused, sched)
 	}
 	_ = tw.Flush()
 	if !detail {
@@ -207,6 +211,17 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.State, m.CreatedAt.Format(time.RFC3339), strings.Join(flags, ","), m.Error)
 	}
 	_ = tw.Flush()
+	if w := st.Schedule; w != nil {
+		fmt.Fprintf(out, "\nschedule %s governs until %s: min %d, max %d (configured %d, %d)\n", w.Schedule,
+			w.Until.Local().Format(time.RFC3339), st.Min, st.Max, st.ConfigMin, st.ConfigMax)
+	}
+	if len(st.Windows) > 1 {
+		var open []string
+		for _, w := range st.Windows {
+			open = append(open, fmt.Sprintf("%s (%s - %s)", w.Schedule, w.Start.Local().Format("15:04"), w.Until.Local().Format("15:04")))
+		}
+		fmt.Fprintf(out, "open schedule windows: %s\n", strings.Join(open, ", "))
+	}
 	if len(st.UnreachableHosts) > 0 {
 		fmt.Fprintf(out, "\nunreachable hosts: %s\n", strings.Join(st.UnreachableHosts, ", "))
 	}
