@@ -425,7 +425,7 @@ func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatu
 			return workflows.GroupStatus{}, err
 		}
 	}
-	v, err := s.Client.QueryWorkflow(ctx, workflows.GroupWorkflowID(name), "", workflows.QueryStatus)
+	v, err := s.queryStatus(ctx, name)
 	if err != nil {
 		return workflows.GroupStatus{}, s.explain(name, err)
 	}
@@ -434,6 +434,30 @@ func (s *Starter) Status(ctx context.Context, name string) (workflows.GroupStatu
 		return workflows.GroupStatus{}, fmt.Errorf("decode status of group %s: %w", name, err)
 	}
 	return st, nil
+}
+
+// queryAttempts is how many times a status Query the worker failed is
+// asked.
+const queryAttempts = 3
+
+// queryStatus sends a group's status Query. A worker fails a Query with the
+// workflow task it dropped (right after a restart the SDK at times panics
+// on a task it already completed, drops it, and recovers with the next:
+// TMPRL1100); the Query is asked again after a pause, queryAttempts times
+// in all, so that a status read does not fail on that moment.
+func (s *Starter) queryStatus(ctx context.Context, name string) (converter.EncodedValue, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := s.Client.QueryWorkflow(ctx, workflows.GroupWorkflowID(name), "", workflows.QueryStatus)
+		var failed *serviceerror.QueryFailed
+		if err == nil || !errors.As(err, &failed) || attempt == queryAttempts {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+		}
+	}
 }
 
 // Pause stops a group's scaling and reconciliation until Resume.
