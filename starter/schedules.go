@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -107,4 +108,51 @@ func (s *Starter) ensureSchedule(ctx context.Context, sc client.ScheduleClient, 
 			return &client.ScheduleUpdate{Schedule: &sched}, nil
 		},
 	})
+}
+
+// ScheduleState is what Temporal holds of one of a group's schedules.
+type ScheduleState struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// Paused is set by whoever paused it (temporal CLI or UI), with Note.
+	Paused bool   `json:"paused"`
+	Note   string `json:"note,omitempty"`
+	// Next is the next firing; Last the time the last one fired for.
+	Next time.Time `json:"next,omitzero"`
+	Last time.Time `json:"last,omitzero"`
+	// Error says why the schedule could not be described (not created
+	// yet, the server unreachable).
+	Error string `json:"error,omitempty"`
+}
+
+// Schedules describes the configured schedules of a group from Temporal,
+// in the configuration's order; one that cannot be described carries the
+// reason instead.
+func (s *Starter) Schedules(ctx context.Context, group string) ([]ScheduleState, error) {
+	g, err := s.group(group)
+	if err != nil {
+		return nil, err
+	}
+	sc := s.Client.ScheduleClient()
+	out := make([]ScheduleState, 0, len(g.Schedules))
+	for _, cs := range g.Schedules {
+		st := ScheduleState{Name: cs.Name, ID: workflows.ScheduleID(group, cs.Name)}
+		d, err := sc.GetHandle(ctx, st.ID).Describe(ctx)
+		if err != nil {
+			st.Error = err.Error()
+			out = append(out, st)
+			continue
+		}
+		if state := d.Schedule.State; state != nil {
+			st.Paused, st.Note = state.Paused, state.Note
+		}
+		if next := d.Info.NextActionTimes; len(next) > 0 {
+			st.Next = next[0]
+		}
+		if recent := d.Info.RecentActions; len(recent) > 0 {
+			st.Last = recent[len(recent)-1].ScheduleTime
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

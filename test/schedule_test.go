@@ -62,6 +62,15 @@ func TestScheduleFiresOnTheEmbeddedServerAndRaisesTheGroup(t *testing.T) {
 	}
 	checkScheduledRuns(t, ctx, c)
 
+	// What status shows of the schedule: its last and next firing.
+	scheds, err := s.Schedules(ctx, "sched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scheds) != 1 || scheds[0].Name != "every-minute" || !scheds[0].Last.Equal(first) || !scheds[0].Next.After(first) || scheds[0].Paused || scheds[0].Error != "" {
+		t.Errorf("schedules %+v, want every-minute last fired for %s, next after it, active", scheds, first)
+	}
+
 	// Paused in Temporal (UI or CLI): the controller ensuring its schedules
 	// again (a restart) updates it but leaves it paused.
 	if err := h.Pause(ctx, client.SchedulePauseOptions{Note: "maintenance"}); err != nil {
@@ -72,6 +81,9 @@ func TestScheduleFiresOnTheEmbeddedServerAndRaisesTheGroup(t *testing.T) {
 	}
 	if desc, err := h.Describe(ctx); err != nil || !desc.Schedule.State.Paused {
 		t.Fatalf("after ensuring again: %+v, %v; want the schedule still paused", desc, err)
+	}
+	if scheds, err := s.Schedules(ctx, "sched"); err != nil || len(scheds) != 1 || !scheds[0].Paused || scheds[0].Note != "maintenance" {
+		t.Errorf("schedules after a pause: %+v, %v; want paused with note maintenance", scheds, err)
 	}
 
 	// Removed from the configuration: the schedule goes, its window closes.

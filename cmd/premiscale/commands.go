@@ -104,6 +104,13 @@ members, events and checks). With GROUP, show that group's full status.`,
 						return enc.Encode(st)
 					}
 					printStatus(out, []workflows.GroupStatus{st}, true)
+					if g, ok := s.Config.Group(args[0]); ok && len(g.Schedules) > 0 {
+						scheds, err := s.Schedules(cmd.Context(), args[0])
+						if err != nil {
+							return err
+						}
+						printSchedules(out, scheds)
+					}
 					return nil
 				}
 				var all []workflows.GroupStatus
@@ -140,6 +147,32 @@ members, events and checks). With GROUP, show that group's full status.`,
 	cmd.Flags().BoolVar(&orphans, "orphans", false, "scan every host for PremiScale domains and volumes that no group's member owns")
 	cmd.Flags().BoolVar(&live, "live", false, "without GROUP: query every group's workflow for its full status instead of reading the summaries in Temporal's visibility store")
 	return cmd
+}
+
+// printSchedules lists a group's schedules as Temporal holds them.
+func printSchedules(out io.Writer, scheds []starter.ScheduleState) {
+	fmt.Fprintln(out, "\nschedules (Temporal Schedules):")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SCHEDULE\tNEXT\tLAST FIRED FOR\tSTATE")
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format(time.RFC3339)
+	}
+	for _, sc := range scheds {
+		state := "active"
+		switch {
+		case sc.Error != "":
+			state = "unknown: " + sc.Error
+		case sc.Paused && sc.Note != "":
+			state = "paused: " + sc.Note
+		case sc.Paused:
+			state = "paused"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", sc.Name, at(sc.Next), at(sc.Last), state)
+	}
+	_ = tw.Flush()
 }
 
 // liveParallel is how many status Queries status --live has in flight.
