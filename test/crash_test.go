@@ -102,7 +102,7 @@ func connectURI(t *testing.T, uri string) *libvirt.Libvirt {
 	if err != nil {
 		t.Fatalf("connect %s: %v", uri, err)
 	}
-	t.Cleanup(func() { _ = lv.Disconnect() })
+	rememberURI(t, lv, uri)
 	return lv
 }
 
