@@ -396,8 +396,19 @@ func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput,
 }
 
 // UncordonNode makes the VM's node schedulable again (after an aborted
-// drain). A missing node is success.
+// drain, or as a warm VM enters its group). A missing node is success.
 func (k *Kubernetes) UncordonNode(ctx context.Context, in NodeRef) error {
+	return k.cordon(ctx, in, false)
+}
+
+// CordonNode makes the VM's node unschedulable without evicting anything:
+// a warm VM's node stays so while it waits in the pool. A missing node is
+// success; cordoning a cordoned node does nothing.
+func (k *Kubernetes) CordonNode(ctx context.Context, in NodeRef) error {
+	return k.cordon(ctx, in, true)
+}
+
+func (k *Kubernetes) cordon(ctx context.Context, in NodeRef, on bool) error {
 	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
@@ -408,8 +419,12 @@ func (k *Kubernetes) UncordonNode(ctx context.Context, in NodeRef) error {
 		return err
 	}
 	h := &drain.Helper{Ctx: ctx, Client: c, Out: io.Discard, ErrOut: io.Discard}
-	if err := drain.RunCordonOrUncordon(h, node, false); err != nil {
-		return fmt.Errorf("uncordon node %s: %w", node.Name, err)
+	if err := drain.RunCordonOrUncordon(h, node, on); err != nil {
+		verb := "uncordon"
+		if on {
+			verb = "cordon"
+		}
+		return fmt.Errorf("%s node %s: %w", verb, node.Name, err)
 	}
 	return nil
 }

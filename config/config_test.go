@@ -547,3 +547,61 @@ autoscale:
 		t.Fatalf("valid schedules refused: %v", err)
 	}
 }
+
+func TestWarmPoolErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - {name: a, max: 4, template: {diskSize: 1GiB}, warmPool: {size: 2, minSize: 1, state: frozen}}
+    - {name: b, max: 4, template: {diskSize: 1GiB}, warmPool: {minSize: 3, maxPreparedSize: 2, ready: {timeout: 1s}}}
+    - {name: c, max: 4, template: {diskSize: 1GiB}, warmPool: {size: -1}}
+    - {name: d, max: 4, template: {diskSize: 1GiB}, warmPool: {state: paused}}
+    - {name: e, max: 4, template: {diskSize: 1GiB}, warmPool: {size: 1, ready: {consoleLine: "a\nb"}}}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken warm pools loaded without error")
+	}
+	for _, want := range []string{
+		"autoscale.groups[0].warmPool.size: set either size or minSize/maxPreparedSize, not both",
+		"autoscale.groups[0].warmPool.state: must be one of hibernated, paused, stopped, got \"frozen\"",
+		"autoscale.groups[1].warmPool.maxPreparedSize: must be >= minSize (3), got 2",
+		"autoscale.groups[1].warmPool.ready.timeout: must be >= 10s, got 1s",
+		"autoscale.groups[2].warmPool.size: must be >= 0, got -1",
+		"autoscale.groups[3].warmPool: must set size, or minSize and/or maxPreparedSize",
+		"autoscale.groups[4].warmPool.ready.consoleLine: must be text within one line",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "groups[3].warmPool.state") {
+		t.Errorf("a valid state was refused:\n%v", err)
+	}
+}
+
+func TestWarmPoolTargetFollowsDesired(t *testing.T) {
+	n := func(v int) *int { return &v }
+	for _, tc := range []struct {
+		name         string
+		pool         *WarmPool
+		desired, max int
+		want         int
+	}{
+		{"no pool", nil, 2, 10, 0},
+		{"fixed size", &WarmPool{Size: n(3)}, 8, 10, 3},
+		{"prepared defaults to max", &WarmPool{MinSize: n(0)}, 4, 10, 6},
+		{"prepared capacity", &WarmPool{MaxPreparedSize: n(6)}, 4, 10, 2},
+		{"min size holds when the group is large", &WarmPool{MinSize: n(2), MaxPreparedSize: n(6)}, 5, 10, 2},
+		{"never negative", &WarmPool{MaxPreparedSize: n(3)}, 5, 10, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.pool.Target(tc.desired, tc.max); got != tc.want {
+				t.Errorf("Target(%d, %d) = %d, want %d", tc.desired, tc.max, got, tc.want)
+			}
+		})
+	}
+}

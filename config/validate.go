@@ -187,6 +187,7 @@ func (c *Config) Validate() error {
 		v.template(p+".template", g.Template)
 		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
 		v.schedules(p, g)
+		v.warmPool(p+".warmPool", g)
 		if g.Kubernetes.Join != JoinNone && g.Kubernetes.Join != "" && nameRE.MatchString(g.Name) {
 			// The longest name the group's VMs can have.
 			vm := fmt.Sprintf("%s-%d", g.Name, 10*MaxGroupSize*MaxGroupSize)
@@ -818,5 +819,43 @@ func (v *validator) schedules(p string, g Group) {
 		if s.Desired != nil && (*s.Desired < lo || *s.Desired > hi) {
 			v.add(sp+".desired", "must be within [min, max] = [%d, %d] during the window, got %d", lo, hi, *s.Desired)
 		}
+	}
+}
+
+// MaxConsoleLine bounds warmPool.ready.consoleLine.
+const MaxConsoleLine = 256
+
+func (v *validator) warmPool(p string, g Group) {
+	w := g.WarmPool
+	if w == nil {
+		return
+	}
+	nonNegative := func(path string, n *int) {
+		switch {
+		case n == nil:
+		case *n < 0:
+			v.add(path, "must be >= 0, got %d", *n)
+		case *n > MaxGroupSize:
+			v.add(path, "must be <= %d, got %d", MaxGroupSize, *n)
+		}
+	}
+	nonNegative(p+".size", w.Size)
+	nonNegative(p+".minSize", w.MinSize)
+	nonNegative(p+".maxPreparedSize", w.MaxPreparedSize)
+	switch {
+	case w.Size != nil && (w.MinSize != nil || w.MaxPreparedSize != nil):
+		v.add(p+".size", "set either size or minSize/maxPreparedSize, not both")
+	case w.Size == nil && w.MinSize == nil && w.MaxPreparedSize == nil:
+		v.add(p, "must set size, or minSize and/or maxPreparedSize")
+	case w.MinSize != nil && w.MaxPreparedSize != nil && *w.MaxPreparedSize < *w.MinSize:
+		v.add(p+".maxPreparedSize", "must be >= minSize (%d), got %d", *w.MinSize, *w.MaxPreparedSize)
+	}
+	v.oneOf(p+".state", w.State, []string{WarmHibernated, WarmPaused, WarmStopped})
+	v.atLeast(p+".ready.timeout", w.Ready.Timeout, 10*time.Second)
+	if len(w.Ready.ConsoleLine) > MaxConsoleLine {
+		v.add(p+".ready.consoleLine", "must be at most %d bytes, got %d", MaxConsoleLine, len(w.Ready.ConsoleLine))
+	}
+	if strings.ContainsAny(w.Ready.ConsoleLine, "\r\n") {
+		v.add(p+".ready.consoleLine", "must be text within one line")
 	}
 }

@@ -156,6 +156,7 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 	for _, sc := range g.Schedules {
 		spec.Schedules = append(spec.Schedules, sc.Name)
 	}
+	spec.WarmPool = g.WarmPool
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
 	}

@@ -187,6 +187,8 @@ type GroupSpec struct {
 	// open a window (UpdateScheduleWindow), and the windows of any other
 	// close.
 	Schedules []string `json:"schedules,omitempty"`
+	// WarmPool, when set, keeps prepared VMs beside the group (warm.go).
+	WarmPool *config.WarmPool `json:"warmPool,omitempty"`
 }
 
 // MemberState is where a member is in its life.
@@ -203,6 +205,11 @@ const (
 	// period; it no longer counts and is replaced elsewhere, and it is
 	// decommissioned once its host answers again.
 	MemberLost MemberState = "lost"
+	// MemberWarming: being provisioned for the warm pool; not counted.
+	MemberWarming MemberState = "warming"
+	// MemberWarm: parked in the warm pool (WarmState); not counted. A
+	// scale-out activates it (it is then provisioning).
+	MemberWarm MemberState = "warm"
 )
 
 // Member is one VM of a group.
@@ -232,6 +239,14 @@ type Member struct {
 	// until DrainBackoffUntil no scale-in chooses it.
 	DrainAborts       int       `json:"drainAborts,omitempty"`
 	DrainBackoffUntil time.Time `json:"drainBackoffUntil,omitzero"`
+	// Revision is the template revision the VM was made from (recorded
+	// since warm pools; empty for older members).
+	Revision string `json:"revision,omitempty"`
+	// WarmState is how a warm member waits (config.WarmHibernated, ...),
+	// WarmSince since when; ActivatedAt is when a scale-out took it.
+	WarmState   string    `json:"warmState,omitempty"`
+	WarmSince   time.Time `json:"warmSince,omitzero"`
+	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 }
 
 // Event is one line of a group's recent history, shown by status.
@@ -348,6 +363,13 @@ type GroupStatus struct {
 	ConfigMax int             `json:"configMax"`
 	Schedule  *policy.Window  `json:"schedule,omitempty"`
 	Windows   []policy.Window `json:"windows,omitempty"`
+	// Warm and Warming count the warm pool's members (parked, and being
+	// prepared); WarmTarget is the pool's size now and WarmState how its
+	// VMs wait. The members themselves are in Members.
+	Warm       int    `json:"warm,omitempty"`
+	Warming    int    `json:"warming,omitempty"`
+	WarmTarget int    `json:"warmTarget,omitempty"`
+	WarmState  string `json:"warmState,omitempty"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -520,7 +542,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			state := g.st
 			return workflow.NewContinueAsNewError(ctx, GroupWorkflow, GroupInput{Spec: g.spec, State: &state})
 		}
-		if due := workflow.Now(ctx).Sub(g.lastObservedAt) >= g.observeInterval(); due || g.observeNow {
+		if due := workflow.Now(ctx).Sub(g.lastObservedAt) >= g.observeInterval(ctx); due || g.observeNow {
 			g.observeNow = false
 			last := g.lastObservedAt
 			g.observe(ctx)
@@ -554,7 +576,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			}
 		}
 		g.publish(ctx)
-		wait := g.observeInterval() - workflow.Now(ctx).Sub(g.lastObservedAt)
+		wait := g.observeInterval(ctx) - workflow.Now(ctx).Sub(g.lastObservedAt)
 		if w := g.untilWindowChange(ctx); w > 0 && w < wait {
 			wait = w
 		}
@@ -570,8 +592,8 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 // observeInterval is how long the group goes between observations of its
 // own: the evaluation interval, or for a quiet group with host watchers
 // the (longer) resync interval.
-func (g *group) observeInterval() time.Duration {
-	if g.spec.ResyncInterval > g.spec.EvaluationInterval && g.quiet() {
+func (g *group) observeInterval(ctx workflow.Context) time.Duration {
+	if g.spec.ResyncInterval > g.spec.EvaluationInterval && g.quiet(ctx) {
 		return g.spec.ResyncInterval
 	}
 	return g.spec.EvaluationInterval
@@ -583,16 +605,21 @@ func (g *group) observeInterval() time.Duration {
 // watchers signal such changes (SignalHostChange), so a quiet group need
 // not poll its hosts. Anything else (a grace period running, a backoff, a
 // failed member to retry) is looked at each evaluation interval.
-func (g *group) quiet() bool {
+func (g *group) quiet(ctx workflow.Context) bool {
 	if g.metricsEnabled() || g.inflight > 0 || len(g.st.HostsDown) > 0 || g.st.Removed {
 		return false
 	}
+	warm := 0
 	for _, m := range g.st.Members {
+		if m.State == MemberWarm {
+			warm++
+			continue
+		}
 		if m.State != MemberRunning || !m.UnhealthySince.IsZero() {
 			return false
 		}
 	}
-	return g.st.Paused || len(g.st.Members) == g.st.Desired
+	return g.st.Paused || (len(g.st.Members)-warm == g.st.Desired && (g.spec.WarmPool == nil || warm == g.warmTarget(ctx)))
 }
 
 func (g *group) historyTooLong(ctx workflow.Context) bool {
@@ -656,7 +683,7 @@ func (g *group) hostChanged(c activities.HostChange) {
 		g.observeNow = true
 		return
 	}
-	if m := g.member(c.Domain); m != nil && m.State != MemberProvisioning && m.State != MemberDecommissioning {
+	if m := g.member(c.Domain); m != nil && m.State != MemberProvisioning && m.State != MemberDecommissioning && m.State != MemberWarming {
 		g.observeNow = true
 	}
 }
@@ -861,6 +888,9 @@ func (g *group) observe(ctx workflow.Context) {
 		case MemberFailed:
 			g.event(ctx, "retrying decommissioning of %s", m.Name)
 			g.decommission(ctx, m)
+		case MemberWarm:
+			d, ok := seen[m.Name]
+			g.observeWarm(ctx, m, d, ok)
 		}
 	}
 	if len(recovering) > 0 {
@@ -876,10 +906,10 @@ func (g *group) observe(ctx workflow.Context) {
 func (g *group) offConfig(ctx workflow.Context, m *Member) {
 	_, known := g.anyHost(m.Host)
 	switch {
-	case known && (m.State == MemberRunning || m.State == MemberLost || m.State == MemberFailed):
+	case known && (m.State == MemberRunning || m.State == MemberLost || m.State == MemberFailed || m.State == MemberWarm):
 		g.event(ctx, "host %s is no longer one of group %s's hosts; decommissioning %s", m.Host, g.spec.Name, m.Name)
 		g.decommission(ctx, m)
-	case !known && m.State == MemberRunning:
+	case !known && (m.State == MemberRunning || m.State == MemberWarm):
 		m.State, m.UpdatedAt = MemberLost, workflow.Now(ctx)
 		m.Error = fmt.Sprintf("host %s is no longer configured; the VM is left there untouched", m.Host)
 		g.event(ctx, "member %s lost: %s; replacing it", m.Name, m.Error)
@@ -1024,7 +1054,7 @@ func (g *group) trackHostFailures(ctx workflow.Context, reachable map[string]boo
 		}
 		for i := range g.st.Members {
 			m := &g.st.Members[i]
-			if m.Host == h.Name && m.State == MemberRunning {
+			if m.Host == h.Name && (m.State == MemberRunning || m.State == MemberWarm) {
 				m.State, m.UpdatedAt = MemberLost, now
 				g.event(ctx, "member %s lost: host %s unreachable since %s; replacing it", m.Name, h.Name, since.UTC().Format(time.TimeOnly))
 				g.dirty = true
@@ -1034,8 +1064,14 @@ func (g *group) trackHostFailures(ctx workflow.Context, reachable map[string]boo
 }
 
 // reconcile starts provisionings or decommissionings to move the group
-// toward its desired size. It never waits for them.
+// toward its desired size, then keeps its warm pool. It never waits for
+// them.
 func (g *group) reconcile(ctx workflow.Context) {
+	g.reconcileGroup(ctx)
+	g.reconcileWarm(ctx)
+}
+
+func (g *group) reconcileGroup(ctx workflow.Context) {
 	active := g.count(MemberProvisioning, MemberRunning)
 	now := workflow.Now(ctx)
 	switch {
@@ -1044,6 +1080,12 @@ func (g *group) reconcile(ctx workflow.Context) {
 			return
 		}
 		n := g.st.Desired - active
+		if g.spec.WarmPool != nil || g.count(MemberWarm) > 0 {
+			// Warm members first: a restore instead of a clone and boot.
+			if n -= g.takeWarm(ctx, n); n <= 0 {
+				return
+			}
+		}
 		if workflow.GetVersion(ctx, changeCapStartsPerReconcile, workflow.DefaultVersion, 1) >= 1 {
 			n = min(n, MaxProvisioning-g.count(MemberProvisioning))
 			if n <= 0 {
@@ -1237,6 +1279,7 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, []int, error) 
 			for _, d := range inv.Owned {
 				defined[d.Name] = true
 			}
+			g.warmCapacity(&hc, shape, defined)
 			for _, m := range g.st.Members {
 				if m.Host != h.Name || (m.State != MemberRunning && m.State != MemberProvisioning) {
 					continue
@@ -1262,6 +1305,12 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, []int, error) 
 
 // provisionOn starts provisioning one new member, number seq, on hostName.
 func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
+	g.startProvision(ctx, hostName, seq, nil)
+}
+
+// startProvision starts a ProvisionVM child for a new member, for the
+// group or (warm set) for its warm pool.
+func (g *group) startProvision(ctx workflow.Context, hostName string, seq int, warm *WarmSpec) {
 	host, _ := g.host(hostName)
 	g.st.NextSeq = max(g.st.NextSeq, seq+1)
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
@@ -1281,11 +1330,18 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 		in.UUID = domainUUID(runID, name)
 		providerID = ProviderID(g.spec.Name, in.UUID)
 	}
-	g.st.Members = append(g.st.Members, Member{
+	m := Member{
 		Name: name, Seq: seq, Host: hostName, Volume: activities.VolumeName(name),
 		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now, ProviderID: providerID,
-	})
-	g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)
+	}
+	if warm != nil {
+		in.Warm = warm
+		m.State, m.WarmState, m.Revision = MemberWarming, warm.State, g.spec.Revision
+		g.event(ctx, "warm pool: provisioning %s on %s to park it %s", name, hostName, warm.State)
+	} else {
+		g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)
+	}
+	g.st.Members = append(g.st.Members, m)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            ProvisionWorkflowID(g.spec.Name, name),
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
@@ -1329,8 +1385,13 @@ func (g *group) provisionOn(ctx workflow.Context, hostName string, seq int) {
 			g.backoff(ctx, fmt.Sprintf("provisioning %s on %s failed: %s", name, hostName, rootCause(err)))
 			return
 		}
-		m.State = MemberRunning
 		g.st.Failures = 0
+		if warm != nil {
+			m.State, m.WarmSince = MemberWarm, m.UpdatedAt
+			g.event(ctx, "%s is warm (%s) on %s", name, warm.State, hostName)
+			return
+		}
+		m.State = MemberRunning
 		g.event(ctx, "%s is running on %s", name, hostName)
 	})
 }
@@ -1368,6 +1429,10 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 		return
 	}
 	name := m.Name
+	grace := g.spec.Template.ShutdownGrace()
+	if m.State == MemberWarm || (m.State == MemberLost && m.WarmState != "") {
+		grace = 0 // parked: nothing runs that a shutdown would let finish
+	}
 	m.State = MemberDecommissioning
 	m.UpdatedAt = workflow.Now(ctx)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -1375,7 +1440,7 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	})
-	in := DecommissionInput{Group: g.spec.Name, VM: name, Host: host, GracePeriod: g.spec.Template.ShutdownGrace(), CleanupTimeout: g.spec.CleanupTimeout}
+	in := DecommissionInput{Group: g.spec.Name, VM: name, Host: host, GracePeriod: grace, CleanupTimeout: g.spec.CleanupTimeout}
 	if m.ProviderID != "" {
 		in.Kubernetes, in.ProviderID = g.spec.Kubernetes, m.ProviderID
 	}
@@ -1448,6 +1513,10 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		Removed:          g.st.Removed,
 		RemoveDeletesVMs: g.st.RemoveDeletesVMs,
 		Epoch:            workflow.GetInfo(ctx).FirstRunID,
+		Warm:             g.count(MemberWarm),
+		Warming:          g.count(MemberWarming),
+		WarmTarget:       g.warmTarget(ctx),
+		WarmState:        g.warmState(),
 	}
 }
 

@@ -70,15 +70,25 @@ func joinCluster(ctx workflow.Context, quick workflow.Context, in ProvisionInput
 // then deletes its join tokens. Past ReadyTimeout the VM counts as failed.
 func waitNodeReady(ctx workflow.Context, quick workflow.Context, in ProvisionInput) error {
 	var k *activities.Kubernetes
-	ref := activities.NodeRef{ProviderID: ProviderID(in.Group, in.UUID)}
-	deadline := workflow.Now(ctx).Add(in.Kubernetes.ReadyTimeout)
+	if err := waitReady(ctx, quick, in.VM, ProviderID(in.Group, in.UUID), in.Kubernetes.ReadyTimeout); err != nil {
+		return err
+	}
+	return workflow.ExecuteActivity(quick, k.DeleteJoinTokens, activities.DeleteJoinTokensInput{Group: in.Group, VM: in.VM}).Get(ctx, nil)
+}
+
+// waitReady polls, on durable timers, until the node with providerID is
+// Ready; past timeout it fails without retry (NodeNotReady).
+func waitReady(ctx workflow.Context, quick workflow.Context, vm, providerID string, timeout time.Duration) error {
+	var k *activities.Kubernetes
+	ref := activities.NodeRef{ProviderID: providerID}
+	deadline := workflow.Now(ctx).Add(timeout)
 	for {
 		var st activities.NodeStatusOutput
 		if err := workflow.ExecuteActivity(quick, k.NodeStatus, ref).Get(ctx, &st); err != nil {
 			return fmt.Errorf("node status: %w", err)
 		}
 		if st.Ready {
-			break
+			return nil
 		}
 		if !workflow.Now(ctx).Before(deadline) {
 			state := "never registered"
@@ -86,13 +96,12 @@ func waitNodeReady(ctx workflow.Context, quick workflow.Context, in ProvisionInp
 				state = "registered as " + st.Name + " but not Ready"
 			}
 			return temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("node of %s not Ready within readyTimeout %s (%s)", in.VM, in.Kubernetes.ReadyTimeout, state), "NodeNotReady", nil)
+				fmt.Sprintf("node of %s not Ready within readyTimeout %s (%s)", vm, timeout, state), "NodeNotReady", nil)
 		}
 		if err := workflow.Sleep(ctx, nodeReadyPoll); err != nil {
 			return err
 		}
 	}
-	return workflow.ExecuteActivity(quick, k.DeleteJoinTokens, activities.DeleteJoinTokensInput{Group: in.Group, VM: in.VM}).Get(ctx, nil)
 }
 
 // drainNode is DecommissionVM's first step for a joined VM: cordon and

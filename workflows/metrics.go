@@ -19,6 +19,12 @@ const (
 	// MetricProvisionFailures counts failed provisionings by group and the
 	// step that failed (clone, join, define, start, boot, node-ready).
 	MetricProvisionFailures = "premiscale_provision_failures"
+	// MetricActivateDuration is how long successful activations of warm
+	// VMs took (decision to running, or to Ready for a node), by group.
+	MetricActivateDuration = "premiscale_activate_duration"
+	// MetricActivateFailures counts failed activations by group and step
+	// (wake, boot, node-ready, uncordon).
+	MetricActivateFailures = "premiscale_activate_failures"
 	// MetricDecommissionDuration is how long successful decommissionings
 	// took, by group.
 	MetricDecommissionDuration = "premiscale_decommission_duration"

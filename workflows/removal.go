@@ -57,7 +57,7 @@ func (g *group) removedAndGone() bool {
 func (g *group) forgetVanished(ctx workflow.Context, seen map[string]activities.DomainInfo, reachable map[string]bool) {
 	var gone []string
 	for _, m := range g.st.Members {
-		if _, ok := seen[m.Name]; !ok && reachable[m.Host] && m.State != MemberProvisioning && m.State != MemberDecommissioning {
+		if _, ok := seen[m.Name]; !ok && reachable[m.Host] && m.State != MemberProvisioning && m.State != MemberDecommissioning && m.State != MemberWarming {
 			gone = append(gone, m.Name)
 		}
 	}

@@ -69,5 +69,18 @@ func (s GroupSpec) Validate() error {
 	if s.HistoryLimit < 0 {
 		bad("historyLimit", "%d is negative", s.HistoryLimit)
 	}
+	if w := s.WarmPool; w != nil {
+		for _, f := range []struct {
+			name string
+			n    *int
+		}{{"warmPool.size", w.Size}, {"warmPool.minSize", w.MinSize}, {"warmPool.maxPreparedSize", w.MaxPreparedSize}} {
+			if f.n != nil && (*f.n < 0 || *f.n > config.MaxGroupSize) {
+				bad(f.name, "%d is outside [0, %d]", *f.n, config.MaxGroupSize)
+			}
+		}
+		if w.State != config.WarmHibernated && w.State != config.WarmPaused && w.State != config.WarmStopped {
+			bad("warmPool.state", "%q is not one of %s, %s, %s", w.State, config.WarmHibernated, config.WarmPaused, config.WarmStopped)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -44,6 +44,10 @@ type GroupSummary struct {
 	RemoveDeletesVMs bool     `json:"removeDeletesVMs,omitempty"`
 	// Schedule names the schedule whose window governs min and max.
 	Schedule string `json:"schedule,omitempty"`
+	// Warm and Warming count the warm pool; WarmTarget is its size now.
+	Warm       int `json:"warm,omitempty"`
+	Warming    int `json:"warming,omitempty"`
+	WarmTarget int `json:"warmTarget,omitempty"`
 	// ChangedAt is when the workflow published this summary: the last time
 	// any field above changed (or the workflow continued as new).
 	ChangedAt time.Time `json:"changedAt"`
@@ -57,6 +61,7 @@ func (s GroupStatus) Summary() GroupSummary {
 		Failed: s.Failed, Lost: s.Lost, UnreachableHosts: s.UnreachableHosts,
 		LastError: s.LastError, NoCapacity: s.NoCapacity,
 		Removed: s.Removed, RemoveDeletesVMs: s.RemoveDeletesVMs,
+		Warm: s.Warm, Warming: s.Warming, WarmTarget: s.WarmTarget,
 	}
 	if s.Schedule != nil {
 		sum.Schedule = s.Schedule.Schedule
@@ -73,6 +78,7 @@ func (s GroupSummary) Status() GroupStatus {
 		Failed: s.Failed, Lost: s.Lost, UnreachableHosts: s.UnreachableHosts,
 		LastError: s.LastError, NoCapacity: s.NoCapacity,
 		Removed: s.Removed, RemoveDeletesVMs: s.RemoveDeletesVMs,
+		Warm: s.Warm, Warming: s.Warming, WarmTarget: s.WarmTarget,
 	}
 	if s.Schedule != "" {
 		st.Schedule = &policy.Window{Schedule: s.Schedule}
@@ -87,7 +93,7 @@ func (s GroupSummary) same(o GroupSummary) bool {
 		s.Decommissioning == o.Decommissioning && s.Failed == o.Failed && s.Lost == o.Lost &&
 		slices.Equal(s.UnreachableHosts, o.UnreachableHosts) && s.LastError == o.LastError &&
 		s.NoCapacity == o.NoCapacity && s.Removed == o.Removed && s.RemoveDeletesVMs == o.RemoveDeletesVMs &&
-		s.Schedule == o.Schedule
+		s.Schedule == o.Schedule && s.Warm == o.Warm && s.Warming == o.Warming && s.WarmTarget == o.WarmTarget
 }
 
 // publish upserts the group's summary into its memo if it changed since it

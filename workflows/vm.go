@@ -73,6 +73,10 @@ type ProvisionInput struct {
 	// CleanupTimeout bounds the retries of each compensation step; zero
 	// means decommissionDeadline.
 	CleanupTimeout time.Duration `json:"cleanupTimeout,omitempty"`
+	// Warm, when set, provisions the VM for the group's warm pool: once
+	// its guest is up it is parked (see WarmSpec) instead of joining the
+	// group.
+	Warm *WarmSpec `json:"warm,omitempty"`
 }
 
 // ProvisionOutput describes the VM that was provisioned.
@@ -93,6 +97,9 @@ type ProvisionOutput struct {
 //
 //	clone volume -> [token -> seed] -> define -> start -> wait running -> [node Ready -> delete token] -> done
 //	     \___________________\___________\________\__________\_______________\-> compensate -> error
+//
+// A warm VM (in.Warm) waits for its console line after it runs, if one is
+// configured, and once up (its node cordoned, if it joins) is parked.
 func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, err error) {
 	start, step := workflow.Now(ctx), "clone"
 	defer func() { finished(ctx, MetricProvisionDuration, MetricProvisionFailures, in.Group, step, start, err) }()
@@ -169,9 +176,17 @@ func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, 
 		step = "boot"
 		err = workflow.ExecuteActivity(boot, a.WaitRunning, ref).Get(ctx, nil)
 	}
+	if err == nil && in.Warm != nil && in.Warm.ConsoleLine != "" {
+		step = "console"
+		err = workflow.ExecuteActivity(consoleOptions(ctx, in.Warm.ReadyTimeout), a.WaitConsoleLine,
+			activities.WaitConsoleInput{Domain: ref, Line: in.Warm.ConsoleLine}).Get(ctx, nil)
+	}
 	if err == nil && in.Kubernetes != nil {
 		step = "node-ready"
 		err = waitNodeReady(ctx, quick, in)
+	}
+	if err == nil && in.Warm != nil {
+		err = park(ctx, &step, in)
 	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("provisioning failed, compensating", "group", in.Group, "vm", in.VM, "host", in.Host.Name, "error", err)
