@@ -650,10 +650,12 @@ func (s *Starter) Steps(ctx context.Context, st workflows.GroupStatus) map[strin
 	out := map[string]string{}
 	for _, m := range st.Members {
 		var id string
-		switch m.State {
-		case workflows.MemberProvisioning:
+		switch {
+		case m.State == workflows.MemberProvisioning && !m.ActivatedAt.IsZero():
+			id = workflows.ActivateWorkflowID(st.Group, m.Name)
+		case m.State == workflows.MemberProvisioning:
 			id = workflows.ProvisionWorkflowID(st.Group, m.Name)
-		case workflows.MemberDecommissioning:
+		case m.State == workflows.MemberDecommissioning:
 			id = workflows.DecommissionWorkflowID(st.Group, m.Name)
 		default:
 			continue

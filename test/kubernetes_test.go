@@ -53,7 +53,10 @@ func purgeGroup(t *testing.T, lv *libvirt.Libvirt, pool, group string) {
 	for _, name := range v.defined {
 		if d, err := lv.DomainLookupByName(name); err == nil {
 			_ = lv.DomainDestroy(d)
-			_ = lv.DomainUndefine(d)
+			// A warm VM's managed save image goes with it.
+			if lv.DomainUndefineFlags(d, libvirt.DomainUndefineManagedSave) != nil {
+				_ = lv.DomainUndefine(d)
+			}
 		}
 	}
 	p, err := lv.StoragePoolLookupByName(pool)

@@ -73,6 +73,7 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: workflows.ProvisionVMName})
 	r.RegisterWorkflowWithOptions(workflows.DecommissionVM, workflow.RegisterOptions{Name: workflows.DecommissionVMName})
 	r.RegisterWorkflowWithOptions(workflows.ActivateVM, workflow.RegisterOptions{Name: workflows.ActivateVMName})
+	r.RegisterWorkflowWithOptions(workflows.ParkVM, workflow.RegisterOptions{Name: workflows.ParkVMName})
 	r.RegisterWorkflowWithOptions(workflows.ScanOwned, workflow.RegisterOptions{Name: workflows.ScanWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.OrphanCollector, workflow.RegisterOptions{Name: workflows.OrphanWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.ScheduledWindow, workflow.RegisterOptions{Name: workflows.ScheduledWindowName})

@@ -1143,6 +1143,8 @@ func (g *group) reconcileGroup(ctx workflow.Context) {
 			case m == nil:
 				// Gone while the pods were counted (histories before
 				// changeScaleInRechecksAfterPodCount).
+			case m.State == MemberRunning && g.reusable(ctx, m):
+				g.park(ctx, m)
 			case m.State == MemberRunning:
 				g.event(ctx, "scaling in: decommissioning %s on %s", m.Name, m.Host)
 				g.decommission(ctx, m)
@@ -1333,10 +1335,11 @@ func (g *group) startProvision(ctx workflow.Context, hostName string, seq int, w
 	m := Member{
 		Name: name, Seq: seq, Host: hostName, Volume: activities.VolumeName(name),
 		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now, ProviderID: providerID,
+		Revision: g.spec.Revision,
 	}
 	if warm != nil {
 		in.Warm = warm
-		m.State, m.WarmState, m.Revision = MemberWarming, warm.State, g.spec.Revision
+		m.State, m.WarmState = MemberWarming, warm.State
 		g.event(ctx, "warm pool: provisioning %s on %s to park it %s", name, hostName, warm.State)
 	} else {
 		g.event(ctx, "scaling out: provisioning %s on %s", name, hostName)

@@ -29,8 +29,17 @@ import (
 // Warm members of an older revision of the template, and any past the
 // pool's size, are decommissioned.
 
-// ActivateVMName is the workflow type that brings a warm VM into its group.
-const ActivateVMName = "ActivateVM"
+// Workflow types of the warm pool: ActivateVM brings a warm VM into its
+// group; ParkVM returns a scaled-in one to the pool (reuseOnScaleIn).
+const (
+	ActivateVMName = "ActivateVM"
+	ParkVMName     = "ParkVM"
+)
+
+// ParkWorkflowID is the workflow ID of the return of a member to the pool.
+func ParkWorkflowID(group, vm string) string {
+	return GroupWorkflowID(group) + "/vm/" + vm + "/park"
+}
 
 // ActivateWorkflowID is the workflow ID of the activation of a warm VM.
 func ActivateWorkflowID(group, vm string) string {
@@ -88,6 +97,91 @@ func park(ctx workflow.Context, step *string, in ProvisionInput) error {
 	return workflow.ExecuteActivity(actx, a.ParkDomain, activities.ParkDomainInput{
 		Domain: ref, State: in.Warm.State, GracePeriod: in.Warm.GracePeriod,
 	}).Get(ctx, nil)
+}
+
+// ParkInput asks for a member scaled in to be returned to the warm pool.
+type ParkInput struct {
+	Group string             `json:"group"`
+	VM    string             `json:"vm"`
+	Host  activities.HostRef `json:"host"`
+	Warm  WarmSpec           `json:"warm"`
+	// Kubernetes and ProviderID are set for a VM that joined the cluster:
+	// its node is drained first and stays cordoned while warm.
+	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
+	ProviderID string          `json:"providerId,omitempty"`
+}
+
+// ParkVM returns a scaled-in member to the warm pool: for a node, cordon
+// and drain it as a decommissioning would (an aborted drain fails with
+// ErrTypeDrainAborted and the member serves on); then park the domain. It
+// removes nothing: on failure the group decommissions the VM.
+//
+//	[drain] -> park -> done
+func ParkVM(ctx workflow.Context, in ParkInput) error {
+	step := "drain"
+	if err := workflow.SetQueryHandler(ctx, QueryStep, func() (string, error) { return step, nil }); err != nil {
+		return err
+	}
+	if in.Kubernetes != nil && in.ProviderID != "" {
+		if err := drainNode(ctx, DecommissionInput{Group: in.Group, VM: in.VM, Host: in.Host, Kubernetes: in.Kubernetes, ProviderID: in.ProviderID}); err != nil {
+			return err
+		}
+	}
+	step = "park"
+	var a *activities.Libvirt
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    in.Warm.GracePeriod + 2*time.Minute,
+		ScheduleToCloseTimeout: provisionStepDeadline + in.Warm.GracePeriod,
+		HeartbeatTimeout:       heartbeatTimeout,
+		RetryPolicy:            retry,
+	})
+	return workflow.ExecuteActivity(actx, a.ParkDomain, activities.ParkDomainInput{
+		Domain: activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}, State: in.Warm.State, GracePeriod: in.Warm.GracePeriod,
+	}).Get(ctx, nil)
+}
+
+// reusable reports whether a scale-in may return m to the warm pool
+// instead of deleting it: reuseOnScaleIn is on, the pool has room, and m
+// is of the current template revision on a host that answers.
+func (g *group) reusable(ctx workflow.Context, m *Member) bool {
+	w := g.spec.WarmPool
+	if w == nil || !w.ReuseOnScaleIn || m.Revision == "" || m.Revision != g.spec.Revision || g.hostDown(m.Host) {
+		return false
+	}
+	return g.count(MemberWarm, MemberWarming) < g.warmTarget(ctx)
+}
+
+// park starts the ParkVM child of a member scaled in; it is warming (not
+// counted) until parked.
+func (g *group) park(ctx workflow.Context, m *Member) {
+	host, _ := g.host(m.Host)
+	name, spec := m.Name, g.warmSpec()
+	m.State, m.WarmState, m.UpdatedAt = MemberWarming, spec.State, workflow.Now(ctx)
+	g.event(ctx, "scaling in: returning %s on %s to the warm pool (%s)", name, m.Host, spec.State)
+	in := ParkInput{Group: g.spec.Name, VM: name, Host: host, Warm: *spec}
+	if m.ProviderID != "" {
+		in.Kubernetes, in.ProviderID = g.spec.Kubernetes, m.ProviderID
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            ParkWorkflowID(g.spec.Name, name),
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, ParkVM, in)
+	g.whenDone(ctx, f, name, func(ctx workflow.Context, m *Member, err error) {
+		m.UpdatedAt = workflow.Now(ctx)
+		switch {
+		case isAppError(err, ErrTypeDrainAborted):
+			m.State, m.WarmState, m.Error = MemberRunning, "", rootCause(err)
+			g.fail(ctx, fmt.Sprintf("returning %s to the warm pool aborted: %s; it serves on", name, m.Error))
+		case err != nil:
+			g.fail(ctx, fmt.Sprintf("returning %s to the warm pool failed: %s; removing it", name, rootCause(err)))
+			g.decommission(ctx, m)
+		default:
+			m.State, m.WarmSince, m.ActivatedAt = MemberWarm, m.UpdatedAt, time.Time{}
+			g.event(ctx, "%s is warm (%s) on %s again", name, spec.State, m.Host)
+		}
+	})
 }
 
 // ActivateInput asks for a warm VM to enter its group.

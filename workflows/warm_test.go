@@ -49,7 +49,6 @@ func warmSpec(desired, hi int, pool config.WarmPool, hosts ...string) workflows.
 	return s
 }
 
-
 // byState lists the status's members in state, sorted by name.
 func byState(st workflows.GroupStatus, state workflows.MemberState) []string {
 	var out []string
@@ -287,4 +286,70 @@ func TestWarmVMsOnAHostDownPastGraceAreLostAndRefilledElsewhere(t *testing.T) {
 		env.CancelWorkflow()
 	}, 6*time.Minute)
 	runGroup(t, env, workflows.GroupInput{Spec: s})
+}
+
+func TestScaleInReturnsVMsToThePoolWhileItHasRoom(t *testing.T) {
+	f := newFake("h1")
+	env := warmEnv(t, f)
+	steps(env,
+		func() {
+			if st := status(t, env); st.Warm != 3 {
+				t.Errorf("prepared 4 at desired 1: warm %d, want 3", st.Warm)
+			}
+			setDesired(t, env, 3)
+		},
+		func() {
+			if st := status(t, env); st.Running != 3 || st.Warm != 1 {
+				t.Errorf("after scale-out: running %d, warm %d; want 3, 1", st.Running, st.Warm)
+			}
+			setDesired(t, env, 1)
+		},
+		func() {
+			st := status(t, env)
+			if st.Running != 1 || st.Warm != 3 {
+				t.Errorf("after scale-in: running %d, warm %d; want 1, 3", st.Running, st.Warm)
+			}
+			for _, vm := range []string{"web-2", "web-3"} {
+				if f.called("undefine " + vm) {
+					t.Errorf("%s was deleted instead of returned to the pool: %v", vm, f.calls)
+				}
+			}
+			if got := byState(st, workflows.MemberWarm); !slices.Equal(got, []string{"web-2", "web-3", "web-4"}) {
+				t.Errorf("warm = %v, want [web-2 web-3 web-4]", got)
+			}
+		},
+		func() {
+			// Prepared 4 at desired 0: room for the last one too.
+			setDesired(t, env, 0)
+		},
+		func() {
+			if f.called("undefine web-1") {
+				t.Errorf("web-1 deleted although the pool had room: %v", f.calls)
+			}
+			if st := status(t, env); st.Running != 0 || st.Warm != 4 {
+				t.Errorf("at desired 0 of prepared 4: running %d, warm %d; want 0, 4", st.Running, st.Warm)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, config.WarmPool{MaxPreparedSize: intp(4), ReuseOnScaleIn: true}, "h1")})
+}
+
+func TestScaleInDeletesVMsWhenThePoolIsFull(t *testing.T) {
+	f := newFake("h1")
+	env := warmEnv(t, f)
+	steps(env,
+		func() {
+			if st := status(t, env); st.Running != 2 || st.Warm != 1 {
+				t.Errorf("filled: running %d, warm %d; want 2, 1", st.Running, st.Warm)
+			}
+			setDesired(t, env, 1)
+		},
+		func() {
+			st := status(t, env)
+			if !f.called("undefine web-2") || st.Running != 1 || st.Warm != 1 {
+				t.Errorf("scale-in with a full pool: running %d, warm %d, calls %v; want web-2 deleted", st.Running, st.Warm, f.calls)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(2, 5, config.WarmPool{Size: intp(1), ReuseOnScaleIn: true}, "h1")})
 }

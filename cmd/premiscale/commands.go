@@ -204,9 +204,22 @@ func printOrphans(out io.Writer, rep starter.OrphanReport, output string) error 
 	return nil
 }
 
+// warmColumn is the WARM column of status: warm of target, and those
+// being prepared; "-" for a group without a warm pool.
+func warmColumn(st workflows.GroupStatus) string {
+	if st.WarmState == "" && st.Warm == 0 && st.Warming == 0 && st.WarmTarget == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%d/%d", st.Warm, st.WarmTarget)
+	if st.Warming > 0 {
+		s += fmt.Sprintf(" (+%d)", st.Warming)
+	}
+	return s
+}
+
 func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED\tSCHEDULE")
+	fmt.Fprintln(tw, "GROUP\tDESIRED\tRUNNING\tPROVISIONING\tDECOMMISSIONING\tFAILED\tLOST\tMIN\tMAX\tPAUSED\tSCHEDULE\tWARM")
 	for _, st := range all {
 		name := st.Group
 		switch {
@@ -219,8 +232,8 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		if st.Schedule != nil {
 			sched = st.Schedule.Schedule
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s\n", name, st.Desired, st.Running,
-			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused, sched)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%s\t%s\n", name, st.Desired, st.Running,
+			st.Provisioning, st.Decommissioning, st.Failed, st.Lost, st.Min, st.Max, st.Paused, sched, warmColumn(st))
 	}
 	_ = tw.Flush()
 	if !detail {
@@ -241,9 +254,24 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		if len(flags) == 0 {
 			flags = []string{"-"}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, m.State, m.CreatedAt.Format(time.RFC3339), strings.Join(flags, ","), m.Error)
+		state := string(m.State)
+		if m.WarmState != "" && (m.State == workflows.MemberWarm || m.State == workflows.MemberWarming) {
+			state += " (" + m.WarmState
+			if !m.WarmSince.IsZero() && m.State == workflows.MemberWarm {
+				state += ", " + time.Since(m.WarmSince).Round(time.Second).String()
+			}
+			state += ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, state, m.CreatedAt.Format(time.RFC3339), strings.Join(flags, ","), m.Error)
 	}
 	_ = tw.Flush()
+	if st.WarmState != "" {
+		fmt.Fprintf(out, "\nwarm pool: %d of %d %s", st.Warm, st.WarmTarget, st.WarmState)
+		if st.Warming > 0 {
+			fmt.Fprintf(out, ", %d warming", st.Warming)
+		}
+		fmt.Fprintln(out)
+	}
 	if w := st.Schedule; w != nil {
 		fmt.Fprintf(out, "\nschedule %s governs until %s: min %d, max %d (configured %d, %d)\n", w.Schedule,
 			w.Until.Local().Format(time.RFC3339), st.Min, st.Max, st.ConfigMin, st.ConfigMax)

@@ -9,7 +9,8 @@
 #                      proc/sys/devtmpfs, loads the virtio modules, prints
 #                        PREMISCALE-GUEST-READY disk=<yes|no>
 #                        PREMISCALE-GUEST-HOSTNAME <hostname|unknown>
-#                      on the serial console and then sleeps forever
+#                      on the serial console, then PREMISCALE-GUEST-TICK <n> each
+#                      second (so a guest restored or resumed shows it runs)
 #   OUTDIR/cmdline     the kernel command line to use: console=ttyS0 quiet panic=-1
 # and, if the libvirt storage pool "premiscale" exists, the empty 64 MiB base
 # volume "tiny-base.qcow2" in that pool's target directory (for qcow2 overlays).
@@ -130,8 +131,11 @@ fi
 
 echo "PREMISCALE-GUEST-READY disk=$disk"
 echo "PREMISCALE-GUEST-HOSTNAME $name"
+n=0
 while :; do
-  sleep 3600
+  sleep 1
+  n=$((n + 1))
+  echo "PREMISCALE-GUEST-TICK $n"
 done
 INIT
   chmod 0755 "$dest"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: test/scripts/hosts.sh start [N] | stop | kill I | restart I | freeze I | thaw I | status | uris
+# Usage: test/scripts/hosts.sh start [N] | stop | kill I | restart I | freeze I | thaw I | status | uris | dir I
 #
 # Several independent libvirtd "hosts" on one machine, for crash-safety tests.
 # Host I (h1, h2, ...) has its own mount namespace in which private
@@ -28,6 +28,7 @@
 #   status     Per host: port, whether libvirtd answers, daemon pids.
 #                Exit status 0 if every host answers, 3 otherwise.
 #   uris       One line "NAME PORT" per started host (e.g. "h1 16601").
+#   dir I      Host I's private directory (its log/qemu/ holds guests' console logs).
 #
 # Environment:
 #   PSTEST_HOSTS_DIR        host directories (default /var/lib/premiscale-hosts;
@@ -590,6 +591,11 @@ case "$1" in
   uris)
     [[ $# -eq 1 ]] || usage
     do_uris
+    ;;
+  dir)
+    [[ $# -eq 2 ]] || usage
+    check_host_arg "$2"
+    host_dir "$2"
     ;;
   *) usage ;;
 esac

@@ -1,0 +1,243 @@
+package test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+
+	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// tinyGuestDir is where test/guest/build.sh put the tiny guest, or skips.
+func tinyGuestDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("TINY_GUEST_DIR")
+	if dir == "" {
+		t.Skip("TINY_GUEST_DIR not set: run through make test, which builds the tiny guest")
+	}
+	return dir
+}
+
+// warmController runs a controller whose group of tiny real guests (direct
+// kernel boot, console logged, 256 MiB, no network) on the first hosts.sh
+// host has the warm pool warm (YAML flow). It returns the host, a
+// connection to it, the controller, its Temporal port and the directory of
+// the guests' console logs.
+func warmController(t *testing.T, group string, max int, warm string) (*libvirt.Libvirt, *controller, int, string) {
+	t.Helper()
+	dir := tinyGuestDir(t)
+	hosts := requireHosts(t, 1)
+	h := hosts[0]
+	lv := connectURI(t, h.qemuURI())
+	purgeGroup(t, lv, guestPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
+	out, err := exec.Command(hostsScript, "dir", strconv.Itoa(h.num)).Output()
+	if err != nil {
+		t.Fatalf("hosts.sh dir: %v", err)
+	}
+	logDir := filepath.Join(strings.TrimSpace(string(out)), "log", "qemu")
+	port := freePort(t)
+	cfg, logPath := multiHostConfig(t, port, hosts, libvirtHost.qemuURI, guestPool, ", cpuOvercommit: 4, memoryOvercommit: 4", fmt.Sprintf(`    - name: %s
+      max: %d
+      scaling: {evaluationInterval: 1s}
+      warmPool: {%s}
+      template: {diskSize: 16MiB, vcpus: 1, memory: 256MiB, domainType: qemu, shutdownTimeout: 0s,
+                 kernel: %s, initrd: %s, cmdline: "console=ttyS0 quiet panic=-1",
+                 consoleLog: true, network: {type: none}}
+`, group, max, warm, filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")))
+	c := &controller{t: t, config: cfg, log: logPath}
+	c.start()
+	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
+	t.Cleanup(func() { c.checkLogForPanics() })
+	return lv, c, port, logDir
+}
+
+// waitWarm polls the group's status until it settles at desired with its
+// warm pool full and nothing being prepared.
+func (c *controller) waitWarm(group string, desired int, timeout time.Duration) workflows.GroupStatus {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := c.status(group)
+		if st.Desired == desired && st.Settled() && len(st.UnreachableHosts) == 0 &&
+			st.Warm == st.WarmTarget && st.Warming == 0 && len(st.Members) == st.Desired+st.Warm {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.dumpLog()
+			c.t.Fatalf("group %s did not settle at %d with its warm pool full within %s: %+v", group, desired, timeout, st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// membersIn lists the status's members in state, sorted.
+func membersIn(st workflows.GroupStatus, state workflows.MemberState) []string {
+	var out []string
+	for _, m := range st.Members {
+		if m.State == state {
+			out = append(out, m.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkWarmInvariant asserts what must hold once a group with a
+// hibernated warm pool has settled: the running domains are exactly the
+// running members (desired of them); every other domain of the group is
+// exactly a warm member, shut off with a managed save image; each domain
+// on its own volume and no volume without its domain. No VM is both warm
+// and in the group.
+func checkWarmInvariant(t *testing.T, lv *libvirt.Libvirt, st workflows.GroupStatus) string {
+	t.Helper()
+	v := viewGroupIn(t, lv, guestPool, st.Group)
+	running, warm := membersIn(st, workflows.MemberRunning), membersIn(st, workflows.MemberWarm)
+	if !slices.Equal(v.running, running) || len(running) != st.Desired {
+		t.Fatalf("running domains %v, running members %v, desired %d", v.running, running, st.Desired)
+	}
+	parked := slices.DeleteFunc(slices.Clone(v.defined), func(d string) bool { return slices.Contains(v.running, d) })
+	if !slices.Equal(parked, warm) {
+		t.Fatalf("domains defined but not running %v, warm members %v", parked, warm)
+	}
+	for _, name := range warm {
+		if slices.Contains(running, name) {
+			t.Fatalf("%s is both warm and in the group", name)
+		}
+		d, err := lv.DomainLookupByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state, _, err := lv.DomainGetState(d, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved, err := lv.DomainHasManagedSaveImage(d, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if libvirt.DomainState(state) != libvirt.DomainShutoff || saved != 1 {
+			t.Fatalf("warm %s: state %d, managed save image %d; want shut off with an image", name, state, saved)
+		}
+	}
+	for _, d := range v.defined {
+		if v.diskOf[d] != activities.VolumeName(d) || !slices.Contains(v.volumes, activities.VolumeName(d)) {
+			t.Fatalf("domain %s uses %q; volumes %v", d, v.diskOf[d], v.volumes)
+		}
+	}
+	for _, vol := range v.volumes {
+		if owner := strings.TrimSuffix(strings.TrimPrefix(vol, activities.VolumePrefix), ".qcow2"); !slices.Contains(v.defined, owner) {
+			t.Fatalf("leaked volume %s", vol)
+		}
+	}
+	return fmt.Sprintf("running %v warm %v", running, warm)
+}
+
+var tickRE = regexp.MustCompile(`PREMISCALE-GUEST-TICK (\d+)`)
+
+// lastTick is the highest tick the guest printed to its console log (0 if
+// none): the tiny guest counts seconds since it came up.
+func lastTick(logDir, vm string) int {
+	b, _ := os.ReadFile(filepath.Join(logDir, vm+"-console.log"))
+	n := 0
+	for _, m := range tickRE.FindAllSubmatch(b, -1) {
+		if v, _ := strconv.Atoi(string(m[1])); v > n {
+			n = v
+		}
+	}
+	return n
+}
+
+// TestWarmPoolOfRealGuestsFillsActivatesAndRefills: a hibernated pool of
+// two tiny QEMU guests fills (each booted until its console says it is up,
+// then managed-saved); `scale 1 --wait` takes a warm VM, which goes on
+// counting where it stopped (restored, not booted again); the pool then
+// refills; a scale-in deletes (reuseOnScaleIn off).
+func TestWarmPoolOfRealGuestsFillsActivatesAndRefills(t *testing.T) {
+	const group = "wpa"
+	lv, c, port, logDir := warmController(t, group, 3, `size: 2, state: hibernated, ready: {consoleLine: "PREMISCALE-GUEST-READY", timeout: 3m}`)
+	t.Cleanup(func() { c.recordHistories(port, "warm") })
+	st := c.waitWarm(group, 0, 5*time.Minute)
+	t.Logf("pool filled: %s", checkWarmInvariant(t, lv, st))
+	warm := membersIn(st, workflows.MemberWarm)
+	before := map[string]int{}
+	for _, vm := range warm {
+		before[vm] = lastTick(logDir, vm)
+	}
+
+	start := time.Now()
+	c.mustCLI("scale", group, "1", "--wait")
+	took := time.Since(start)
+	st = c.status(group)
+	running := membersIn(st, workflows.MemberRunning)
+	if len(running) != 1 || !slices.Contains(warm, running[0]) {
+		t.Fatalf("running %v after scale 1, want one of the warm %v", running, warm)
+	}
+	vm := running[0]
+	// A cold boot prints its first line ~8 s after start; a restored guest
+	// ticks on from where it was saved within about a second.
+	deadline := time.Now().Add(4 * time.Second)
+	for lastTick(logDir, vm) <= before[vm] {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(logDir, vm+"-console.log"))
+			t.Fatalf("%s did not tick on within 4 s of its activation (ticked to %d before); console:\n%s", vm, before[vm], b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("scale 1 --wait took %s; %s ticked on from %d to %d", took.Round(time.Millisecond), vm, before[vm], lastTick(logDir, vm))
+
+	st = c.waitWarm(group, 1, 5*time.Minute)
+	t.Logf("pool refilled: %s", checkWarmInvariant(t, lv, st))
+
+	c.mustCLI("scale", group, "0", "--wait")
+	st = c.waitWarm(group, 0, 3*time.Minute)
+	if slices.Contains(membersIn(st, workflows.MemberWarm), vm) {
+		t.Errorf("%s returned to the pool although reuseOnScaleIn is off", vm)
+	}
+	t.Logf("scaled in: %s", checkWarmInvariant(t, lv, st))
+	if out := c.mustCLI("status", group); !strings.Contains(out, "warm pool: 2 of 2 hibernated") {
+		t.Errorf("status does not show the pool:\n%s", out)
+	}
+	c.checkWorkflowTasks(port)
+}
+
+// TestWarmPoolSurvivesSIGKILLDuringActivationAndRefill SIGKILLs the
+// controller while warm VMs are restored into the group, returned to the
+// pool (reuseOnScaleIn) and the pool refilled, restarts it, and after each
+// settle checks checkWarmInvariant: nothing leaked, nothing duplicated, no
+// VM both warm and in the group.
+func TestWarmPoolSurvivesSIGKILLDuringActivationAndRefill(t *testing.T) {
+	const group = "wpk"
+	// Prepared capacity 2: the pool holds 2 - desired, so every scale-in
+	// has room to return its VMs and every scale-out takes warm ones.
+	lv, c, port, _ := warmController(t, group, 2, `maxPreparedSize: 2, state: hibernated, reuseOnScaleIn: true, ready: {consoleLine: "PREMISCALE-GUEST-READY", timeout: 3m}`)
+	t.Cleanup(func() { c.recordHistories(port, "warmkill") })
+	c.waitWarm(group, 0, 5*time.Minute)
+	for i, want := range []int{1, 0, 2, 1, 0} {
+		c.mustCLI("scale", group, strconv.Itoa(want))
+		time.Sleep(time.Duration(rand.IntN(6000)) * time.Millisecond)
+		c.kill(syscall.SIGKILL)
+		c.start()
+		restarted := time.Now()
+		st := c.waitWarm(group, want, 5*time.Minute)
+		t.Logf("kill %d (scale to %d): settled in %s: %s", i+1, want, time.Since(restarted).Round(time.Millisecond), checkWarmInvariant(t, lv, st))
+		c.checkWorkflowTasks(port)
+	}
+	// Only the first two VMs ever existed: scale-ins returned them to the
+	// pool and scale-outs took them back.
+	if st := c.status(group); !slices.Equal(membersIn(st, workflows.MemberWarm), []string{"wpk-1", "wpk-2"}) {
+		t.Errorf("warm at the end %v, want [wpk-1 wpk-2]: VMs were deleted and made again instead of reused", membersIn(st, workflows.MemberWarm))
+	}
+}
