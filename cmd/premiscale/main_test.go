@@ -142,3 +142,25 @@ func TestProgressLineNamesTheStepOfEachVMInFlight(t *testing.T) {
 		t.Errorf("progress off a terminal wrote %q", b.String())
 	}
 }
+
+func TestStatusShowsTheWarmPool(t *testing.T) {
+	since := time.Now().Add(-90 * time.Second)
+	st := workflows.GroupStatus{
+		Group: "web", Desired: 1, Running: 1, Max: 5, Warm: 1, Warming: 1, WarmTarget: 2, WarmState: "hibernated",
+		Members: []workflows.Member{
+			{Name: "web-1", State: workflows.MemberRunning},
+			{Name: "web-2", State: workflows.MemberWarm, WarmState: "hibernated", WarmSince: since},
+			{Name: "web-3", State: workflows.MemberWarming, WarmState: "hibernated"},
+		},
+	}
+	var out bytes.Buffer
+	printStatus(&out, []workflows.GroupStatus{st, {Group: "plain", Desired: 1, Running: 1}}, true)
+	for _, want := range []string{"WARM", "1/2 (+1)", "warm (hibernated, 1m3", "warming (hibernated)", "warm pool: 1 of 2 hibernated, 1 warming"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	if line := strings.Split(out.String(), "\n")[2]; !strings.HasSuffix(strings.TrimSpace(line), "-") {
+		t.Errorf("a group without a pool shows %q, want a WARM of -", line)
+	}
+}
