@@ -122,14 +122,20 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 	if err != nil {
 		return false, err
 	}
+	sctx, cancel := context.WithCancel(ctx)
+	// The socket closes before the subscription is cancelled: cancelling
+	// first makes go-libvirt send a deregistration that raced the close,
+	// and libvirtd 9.0 crashed (segfault in its event loop) on one such
+	// race in a test run. On a closed connection the daemon drops the
+	// callbacks itself. (Over ssh, which go-libvirt dials, there is no
+	// socket of ours to close first.)
 	defer func() {
 		if raw != nil {
 			raw.close()
 		}
+		cancel()
 		go func() { _ = lv.Disconnect() }()
 	}()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	events, err := lv.LifecycleEvents(sctx)
 	if err != nil {
 		return false, fmt.Errorf("subscribe to lifecycle events: %w", err)
