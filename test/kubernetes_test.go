@@ -47,7 +47,7 @@ func waitSoleMember(t *testing.T, ctx context.Context, s *starter.Starter, group
 // purgeGroup removes, straight through libvirt, whatever a failed earlier
 // run left of a test group on a persistent (QEMU) host: its domains and
 // its volumes.
-func purgeGroup(t *testing.T, lv *libvirt.Libvirt, pool, group string) {
+func purgeGroup(t testing.TB, lv *libvirt.Libvirt, pool, group string) {
 	t.Helper()
 	v := viewGroupIn(t, lv, pool, group)
 	for _, name := range v.defined {

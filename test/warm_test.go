@@ -32,18 +32,36 @@ func tinyGuestDir(t *testing.T) string {
 
 // warmController runs a controller whose group of tiny real guests (direct
 // kernel boot, console logged, 256 MiB, no network) on the first hosts.sh
-// host has the warm pool warm (YAML flow). It returns the host, a
-// connection to it, the controller, its Temporal port and the directory of
-// the guests' console logs.
+// host has the warm pool warm (YAML flow). It returns a connection to the
+// host, the controller, its Temporal port and the directory of the guests'
+// console logs.
 func warmController(t *testing.T, group string, max int, warm string) (*libvirt.Libvirt, *controller, int, string) {
 	t.Helper()
+	hosts, conns, c, port, logDir := warmControllerOn(t, 1, group, max, warm, "")
+	return conns[hosts[0].name], c, port, logDir
+}
+
+// warmControllerOn is warmController over the first n hosts.sh hosts, with
+// more of the group's keys in extra (YAML lines indented under the group);
+// logDir is the first host's.
+func warmControllerOn(t *testing.T, n int, group string, max int, warm, extra string) ([]libvirtHost, map[string]*libvirt.Libvirt, *controller, int, string) {
+	t.Helper()
 	dir := tinyGuestDir(t)
-	hosts := requireHosts(t, 1)
-	h := hosts[0]
-	lv := connectURI(t, h.qemuURI())
-	purgeGroup(t, lv, guestPool, group)
-	t.Cleanup(func() { purgeGroup(t, lv, guestPool, group) })
-	out, err := exec.Command(hostsScript, "dir", strconv.Itoa(h.num)).Output()
+	hosts := requireHosts(t, n)
+	conns := map[string]*libvirt.Libvirt{}
+	for _, h := range hosts {
+		lv := connectURI(t, h.qemuURI())
+		conns[h.name] = lv
+		purgeGroup(t, lv, guestPool, group)
+	}
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			// A fresh connection: the host may have been restarted.
+			lv := connectURI(t, h.qemuURI())
+			purgeGroup(t, lv, guestPool, group)
+		}
+	})
+	out, err := exec.Command(hostsScript, "dir", strconv.Itoa(hosts[0].num)).Output()
 	if err != nil {
 		t.Fatalf("hosts.sh dir: %v", err)
 	}
@@ -56,12 +74,12 @@ func warmController(t *testing.T, group string, max int, warm string) (*libvirt.
       template: {diskSize: 16MiB, vcpus: 1, memory: 256MiB, domainType: qemu, shutdownTimeout: 0s,
                  kernel: %s, initrd: %s, cmdline: "console=ttyS0 quiet panic=-1",
                  consoleLog: true, network: {type: none}}
-`, group, max, warm, filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")))
+%s`, group, max, warm, filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img"), extra))
 	c := &controller{t: t, config: cfg, log: logPath}
 	c.start()
 	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
 	t.Cleanup(func() { c.checkLogForPanics() })
-	return lv, c, port, logDir
+	return hosts, conns, c, port, logDir
 }
 
 // waitWarm polls the group's status until it settles at desired with its
@@ -240,4 +258,69 @@ func TestWarmPoolSurvivesSIGKILLDuringActivationAndRefill(t *testing.T) {
 	if st := c.status(group); !slices.Equal(membersIn(st, workflows.MemberWarm), []string{"wpk-1", "wpk-2"}) {
 		t.Errorf("warm at the end %v, want [wpk-1 wpk-2]: VMs were deleted and made again instead of reused", membersIn(st, workflows.MemberWarm))
 	}
+}
+
+// TestWarmVMWhoseHostDiesIsReplacedElsewhere: the libvirtd of the host of
+// one of two warm VMs dies; past hostFailureGracePeriod the warm VM is
+// lost and the pool refilled on the other host; when the host returns,
+// the lost VM (domain, save image and volume) is removed from it.
+func TestWarmVMWhoseHostDiesIsReplacedElsewhere(t *testing.T) {
+	const group = "wph"
+	hosts, conns, c, port, _ := warmControllerOn(t, 2, group, 2,
+		`size: 2, state: hibernated, ready: {consoleLine: "PREMISCALE-GUEST-READY", timeout: 3m}`,
+		"      hostFailureGracePeriod: 5s\n")
+	st := c.waitWarm(group, 0, 5*time.Minute)
+	on := map[string]string{}
+	for _, m := range st.Members {
+		on[m.Name] = m.Host
+	}
+	victim, survivor := hosts[1], hosts[0]
+	var doomed string
+	for vm, h := range on {
+		if h == victim.name {
+			doomed = vm
+		}
+	}
+	if doomed == "" {
+		t.Fatalf("spread placed no warm VM on %s: %v", victim.name, on)
+	}
+	hostCtl(t, "kill", victim)
+	killed := time.Now()
+	deadline := killed.Add(4 * time.Minute)
+	for {
+		st = c.status(group)
+		warmOn := map[string]int{}
+		for _, m := range st.Members {
+			if m.State == workflows.MemberWarm {
+				warmOn[m.Host]++
+			}
+		}
+		if st.Lost == 1 && warmOn[survivor.name] == 2 && st.Warming == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.dumpLog()
+			t.Fatalf("warm %s on dead %s not replaced on %s: %+v", doomed, victim.name, survivor.name, st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("warm %s lost with %s and replaced on %s %s after the host died", doomed, victim.name, survivor.name, time.Since(killed).Round(time.Millisecond))
+
+	hostCtl(t, "restart", victim)
+	back := time.Now()
+	lv := connectURI(t, victim.qemuURI())
+	for {
+		stale := viewGroupIn(t, lv, guestPool, group)
+		if len(stale.defined) == 0 && len(stale.volumes) == 0 {
+			break
+		}
+		if time.Since(back) > 3*time.Minute {
+			c.dumpLog()
+			t.Fatalf("lost warm VM not removed from %s after it returned: %v, volumes %v", victim.name, stale.defined, stale.volumes)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	st = c.waitWarm(group, 0, 2*time.Minute)
+	t.Logf("%s returned; the lost warm VM removed in %s: %s", victim.name, time.Since(back).Round(time.Millisecond), checkWarmInvariant(t, conns[survivor.name], st))
+	c.checkWorkflowTasks(port)
 }

@@ -10,7 +10,8 @@
 #                        PREMISCALE-GUEST-READY disk=<yes|no>
 #                        PREMISCALE-GUEST-HOSTNAME <hostname|unknown>
 #                      on the serial console, then PREMISCALE-GUEST-TICK <n> each
-#                      second (so a guest restored or resumed shows it runs)
+#                      second, or each `tick=SECONDS` of the kernel command line
+#                      (so a guest restored or resumed shows it runs)
 #   OUTDIR/cmdline     the kernel command line to use: console=ttyS0 quiet panic=-1
 # and, if the libvirt storage pool "premiscale" exists, the empty 64 MiB base
 # volume "tiny-base.qcow2" in that pool's target directory (for qcow2 overlays).
@@ -102,9 +103,11 @@ disk=no
 [ -b /dev/vda ] && disk=yes
 
 name=""
+tick=1
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     hostname=*) name="${arg#hostname=}" ;;
+    tick=*) tick="${arg#tick=}" ;;
   esac
 done
 if [ -z "$name" ] && [ -r /sys/class/dmi/id/product_serial ]; then
@@ -133,7 +136,7 @@ echo "PREMISCALE-GUEST-READY disk=$disk"
 echo "PREMISCALE-GUEST-HOSTNAME $name"
 n=0
 while :; do
-  sleep 1
+  sleep "$tick"
   n=$((n + 1))
   echo "PREMISCALE-GUEST-TICK $n"
 done

@@ -1,0 +1,352 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"go.temporal.io/sdk/client"
+
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/workflows"
+)
+
+// benchTick is the tiny guest's console tick in the warm-pool benchmark:
+// the resolution with which a restored or resumed guest is seen to run.
+const benchTick = "0.05"
+
+// consoleDir is where the local libvirtd's virtlogd writes the consoles.
+const consoleDir = "/var/log/libvirt/qemu"
+
+// BenchmarkWarmPool measures, on real tiny QEMU/TCG guests on the local
+// libvirtd, the time from the decision (the set-desired Update to 0 -> N)
+// until every one of the N VMs has printed a console line after it: a
+// cold group (clone, define, boot; its first line is the guest's
+// PREMISCALE-GUEST-READY) against groups whose warm pool of N holds
+// hibernated or paused guests (restored or resumed; their first line is
+// the next tick, every 50 ms). Each mode runs on its own in-process
+// controller, one after the other, in the same iteration. It reports the
+// three times, the ratios cold/warm, and the memory and disk the pool
+// holds while warm (paused: the guests' memory; hibernated: the managed
+// save images; both: the overlay disks). BENCH_TRACE=1 prints the console
+// lines as they arrive and each activation's history with its times.
+func BenchmarkWarmPool(b *testing.B) {
+	for _, n := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var cold, hib, paused warmSample
+			for i := range b.N {
+				cold = measureWarm(b, n, "", i)
+				hib = measureWarm(b, n, config.WarmHibernated, i)
+				paused = measureWarm(b, n, config.WarmPaused, i)
+			}
+			b.ReportMetric(ms(cold.took), "cold-ms")
+			b.ReportMetric(ms(hib.took), "hibernated-ms")
+			b.ReportMetric(ms(paused.took), "paused-ms")
+			b.ReportMetric(float64(cold.took)/float64(hib.took), "cold/hibernated")
+			b.ReportMetric(float64(cold.took)/float64(paused.took), "cold/paused")
+			b.ReportMetric(float64(hib.memory>>20), "hibernated-pool-mem-MiB")
+			b.ReportMetric(float64(hib.disk>>20), "hibernated-pool-disk-MiB")
+			b.ReportMetric(float64(paused.memory>>20), "paused-pool-mem-MiB")
+			b.ReportMetric(float64(paused.disk>>20), "paused-pool-disk-MiB")
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type warmSample struct {
+	took         time.Duration
+	memory, disk uint64
+}
+
+// measureWarm runs one group of n tiny guests with a warm pool of n in
+// state (none if empty), waits for the pool to fill, then times 0 -> n,
+// and removes the group (deleting its VMs) before it returns.
+func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
+	b.Helper()
+	dir := os.Getenv("TINY_GUEST_DIR")
+	if dir == "" {
+		b.Skip("TINY_GUEST_DIR not set: run through make bench, which builds the tiny guest")
+	}
+	lv := requireLibvirt(b, qemuURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	mode := "cold"
+	if state != "" {
+		mode = state
+	}
+	group := fmt.Sprintf("bw%s%d-%d", mode[:1], n, iter)
+	purgeGroup(b, lv, guestPool, group)
+	g := config.Group{
+		Name: group, Max: n,
+		Scaling: config.Scaling{EvaluationInterval: time.Second},
+		Template: config.Template{
+			DiskSize: "16MiB", VCPUs: 1, Memory: "256MiB", DomainType: "qemu",
+			Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
+			Cmdline: "console=ttyS0 quiet panic=-1 tick=" + benchTick, ConsoleLog: true,
+			Network: config.Network{Type: config.NetworkNone}, ShutdownTimeout: new(time.Duration),
+		},
+	}
+	if state != "" {
+		g.WarmPool = &config.WarmPool{Size: &n, State: state, Ready: config.WarmReady{ConsoleLine: "PREMISCALE-GUEST-READY", Timeout: 10 * time.Minute}}
+	}
+	cfg := &config.Config{Version: config.Version, Autoscale: config.Autoscale{
+		Hosts:  []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 16}},
+		Groups: []config.Group{g},
+	}}
+	s, c := startInProcessConfig(b, ctx, cfg, nil)
+	defer removeAndPurge(b, ctx, c, lv, group)
+
+	var out warmSample
+	var warm []string
+	if state != "" {
+		st := waitWarmStatus(b, ctx, s, group, 15*time.Minute, func(st workflows.GroupStatus) bool { return st.Warm == n && st.Warming == 0 })
+		warm = membersIn(st, workflows.MemberWarm)
+		out.memory, out.disk = poolHolds(b, lv, warm, state)
+	}
+	// Each VM's serial console is read from the moment its domain is
+	// active (a cold VM's once it is defined and started; a hibernated
+	// one's once its restore starts; a paused one's before the decision):
+	// QEMU's pty backend holds a guest's output for up to a second while
+	// nobody has the console open, which would hide when the guest runs.
+	// A warm guest has run before: it counts as up once it ticks past the
+	// last tick it printed; a cold one, at its first line.
+	before := map[string]int{}
+	for _, vm := range warm {
+		before[vm] = lastTick(consoleDir, vm)
+	}
+	var vms []string
+	if state == "" {
+		for j := 1; j <= n; j++ {
+			vms = append(vms, fmt.Sprintf("%s-%d", group, j))
+		}
+	} else {
+		vms = warm
+	}
+	type seen struct {
+		vm  string
+		at  time.Time
+		err error
+	}
+	wctx, stopWatch := context.WithTimeout(ctx, 15*time.Minute)
+	defer stopWatch()
+	results := make(chan seen, len(vms))
+	attached := make(chan struct{}, len(vms))
+	for _, vm := range vms {
+		ok := func(line string) bool { return true }
+		if state != "" {
+			last := before[vm]
+			ok = func(line string) bool {
+				m := tickRE.FindStringSubmatch(line)
+				if m == nil {
+					return false
+				}
+				v, _ := strconv.Atoi(m[1])
+				return v > last
+			}
+		}
+		go func() {
+			at, err := firstConsoleLine(wctx, vm, ok, attached)
+			results <- seen{vm, at, err}
+		}()
+	}
+	if state == config.WarmPaused {
+		for range vms {
+			<-attached // paused domains are active: attached before the decision
+		}
+	}
+	start := time.Now()
+	if os.Getenv("BENCH_TRACE") == "1" {
+		fmt.Fprintf(os.Stderr, "decision %s\n", start.Format("15:04:05.000"))
+	}
+	if _, err := s.Scale(ctx, group, n); err != nil {
+		b.Fatal(err)
+	}
+	first := map[string]time.Duration{}
+	for range vms {
+		r := <-results
+		if r.err != nil {
+			b.Fatalf("%s: console of %s: %v (up so far: %v)", group, r.vm, r.err, first)
+		}
+		first[r.vm] = r.at.Sub(start)
+	}
+	for _, d := range first {
+		out.took = max(out.took, d)
+	}
+	st, err := s.Status(ctx, group)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if state != "" {
+		if got := membersIn(st, workflows.MemberRunning); !slices.Equal(got, warm) && st.Provisioning == 0 {
+			b.Fatalf("%s: running %v, want the warm %v", group, got, warm)
+		}
+	}
+	b.Logf("%s: %d VMs up in %s (each: %v)", group, n, out.took.Round(time.Millisecond), first)
+	if len(warm) > 0 && os.Getenv("BENCH_TRACE") == "1" {
+		fmt.Fprintf(os.Stderr, "%s: up after %v; activation:\n", group, first)
+		it := c.GetWorkflowHistory(ctx, workflows.ActivateWorkflowID(group, warm[0]), "", false, 0)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				break
+			}
+			fmt.Fprintf(os.Stderr, "%s  +%s %s\n", group, ev.GetEventTime().AsTime().Sub(start).Round(time.Millisecond), ev.GetEventType())
+		}
+	}
+	return out
+}
+
+// firstConsoleLine waits until vm's domain is active on the local
+// libvirtd, attaches to its serial console (signalling attached), and
+// returns when the first complete line for which ok holds arrived.
+func firstConsoleLine(ctx context.Context, vm string, ok func(string) bool, attached chan<- struct{}) (time.Time, error) {
+	u, _ := url.Parse(qemuURI)
+	lv, err := libvirt.ConnectToURI(u)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// A console stream holds the connection; Disconnect may wait on it.
+	defer func() { go func() { _ = lv.Disconnect() }() }()
+	var dom libvirt.Domain
+	for {
+		if d, err := lv.DomainLookupByName(vm); err == nil {
+			if active, err := lv.DomainIsActive(d); err == nil && active == 1 {
+				dom = d
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("domain never active: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	lw := &lineWatch{ok: ok, found: make(chan time.Time, 1)}
+	signalled := false
+	for {
+		done := make(chan error, 1)
+		go func() { done <- lv.DomainOpenConsole(dom, nil, lw, uint32(libvirt.DomainConsoleForce)) }()
+		if !signalled {
+			attached <- struct{}{}
+			signalled = true
+		}
+		select {
+		case at := <-lw.found:
+			return at, nil
+		case err := <-done:
+			// A domain just started has no pty for a moment.
+			if err == nil || !strings.Contains(err.Error(), "not yet assigned") {
+				return time.Time{}, fmt.Errorf("console ended: %v", err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// lineWatch is an io.Writer that sends the time of the first complete line
+// for which ok holds.
+type lineWatch struct {
+	ok    func(string) bool
+	buf   []byte
+	found chan time.Time
+	done  bool
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	now := time.Now()
+	w.buf = append(w.buf, p...)
+	for !w.done {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		if os.Getenv("BENCH_TRACE") == "1" {
+			fmt.Fprintf(os.Stderr, "console %s %q\n", now.Format("15:04:05.000"), line)
+		}
+		if w.ok(line) {
+			w.done = true
+			w.found <- now
+		}
+	}
+	return len(p), nil
+}
+
+// poolHolds is the memory and disk the warm VMs hold on the host: the
+// memory of paused guests, the managed save images of hibernated ones,
+// and their overlay disks.
+func poolHolds(b *testing.B, lv *libvirt.Libvirt, warm []string, state string) (memory, disk uint64) {
+	p, err := lv.StoragePoolLookupByName(guestPool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, vm := range warm {
+		if vol, err := lv.StorageVolLookupByName(p, "premiscale-"+vm+".qcow2"); err == nil {
+			if _, _, alloc, err := lv.StorageVolGetInfo(vol); err == nil {
+				disk += alloc
+			}
+		}
+		switch state {
+		case config.WarmPaused:
+			d, err := lv.DomainLookupByName(vm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _, mem, _, _, err := lv.DomainGetInfo(d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			memory += mem << 10
+		case config.WarmHibernated:
+			if fi, err := os.Stat("/var/lib/libvirt/qemu/save/" + vm + ".save"); err == nil {
+				disk += uint64(fi.Size())
+			}
+		}
+	}
+	return memory, disk
+}
+
+// waitWarmStatus polls the group's status until ok or timeout.
+func waitWarmStatus(b *testing.B, ctx context.Context, s *starter.Starter, group string, timeout time.Duration, ok func(workflows.GroupStatus) bool) workflows.GroupStatus {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := s.Status(ctx, group)
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: not there within %s: %+v (%v)", group, timeout, st, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// removeAndPurge removes the group through its workflow (every VM, warm
+// ones too, decommissioned; the workflow ends), then clears whatever is
+// left straight through libvirt.
+func removeAndPurge(b *testing.B, ctx context.Context, c client.Client, lv *libvirt.Libvirt, group string) {
+	id := workflows.GroupWorkflowID(group)
+	if err := c.SignalWorkflow(ctx, id, "", workflows.SignalRemove, workflows.RemoveRequest{DeleteVMs: true}); err == nil {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		if err := c.GetWorkflow(wctx, id, "").Get(wctx, nil); err != nil && !strings.Contains(err.Error(), "canceled") {
+			b.Logf("%s: removal: %v", group, err)
+		}
+		cancel()
+	}
+	purgeGroup(b, lv, guestPool, group)
+}
