@@ -337,7 +337,8 @@ func (g *group) activate(ctx workflow.Context, m *Member) {
 }
 
 // reconcileWarm keeps the warm pool at its size once the group itself is
-// whole: it refills the pool (within the provisioning cap, placed like any
+// whole (every member running, none being provisioned or activated): it
+// refills the pool (within the provisioning cap, placed like any
 // new VM), and decommissions warm members past the size or of an older
 // revision.
 func (g *group) reconcileWarm(ctx workflow.Context) {
@@ -387,8 +388,10 @@ func (g *group) reconcileWarm(ctx workflow.Context) {
 	if missing <= 0 || g.st.Paused || workflow.Now(ctx).Before(g.st.BackoffUntil) {
 		return
 	}
-	if g.count(MemberProvisioning, MemberRunning) < g.st.Desired {
-		return // the group itself first
+	if g.count(MemberRunning) < g.st.Desired || g.count(MemberProvisioning) > 0 {
+		// The group itself first: a refill boots new guests, which on a
+		// busy host slows the restores and boots the group is waiting for.
+		return
 	}
 	n := min(missing, MaxProvisioning-g.count(MemberProvisioning, MemberWarming))
 	if n <= 0 {
