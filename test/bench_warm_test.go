@@ -245,9 +245,15 @@ func firstConsoleLine(ctx context.Context, vm string, ok func(string) bool, atta
 		case at := <-lw.found:
 			return at, nil
 		case err := <-done:
-			// A domain just started has no pty for a moment.
-			if err == nil || !strings.Contains(err.Error(), "not yet assigned") {
+			// A domain just started has no pty for a moment; a stream
+			// can also end without error (a restore replaces the QEMU
+			// process, or another session forced the console): attach
+			// again while the domain is active.
+			if err != nil && !strings.Contains(err.Error(), "not yet assigned") {
 				return time.Time{}, fmt.Errorf("console ended: %v", err)
+			}
+			if active, aerr := lv.DomainIsActive(dom); aerr != nil || active != 1 {
+				return time.Time{}, fmt.Errorf("console ended and the domain is not active (%v)", aerr)
 			}
 			time.Sleep(2 * time.Millisecond)
 		case <-ctx.Done():
