@@ -76,7 +76,6 @@ func consoleOptions(ctx workflow.Context, timeout time.Duration) workflow.Contex
 // park is ProvisionVM's last step for a warm VM: cordon its node, if it
 // joins, then put the domain into the warm state.
 func park(ctx workflow.Context, step *string, in ProvisionInput) error {
-	var a *activities.Libvirt
 	var k *activities.Kubernetes
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout:    in.Warm.GracePeriod + 2*time.Minute,
@@ -93,9 +92,22 @@ func park(ctx workflow.Context, step *string, in ProvisionInput) error {
 		}
 	}
 	*step = "park"
-	ref := activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}
+	return parkDomain(ctx, activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}, *in.Warm)
+}
+
+// parkDomain runs ParkDomain, its retries bounded like a provisioning
+// step's plus the shutdown grace of WarmStopped.
+func parkDomain(ctx workflow.Context, ref activities.DomainRef, warm WarmSpec) error {
+	var a *activities.Libvirt
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    warm.GracePeriod + 2*time.Minute,
+		ScheduleToCloseTimeout: provisionStepDeadline + warm.GracePeriod,
+		HeartbeatTimeout:       heartbeatTimeout,
+		RetryPolicy:            retry,
+		WaitForCancellation:    true,
+	})
 	return workflow.ExecuteActivity(actx, a.ParkDomain, activities.ParkDomainInput{
-		Domain: ref, State: in.Warm.State, GracePeriod: in.Warm.GracePeriod,
+		Domain: ref, State: warm.State, GracePeriod: warm.GracePeriod,
 	}).Get(ctx, nil)
 }
 
@@ -128,16 +140,7 @@ func ParkVM(ctx workflow.Context, in ParkInput) error {
 		}
 	}
 	step = "park"
-	var a *activities.Libvirt
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    in.Warm.GracePeriod + 2*time.Minute,
-		ScheduleToCloseTimeout: provisionStepDeadline + in.Warm.GracePeriod,
-		HeartbeatTimeout:       heartbeatTimeout,
-		RetryPolicy:            retry,
-	})
-	return workflow.ExecuteActivity(actx, a.ParkDomain, activities.ParkDomainInput{
-		Domain: activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}, State: in.Warm.State, GracePeriod: in.Warm.GracePeriod,
-	}).Get(ctx, nil)
+	return parkDomain(ctx, activities.DomainRef{Host: in.Host, Group: in.Group, VM: in.VM}, in.Warm)
 }
 
 // reusable reports whether a scale-in may return m to the warm pool
