@@ -27,11 +27,18 @@ const (
 	// connection counts as hung and is closed.
 	DefaultPingTimeout = 5 * time.Second
 	// DefaultMaxPerHost is how many activities may use one host at once.
-	DefaultMaxPerHost = 4
+	DefaultMaxPerHost = 8
+	// callsPerConn is how many activities share one connection. libvirtd
+	// serves at most max_client_requests (default 5) calls of one client
+	// at a time and queues the rest behind them, so a fifth long call (a
+	// restore from a managed save takes seconds) would wait for the first
+	// four; four leaves room for the pinger's check.
+	callsPerConn = 4
 )
 
-// Hosts pools one libvirt connection per URI, shared by every activity that
-// runs in this worker process.
+// Hosts pools libvirt connections per URI, shared by every activity that
+// runs in this worker process: one connection for every callsPerConn of the
+// host's MaxPerHost slots, dialed when first needed.
 //
 // go-libvirt calls take no context and wait for the daemon's answer, so a
 // host that stops answering (libvirtd stuck on a dead NFS pool, a machine
@@ -55,14 +62,21 @@ type Hosts struct {
 	Logger     *slog.Logger
 
 	mu     sync.Mutex
-	conns  map[string]*hostConn
+	conns  map[string]*hostConns
 	closed bool
 }
 
-// hostConn is one URI's connection and its users.
-type hostConn struct {
-	slots chan struct{}
+// hostConns is one URI's slots and connections. Slot i uses conns[i /
+// callsPerConn], so no connection carries more than callsPerConn
+// activities' calls.
+type hostConns struct {
+	// free holds the indices of the slots not in use.
+	free  chan int
+	conns []*hostConn
+}
 
+// hostConn is one connection of a URI.
+type hostConn struct {
 	mu sync.Mutex
 	lv *libvirt.Libvirt
 	// raw closes lv's socket without a round trip to the daemon.
@@ -79,7 +93,7 @@ func NewHosts(logger *slog.Logger) *Hosts {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Hosts{Logger: logger, conns: map[string]*hostConn{}}
+	return &Hosts{Logger: logger, conns: map[string]*hostConns{}}
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -89,21 +103,28 @@ func orDefault[T int | time.Duration](v, def T) T {
 	return def
 }
 
-func (h *Hosts) host(uri string) (*hostConn, error) {
+func (h *Hosts) host(uri string) (*hostConns, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, errors.New("libvirt connection pool closed")
 	}
 	if h.conns == nil {
-		h.conns = map[string]*hostConn{}
+		h.conns = map[string]*hostConns{}
 	}
-	hc, ok := h.conns[uri]
+	hs, ok := h.conns[uri]
 	if !ok {
-		hc = &hostConn{slots: make(chan struct{}, orDefault(h.MaxPerHost, DefaultMaxPerHost))}
-		h.conns[uri] = hc
+		slots := orDefault(h.MaxPerHost, DefaultMaxPerHost)
+		hs = &hostConns{free: make(chan int, slots)}
+		for i := range slots {
+			hs.free <- i
+		}
+		for range (slots + callsPerConn - 1) / callsPerConn {
+			hs.conns = append(hs.conns, &hostConn{})
+		}
+		h.conns[uri] = hs
 	}
-	return hc, nil
+	return hs, nil
 }
 
 // Acquire takes one of the host's slots and returns a live connection to
@@ -111,17 +132,18 @@ func (h *Hosts) host(uri string) (*hostConn, error) {
 // when the caller is done with the connection. It gives up when ctx is done.
 // Errors name the host by name, never by URI (which may hold credentials).
 func (h *Hosts) Acquire(ctx context.Context, name, uri string) (lv *libvirt.Libvirt, release func(), err error) {
-	hc, err := h.host(uri)
+	hs, err := h.host(uri)
 	if err != nil {
 		return nil, nil, err
 	}
+	var slot int
 	select {
-	case hc.slots <- struct{}{}:
+	case slot = <-hs.free:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("host %s: waiting for a free connection slot (%d in use): %w", name, cap(hc.slots), ctx.Err())
+		return nil, nil, fmt.Errorf("host %s: waiting for a free connection slot (%d in use): %w", name, cap(hs.free), ctx.Err())
 	}
-	release = func() { <-hc.slots }
-	lv, err = h.conn(ctx, hc, name, uri)
+	release = func() { hs.free <- slot }
+	lv, err = h.conn(ctx, hs.conns[slot/callsPerConn], name, uri)
 	if err != nil {
 		release()
 		return nil, nil, err
@@ -129,14 +151,14 @@ func (h *Hosts) Acquire(ctx context.Context, name, uri string) (lv *libvirt.Libv
 	return lv, release, nil
 }
 
-// Conn returns a live connection to uri without taking a slot, for callers
-// that hold one already or do a single short call.
+// Conn returns a live connection to uri (its first) without taking a
+// slot, for callers that hold one already or do a single short call.
 func (h *Hosts) Conn(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
-	hc, err := h.host(uri)
+	hs, err := h.host(uri)
 	if err != nil {
 		return nil, err
 	}
-	return h.conn(ctx, hc, "", uri)
+	return h.conn(ctx, hs.conns[0], "", uri)
 }
 
 func (h *Hosts) conn(ctx context.Context, hc *hostConn, name, uri string) (*libvirt.Libvirt, error) {
@@ -397,8 +419,11 @@ func (h *Hosts) dropLocked(hc *hostConn) {
 func (h *Hosts) Close() error {
 	h.mu.Lock()
 	h.closed = true
-	conns := h.conns
-	h.conns = map[string]*hostConn{}
+	var conns []*hostConn
+	for _, hs := range h.conns {
+		conns = append(conns, hs.conns...)
+	}
+	h.conns = map[string]*hostConns{}
 	h.mu.Unlock()
 	for _, hc := range conns {
 		hc.mu.Lock()

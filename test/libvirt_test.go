@@ -332,6 +332,54 @@ func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
 	}
 }
 
+func TestHostSlotsSpreadOverConnectionsOfFourCalls(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	hosts := activities.NewHosts(nil)
+	hosts.MaxPerHost = 8
+	defer hosts.Close()
+	ctx := context.Background()
+	uses := map[*libvirt.Libvirt]int{}
+	var releases []func()
+	for range 8 {
+		lv, release, err := hosts.Acquire(ctx, "h1", testDriverURI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uses[lv]++
+		releases = append(releases, release)
+	}
+	if len(uses) != 2 {
+		t.Fatalf("8 slots used %d connections, want 2 (libvirtd serves 5 calls of a connection at once)", len(uses))
+	}
+	for lv, n := range uses {
+		if n != 4 {
+			t.Errorf("a connection carries %d slots, want 4", n)
+		}
+		if _, err := lv.ConnectGetLibVersion(); err != nil {
+			t.Errorf("pooled connection does not work: %v", err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := hosts.Acquire(short, "h1", testDriverURI); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a ninth user: err = %v, want its deadline while all 8 slots are held", err)
+	}
+	releases[5]()
+	lv, release, err := hosts.Acquire(ctx, "h1", testDriverURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if uses[lv] == 0 {
+		t.Error("a freed slot came back on a connection not in the pool")
+	}
+	for i, r := range releases {
+		if i != 5 {
+			r()
+		}
+	}
+}
+
 func TestHostInventoryCountsEveryDomainAndListsOurs(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
 	tmpl := config.Template{VCPUs: 2, Memory: "128MiB", DomainType: "qemu", Arch: "x86_64", DiskSize: "64MiB"}
