@@ -469,8 +469,9 @@ func (l *Libvirt) StartDomain(ctx context.Context, ref DomainRef) error {
 type RecoverDomainOutput struct {
 	// State is the domain's state before: "paused", "shut-off", ...
 	State string `json:"state"`
-	// Action is what was done: "resumed", "woken", "started" or "" (the
-	// state is one to wait out, e.g. shutting down, or it runs already).
+	// Action is what was done: "resumed", "woken", "started", "starting"
+	// (nothing: it is being started or restored) or "" (the state is one
+	// to wait out, e.g. shutting down, or it runs already).
 	Action string `json:"action"`
 }
 
@@ -494,13 +495,21 @@ func (l *Libvirt) RecoverDomain(ctx context.Context, ref DomainRef) (RecoverDoma
 	if !found {
 		return RecoverDomainOutput{}, nonRetryable(ErrTypeMissing, "host %s: domain %s is not defined", ref.Host.Name, ref.VM)
 	}
-	state, _, err := lv.DomainGetState(dom, 0)
+	state, reason, err := lv.DomainGetState(dom, 0)
 	if err != nil {
 		return RecoverDomainOutput{}, fmt.Errorf("domain %s state: %w", ref.VM, err)
 	}
 	out := RecoverDomainOutput{State: stateName(libvirt.DomainState(state))}
 	switch libvirt.DomainState(state) {
 	case libvirt.DomainPaused:
+		if libvirt.DomainPausedReason(reason) == libvirt.DomainPausedStartingUp {
+			// Being started or restored (by an earlier attempt of this
+			// activity whose call libvirtd still serves): resuming it
+			// fails with "already running"; it runs once that is done.
+			out.Action = "starting"
+			return out, nil
+		}
+
 		out.Action, err = "resumed", lv.DomainResume(dom)
 	case libvirt.DomainPmsuspended:
 		out.Action, err = "woken", lv.DomainPmWakeup(dom, 0)

@@ -44,10 +44,19 @@ func BenchmarkWarmPool(b *testing.B) {
 	for _, n := range []int{1, 3, 10} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			var cold, hib, paused warmSample
+			// BENCH_WARM_MODES=hibernated,... measures only those (to look
+			// into one; the ratios then are meaningless).
+			only := os.Getenv("BENCH_WARM_MODES")
+			measure := func(mode string, state string, i int) warmSample {
+				if only != "" && !slices.Contains(strings.Split(only, ","), mode) {
+					return warmSample{took: 1}
+				}
+				return measureWarm(b, n, state, i)
+			}
 			for i := range b.N {
-				cold = measureWarm(b, n, "", i)
-				hib = measureWarm(b, n, config.WarmHibernated, i)
-				paused = measureWarm(b, n, config.WarmPaused, i)
+				cold = measure("cold", "", i)
+				hib = measure("hibernated", config.WarmHibernated, i)
+				paused = measure("paused", config.WarmPaused, i)
 			}
 			b.ReportMetric(ms(cold.took), "cold-ms")
 			b.ReportMetric(ms(hib.took), "hibernated-ms")
