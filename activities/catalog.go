@@ -35,6 +35,9 @@ type Catalog struct {
 	hosts        map[string]config.Host
 	groups       map[string]config.Group
 	kube         config.Kubernetes
+	// kept holds earlier revisions of groups (KeepRevisions), by group
+	// and revision.
+	kept map[string]map[string]config.Group
 }
 
 // NewCatalog indexes a loaded (defaulted and validated) configuration.
@@ -91,8 +94,11 @@ func (c *Catalog) Member(group, revision, vm string) (config.Group, error) {
 		return config.Group{}, nonRetryable(ErrTypeUnknownGroup, "%q is not a VM name of group %s (%s-<number>); refusing", vm, group, group)
 	}
 	if rev := g.Revision(); revision != rev {
+		if old, ok := c.kept[group][revision]; ok {
+			return old, nil // an earlier revision, for a rollback
+		}
 		return config.Group{}, nonRetryable(ErrTypeConfigMismatch,
-			"group %s: the workflow carries configuration revision %q and this worker has %q; run every worker with the same configuration file (the controller hands the group its new revision when it restarts)", group, revision, rev)
+			"group %s: the workflow carries configuration revision %q and this worker has %q (nor did it run with it before); run every worker with the same configuration file (the controller hands the group its new revision when it restarts)", group, revision, rev)
 	}
 	return g, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -504,6 +505,52 @@ type Group struct {
 	Schedules []Schedule `koanf:"schedules" json:"schedules,omitempty"`
 	// WarmPool keeps VMs booted and parked beside the group (see WarmPool).
 	WarmPool *WarmPool `koanf:"warmPool" json:"warmPool,omitempty"`
+	// Refresh says how a rolling refresh replaces VMs made from an older
+	// template revision, and whether a template change starts one.
+	Refresh Refresh `koanf:"refresh" json:"refresh"`
+}
+
+// Refresh modes.
+const (
+	// RefreshManual: a template change applies to new VMs only, until
+	// premiscale refresh replaces the others.
+	RefreshManual = "manual"
+	// RefreshAuto: a template change starts a refresh.
+	RefreshAuto = "auto"
+)
+
+// DefaultRefreshMinHealthy is AWS instance refresh's default.
+const DefaultRefreshMinHealthy = 90
+
+// Refresh is a group's rolling refresh settings, as AWS instance refresh
+// preferences: members made from an older template revision are replaced
+// in batches, each batch only once the previous one's replacements run,
+// while MinHealthy percent of desired (rounded up) keep running.
+type Refresh struct {
+	// Mode is RefreshManual (default) or RefreshAuto.
+	Mode string `koanf:"mode" json:"mode"`
+	// MinHealthy is a percentage, "90%" or "90"; default 90%.
+	MinHealthy string `koanf:"minHealthy" json:"minHealthy,omitempty"`
+	// Batch caps the VMs replaced at once; 0: as many as MinHealthy allows.
+	Batch int `koanf:"batch" json:"batch,omitempty"`
+}
+
+// ParsePercent reads a percentage of 0 to 100, written "66%" or "66".
+func ParsePercent(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(s), "%"))
+	if err != nil || n < 0 || n > 100 {
+		return 0, fmt.Errorf("must be a percentage from 0%% to 100%%, got %q", s)
+	}
+	return n, nil
+}
+
+// MinHealthyPercent is MinHealthy as a number (validated).
+func (r Refresh) MinHealthyPercent() int {
+	if r.MinHealthy == "" {
+		return DefaultRefreshMinHealthy
+	}
+	n, _ := ParsePercent(r.MinHealthy)
+	return n
 }
 
 // Warm pool states: how a warm VM waits.
@@ -830,6 +877,7 @@ func (c *Config) ApplyDefaults() {
 			g.Desired = &d
 		}
 		setStr(&g.Placement.Strategy, PlacementSpread)
+		setStr(&g.Refresh.Mode, RefreshManual)
 		if w := g.WarmPool; w != nil {
 			setStr(&w.State, WarmHibernated)
 			if w.Ready.Timeout == 0 {

@@ -583,6 +583,52 @@ autoscale:
 	}
 }
 
+func TestRefreshErrorsNameTheirPaths(t *testing.T) {
+	body := `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - {name: a, max: 4, template: {diskSize: 1GiB}, refresh: {mode: always, minHealthy: 101%, batch: -1}}
+    - {name: b, max: 4, template: {diskSize: 1GiB}, refresh: {minHealthy: most}}
+    - {name: c, max: 4, template: {diskSize: 1GiB}, refresh: {mode: auto, minHealthy: "66%", batch: 2}}
+`
+	_, err := load(writeConfig(t, body), noEnv, nil)
+	if err == nil {
+		t.Fatal("broken refresh settings loaded without error")
+	}
+	for _, want := range []string{
+		`autoscale.groups[0].refresh.mode: must be manual or auto, got "always"`,
+		`autoscale.groups[0].refresh.minHealthy: must be a percentage from 0% to 100%, got "101%"`,
+		"autoscale.groups[0].refresh.batch: must be from 0 to 1000, got -1",
+		`autoscale.groups[1].refresh.minHealthy: must be a percentage from 0% to 100%, got "most"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "groups[2]") {
+		t.Errorf("valid refresh settings were refused:\n%v", err)
+	}
+	cfg, err := load(writeConfig(t, `
+version: v1alpha1
+autoscale:
+  hosts:
+    - {name: h1, uri: "test:///default"}
+  groups:
+    - {name: x, max: 1, template: {diskSize: 1GiB}}
+    - {name: c, max: 4, template: {diskSize: 1GiB}, refresh: {mode: auto, minHealthy: "66%", batch: 2}}
+`), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, c := cfg.Autoscale.Groups[0].Refresh, cfg.Autoscale.Groups[1].Refresh
+	if x.Mode != RefreshManual || x.MinHealthyPercent() != 90 || c.Mode != RefreshAuto || c.MinHealthyPercent() != 66 || c.Batch != 2 {
+		t.Errorf("refresh settings = %+v (%d%%) and %+v (%d%%), want manual 90%% and auto 66%% batch 2", x, x.MinHealthyPercent(), c, c.MinHealthyPercent())
+	}
+}
+
 func TestWarmPoolTargetFollowsDesired(t *testing.T) {
 	n := func(v int) *int { return &v }
 	for _, tc := range []struct {

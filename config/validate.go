@@ -188,6 +188,7 @@ func (c *Config) Validate() error {
 		v.kubernetes(p+".kubernetes", g.Kubernetes, c.Controller.Kubernetes)
 		v.schedules(p, g)
 		v.warmPool(p+".warmPool", g)
+		v.refresh(p+".refresh", g.Refresh)
 		if g.Kubernetes.Join != JoinNone && g.Kubernetes.Join != "" && nameRE.MatchString(g.Name) {
 			// The longest name the group's VMs can have.
 			vm := fmt.Sprintf("%s-%d", g.Name, 10*MaxGroupSize*MaxGroupSize)
@@ -819,6 +820,22 @@ func (v *validator) schedules(p string, g Group) {
 		if s.Desired != nil && (*s.Desired < lo || *s.Desired > hi) {
 			v.add(sp+".desired", "must be within [min, max] = [%d, %d] during the window, got %d", lo, hi, *s.Desired)
 		}
+	}
+}
+
+func (v *validator) refresh(p string, r Refresh) {
+	switch r.Mode {
+	case "", RefreshManual, RefreshAuto:
+	default:
+		v.add(p+".mode", "must be %s or %s, got %q", RefreshManual, RefreshAuto, r.Mode)
+	}
+	if r.MinHealthy != "" {
+		if _, err := ParsePercent(r.MinHealthy); err != nil {
+			v.add(p+".minHealthy", "%s", err)
+		}
+	}
+	if r.Batch < 0 || r.Batch > MaxGroupSize {
+		v.add(p+".batch", "must be from 0 to %d, got %d", MaxGroupSize, r.Batch)
 	}
 }
 

@@ -157,6 +157,9 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		spec.Schedules = append(spec.Schedules, sc.Name)
 	}
 	spec.WarmPool = g.WarmPool
+	if r := g.Refresh; r != (config.Refresh{}) && r != (config.Refresh{Mode: config.RefreshManual}) {
+		spec.Refresh = &r
+	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
 	}
@@ -385,30 +388,89 @@ var ErrRefused = errors.New("refused")
 // result (the handlers record intent and return at once). A refusal by the
 // validator is ErrOutOfRange (a bound) or ErrRefused, with its message.
 func (s *Starter) Update(ctx context.Context, name, update string, arg any) (workflows.DesiredResult, error) {
-	if _, err := s.group(name); err != nil {
+	var res workflows.DesiredResult
+	if err := s.update(ctx, name, update, []any{arg}, &res); err != nil {
 		return workflows.DesiredResult{}, err
+	}
+	return res, nil
+}
+
+// update sends an Update with args and decodes its result into out.
+func (s *Starter) update(ctx context.Context, name, update string, args []any, out any) error {
+	if _, err := s.group(name); err != nil {
+		return err
 	}
 	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.GroupWorkflowID(name),
 		UpdateName:   update,
-		Args:         []any{arg},
+		Args:         args,
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
-		return workflows.DesiredResult{}, s.explain(name, err)
+		return s.explain(name, err)
 	}
-	var res workflows.DesiredResult
-	if err := h.Get(ctx, &res); err != nil {
+	if err := h.Get(ctx, out); err != nil {
 		var ae *temporal.ApplicationError
 		if errors.As(err, &ae) {
 			if ae.Type() == "OutOfRange" {
-				return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrOutOfRange, ae.Message())
+				return fmt.Errorf("%w: %s", ErrOutOfRange, ae.Message())
 			}
-			return workflows.DesiredResult{}, fmt.Errorf("%w: %s", ErrRefused, ae.Message())
+			return fmt.Errorf("%w: %s", ErrRefused, ae.Message())
 		}
-		return workflows.DesiredResult{}, s.explain(name, err)
+		return s.explain(name, err)
 	}
-	return res, nil
+	return nil
+}
+
+// Refresh starts a rolling refresh of a group (UpdateRefresh); with
+// rollback, a return to the template revision it had before
+// (UpdateRefreshRollback).
+func (s *Starter) Refresh(ctx context.Context, name string, req workflows.RefreshRequest, rollback bool) (workflows.Refresh, error) {
+	update := workflows.UpdateRefresh
+	if rollback {
+		update = workflows.UpdateRefreshRollback
+	}
+	var r workflows.Refresh
+	err := s.update(ctx, name, update, []any{req}, &r)
+	return r, err
+}
+
+// CancelRefresh stops a group's running refresh.
+func (s *Starter) CancelRefresh(ctx context.Context, name string) (workflows.Refresh, error) {
+	var r workflows.Refresh
+	err := s.update(ctx, name, workflows.UpdateRefreshCancel, nil, &r)
+	return r, err
+}
+
+// WaitRefresh polls a group's status until refresh id has ended and the
+// group is settled, calling watch (if set) with each status. A refresh
+// that ended cancelled is an error.
+func (s *Starter) WaitRefresh(ctx context.Context, name string, id int, poll time.Duration, watch func(workflows.GroupStatus)) (workflows.GroupStatus, error) {
+	for {
+		st, err := s.Status(ctx, name)
+		if err == nil {
+			if watch != nil {
+				watch(st)
+			}
+			r := st.Refresh
+			switch {
+			case r == nil || r.ID != id:
+				return st, fmt.Errorf("group %s: refresh %d is no longer the group's refresh", name, id)
+			case r.Status == workflows.RefreshCancelled:
+				return st, fmt.Errorf("group %s: refresh %d was cancelled after replacing %d of %d members", name, id, r.Replaced, r.Total)
+			case r.Status == workflows.RefreshDone && st.Settled():
+				return st, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return st, err
+			}
+			return st, fmt.Errorf("group %s: refresh %d not done: %w", name, id, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }
 
 // Protect sets or clears a member's scale-in protection.

@@ -189,6 +189,9 @@ type GroupSpec struct {
 	Schedules []string `json:"schedules,omitempty"`
 	// WarmPool, when set, keeps prepared VMs beside the group (warm.go).
 	WarmPool *config.WarmPool `json:"warmPool,omitempty"`
+	// Refresh holds the group's refresh settings when they are not the
+	// defaults (manual, 90%, no batch cap); see refresh.go.
+	Refresh *config.Refresh `json:"refresh,omitempty"`
 }
 
 // MemberState is where a member is in its life.
@@ -292,6 +295,16 @@ type GroupState struct {
 	// one that governs (see policy.Governing) as last applied.
 	Windows   []policy.Window `json:"windows,omitempty"`
 	Governing string          `json:"governing,omitempty"`
+	// Refresh is the running or last rolling refresh, RefreshSeq the
+	// number of the last one (refresh.go).
+	Refresh    *Refresh `json:"refresh,omitempty"`
+	RefreshSeq int      `json:"refreshSeq,omitempty"`
+	// Previous is the template revision in force before the last change
+	// (what a rollback returns to); Pinned, set by a rollback, the one new
+	// members are made from instead of the configuration's until the
+	// configuration's revision changes.
+	Previous *TemplateRevision `json:"previous,omitempty"`
+	Pinned   *TemplateRevision `json:"pinned,omitempty"`
 }
 
 // GroupInput starts (or continues) a group workflow.
@@ -370,6 +383,14 @@ type GroupStatus struct {
 	Warming    int    `json:"warming,omitempty"`
 	WarmTarget int    `json:"warmTarget,omitempty"`
 	WarmState  string `json:"warmState,omitempty"`
+	// Revision is the template revision new members are made from;
+	// ConfigRevision the configuration's (they differ after a rollback).
+	// Outdated counts running members of another revision. Refresh is the
+	// running or last rolling refresh.
+	Revision       string   `json:"revision,omitempty"`
+	ConfigRevision string   `json:"configRevision,omitempty"`
+	Outdated       int      `json:"outdated,omitempty"`
+	Refresh        *Refresh `json:"refresh,omitempty"`
 }
 
 // Settled reports whether the group holds exactly its desired size with
@@ -606,7 +627,7 @@ func (g *group) observeInterval(ctx workflow.Context) time.Duration {
 // not poll its hosts. Anything else (a grace period running, a backoff, a
 // failed member to retry) is looked at each evaluation interval.
 func (g *group) quiet(ctx workflow.Context) bool {
-	if g.metricsEnabled() || g.inflight > 0 || len(g.st.HostsDown) > 0 || g.st.Removed {
+	if g.metricsEnabled() || g.inflight > 0 || len(g.st.HostsDown) > 0 || g.st.Removed || g.st.Refresh.running() {
 		return false
 	}
 	warm := 0
@@ -641,6 +662,9 @@ func (g *group) registerHandlers(ctx workflow.Context) error {
 		return err
 	}
 	if err := g.registerScheduleUpdate(ctx); err != nil {
+		return err
+	}
+	if err := g.registerRefreshUpdates(ctx); err != nil {
 		return err
 	}
 	for _, u := range []struct {
@@ -740,11 +764,13 @@ func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 		g.event(ctx, "spec refused, keeping the current one: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
 	}
+	before, oldRevision := g.current(), g.spec.Revision
 	g.spec = spec
 	if g.st.Removed {
 		g.st.Removed, g.st.RemoveDeletesVMs = false, false
 		g.event(ctx, "group is in the configuration again")
 	}
+	g.applySpecRevision(ctx, before, oldRevision)
 	desired := g.st.Desired
 	if spec.Desired != g.st.ConfigDesired {
 		desired = spec.Desired
@@ -1067,6 +1093,7 @@ func (g *group) trackHostFailures(ctx workflow.Context, reachable map[string]boo
 // toward its desired size, then keeps its warm pool. It never waits for
 // them.
 func (g *group) reconcile(ctx workflow.Context) {
+	g.stepRefresh(ctx)
 	g.reconcileGroup(ctx)
 	g.reconcileWarm(ctx)
 }
@@ -1075,11 +1102,11 @@ func (g *group) reconcileGroup(ctx workflow.Context) {
 	active := g.count(MemberProvisioning, MemberRunning)
 	now := workflow.Now(ctx)
 	switch {
-	case active < g.st.Desired:
+	case active < g.want():
 		if now.Before(g.st.BackoffUntil) {
 			return
 		}
-		n := g.st.Desired - active
+		n := g.want() - active
 		if g.spec.WarmPool != nil || g.count(MemberWarm) > 0 {
 			// Warm members first: a restore instead of a clone and boot.
 			if n -= g.takeWarm(ctx, n); n <= 0 {
@@ -1111,7 +1138,7 @@ func (g *group) reconcileGroup(ctx workflow.Context) {
 				return
 			}
 		}
-	case active > g.st.Desired:
+	case active > g.want():
 		// Newest first among every active member: a VM still being
 		// provisioned is newer than any running one, so it is the one to go
 		// once it is up (decommissioning it mid-way would race its
@@ -1137,7 +1164,7 @@ func (g *group) reconcileGroup(ctx workflow.Context) {
 			}
 		}
 		cancelProvisioning := workflow.GetVersion(ctx, changeScaleInCancelsProvisioning, workflow.DefaultVersion, 1) >= 1
-		for _, name := range policy.ScaleInVictimsBy(cands, active-g.st.Desired, selection) {
+		for _, name := range policy.ScaleInVictimsBy(cands, active-g.want(), selection) {
 			m := g.member(name)
 			switch {
 			case m == nil:
@@ -1253,7 +1280,7 @@ func (g *group) placeMany(ctx workflow.Context, n int) ([]string, []int, error) 
 		}
 		futures[i] = workflow.ExecuteActivity(actx, a.HostInventory, activities.InventoryInput{Host: h})
 	}
-	shape := vmShape(g.spec.Template)
+	shape := vmShape(g.template())
 	caps := make([]policy.HostCapacity, len(g.spec.Hosts))
 	taken := map[string]bool{}
 	for i, h := range g.spec.Hosts {
@@ -1317,7 +1344,7 @@ func (g *group) startProvision(ctx workflow.Context, hostName string, seq int, w
 	g.st.NextSeq = max(g.st.NextSeq, seq+1)
 	name := g.spec.Name + "-" + strconv.Itoa(seq)
 	now := workflow.Now(ctx)
-	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.spec.Revision, Epoch: workflow.GetInfo(ctx).FirstRunID, CleanupTimeout: g.spec.CleanupTimeout}
+	in := ProvisionInput{Group: g.spec.Name, VM: name, Host: host, Revision: g.revision(), Epoch: workflow.GetInfo(ctx).FirstRunID, CleanupTimeout: g.spec.CleanupTimeout}
 	var providerID string
 	if g.spec.Kubernetes != nil {
 		in.Kubernetes = g.spec.Kubernetes
@@ -1335,7 +1362,7 @@ func (g *group) startProvision(ctx workflow.Context, hostName string, seq int, w
 	m := Member{
 		Name: name, Seq: seq, Host: hostName, Volume: activities.VolumeName(name),
 		State: MemberProvisioning, CreatedAt: now, UpdatedAt: now, ProviderID: providerID,
-		Revision: g.spec.Revision,
+		Revision: g.revision(),
 	}
 	if warm != nil {
 		in.Warm = warm
@@ -1432,7 +1459,7 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 		return
 	}
 	name := m.Name
-	grace := g.spec.Template.ShutdownGrace()
+	grace := g.template().ShutdownGrace()
 	if m.State == MemberWarm || (m.State == MemberLost && m.WarmState != "") {
 		grace = 0 // parked: nothing runs that a shutdown would let finish
 	}
@@ -1481,6 +1508,11 @@ func (g *group) decommission(ctx workflow.Context, m *Member) {
 func (g *group) status(ctx workflow.Context) GroupStatus {
 	members := append([]Member{}, g.st.Members...)
 	events := append([]Event{}, g.st.Events...)
+	var refresh *Refresh
+	if r := g.st.Refresh; r != nil {
+		c := *r
+		refresh = &c
+	}
 	lo, hi := g.bounds(ctx)
 	return GroupStatus{
 		Group:            g.spec.Name,
@@ -1520,6 +1552,10 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		Warming:          g.count(MemberWarming),
 		WarmTarget:       g.warmTarget(ctx),
 		WarmState:        g.warmState(),
+		Revision:         g.revision(),
+		ConfigRevision:   g.spec.Revision,
+		Outdated:         g.countOutdated(),
+		Refresh:          refresh,
 	}
 }
 

@@ -82,5 +82,18 @@ func (s GroupSpec) Validate() error {
 			bad("warmPool.state", "%q is not one of %s, %s, %s", w.State, config.WarmHibernated, config.WarmPaused, config.WarmStopped)
 		}
 	}
+	if r := s.Refresh; r != nil {
+		if r.Mode != "" && r.Mode != config.RefreshManual && r.Mode != config.RefreshAuto {
+			bad("refresh.mode", "%q is not %s or %s", r.Mode, config.RefreshManual, config.RefreshAuto)
+		}
+		if r.MinHealthy != "" {
+			if _, err := config.ParsePercent(r.MinHealthy); err != nil {
+				bad("refresh.minHealthy", "%s", err)
+			}
+		}
+		if r.Batch < 0 || r.Batch > config.MaxGroupSize {
+			bad("refresh.batch", "%d is outside [0, %d]", r.Batch, config.MaxGroupSize)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -148,7 +148,7 @@ func ParkVM(ctx workflow.Context, in ParkInput) error {
 // is of the current template revision on a host that answers.
 func (g *group) reusable(ctx workflow.Context, m *Member) bool {
 	w := g.spec.WarmPool
-	if w == nil || !w.ReuseOnScaleIn || m.Revision == "" || m.Revision != g.spec.Revision || g.hostDown(m.Host) {
+	if w == nil || !w.ReuseOnScaleIn || m.Revision == "" || m.Revision != g.revision() || g.hostDown(m.Host) {
 		return false
 	}
 	return g.count(MemberWarm, MemberWarming) < g.warmTarget(ctx)
@@ -283,7 +283,7 @@ func (g *group) warmTarget(ctx workflow.Context) int {
 // warmSpec is the ProvisionVM input for a warm VM of this group.
 func (g *group) warmSpec() *WarmSpec {
 	w := g.spec.WarmPool
-	return &WarmSpec{State: w.State, ConsoleLine: w.Ready.ConsoleLine, ReadyTimeout: w.Ready.Timeout, GracePeriod: g.spec.Template.ShutdownGrace()}
+	return &WarmSpec{State: w.State, ConsoleLine: w.Ready.ConsoleLine, ReadyTimeout: w.Ready.Timeout, GracePeriod: g.template().ShutdownGrace()}
 }
 
 // takeWarm activates up to n warm members, oldest first, on hosts the
@@ -293,7 +293,7 @@ func (g *group) takeWarm(ctx workflow.Context, n int) int {
 	var pick []*Member
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
-		if m.State == MemberWarm && !g.hostDown(m.Host) && m.Revision == g.spec.Revision {
+		if m.State == MemberWarm && !g.hostDown(m.Host) && m.Revision == g.revision() {
 			pick = append(pick, m)
 		}
 	}
@@ -353,7 +353,7 @@ func (g *group) reconcileWarm(ctx workflow.Context) {
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
 		switch {
-		case m.State == MemberWarm && m.Revision != g.spec.Revision:
+		case m.State == MemberWarm && m.Revision != g.revision():
 			stale = append(stale, m)
 		case m.State == MemberWarm || m.State == MemberWarming:
 			current = append(current, m)

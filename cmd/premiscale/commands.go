@@ -251,6 +251,9 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		if m.Condemned {
 			flags = append(flags, "condemned")
 		}
+		if st.Revision != "" && m.Revision != st.Revision && m.State == workflows.MemberRunning {
+			flags = append(flags, "outdated")
+		}
 		if len(flags) == 0 {
 			flags = []string{"-"}
 		}
@@ -265,6 +268,19 @@ func printStatus(out io.Writer, all []workflows.GroupStatus, detail bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Host, state, m.CreatedAt.Format(time.RFC3339), strings.Join(flags, ","), m.Error)
 	}
 	_ = tw.Flush()
+	if st.Revision != "" {
+		fmt.Fprintf(out, "\ntemplate revision %s", shortRevision(st.Revision))
+		if st.ConfigRevision != st.Revision {
+			fmt.Fprintf(out, " (rolled back; the configuration's is %s)", shortRevision(st.ConfigRevision))
+		}
+		if st.Outdated > 0 {
+			fmt.Fprintf(out, ", %d running VMs of older revisions", st.Outdated)
+		}
+		fmt.Fprintln(out)
+	}
+	if st.Refresh != nil {
+		fmt.Fprintf(out, "%s\n", refreshLine(st))
+	}
 	if st.WarmState != "" {
 		fmt.Fprintf(out, "\nwarm pool: %d of %d %s", st.Warm, st.WarmTarget, st.WarmState)
 		if st.Warming > 0 {
@@ -527,3 +543,111 @@ func completeGroups(gf *globalFlags, vms bool) func(*cobra.Command, []string, st
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 }
+
+func newRefreshCmd(gf *globalFlags) *cobra.Command {
+	var wait, cancel, rollback, all bool
+	var minHealthy string
+	var batch int
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "refresh GROUP [--min-healthy 90%] [--batch N] [--all] [--wait] | --cancel | --rollback",
+		Short: "Replace a group's VMs made from an older template, a batch at a time",
+		Long: `Replace the running VMs of GROUP that were made from an older template
+revision, as AWS instance refresh does: a batch is decommissioned (joined nodes
+are drained first) and replaced from the current template, the next batch starts
+only once the replacements run (joined: Ready), and the running VMs never go
+below --min-healthy percent of desired (with no room above it, one replacement
+is launched first). --cancel stops a running refresh after its current batch;
+--rollback returns the group to the template it had before the last change and
+replaces the VMs made since.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeGroups(gf, false),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cancel && (rollback || all || wait || cmd.Flags().Changed("min-healthy") || cmd.Flags().Changed("batch")) {
+				return errors.New("--cancel takes no other flag")
+			}
+			req := workflows.RefreshRequest{All: all}
+			if cmd.Flags().Changed("min-healthy") {
+				if _, err := config.ParsePercent(minHealthy); err != nil {
+					return fmt.Errorf("--min-healthy %w", err)
+				}
+				req.MinHealthy = minHealthy
+			}
+			if cmd.Flags().Changed("batch") {
+				if batch < 0 || batch > config.MaxGroupSize {
+					return fmt.Errorf("--batch must be from 0 to %d, got %d", config.MaxGroupSize, batch)
+				}
+				req.Batch = &batch
+			}
+			return withStarter(cmd.Context(), gf, func(s *starter.Starter) error {
+				out := cmd.OutOrStdout()
+				if cancel {
+					r, err := s.CancelRefresh(cmd.Context(), args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "group %s: refresh %d cancelled after replacing %d of %d VMs\n", args[0], r.ID, r.Replaced, r.Total)
+					return nil
+				}
+				r, err := s.Refresh(cmd.Context(), args[0], req, rollback)
+				if err != nil {
+					return err
+				}
+				what := "refresh"
+				if rollback {
+					what = "rollback"
+				}
+				fmt.Fprintf(out, "group %s: %s %d started: %d VMs to replace with template revision %s, at least %d%% of desired running\n",
+					args[0], what, r.ID, r.Total, shortRevision(r.Target), r.MinHealthyPercent)
+				if !wait {
+					return nil
+				}
+				ctx, stop := context.WithTimeout(cmd.Context(), timeout)
+				defer stop()
+				p := newProgress(out)
+				st, err := s.WaitRefresh(ctx, args[0], r.ID, 500*time.Millisecond, func(st workflows.GroupStatus) {
+					p.show(refreshLine(st) + "; " + progressLine(st, s.Steps(ctx, st)))
+				})
+				p.done()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "group %s: %s\n", args[0], refreshLine(st))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&minHealthy, "min-healthy", "", "percentage of desired kept running (default: the group's refresh.minHealthy, 90%)")
+	cmd.Flags().IntVar(&batch, "batch", 0, "at most this many replaced at once; 0: as many as --min-healthy allows (default: the group's refresh.batch)")
+	cmd.Flags().BoolVar(&all, "all", false, "replace every VM, also those of the current template (a base image rebuilt under its old name)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the refresh is done and the group settled")
+	cmd.Flags().BoolVar(&cancel, "cancel", false, "stop the running refresh (replacements under way finish)")
+	cmd.Flags().BoolVar(&rollback, "rollback", false, "return to the previous template revision and replace the VMs made since")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+// refreshLine describes a group's refresh for status and progress.
+func refreshLine(st workflows.GroupStatus) string {
+	r := st.Refresh
+	if r == nil {
+		return "no refresh"
+	}
+	what := "refresh"
+	if r.Rollback {
+		what = "rollback"
+	}
+	s := fmt.Sprintf("%s %d %s: %d of %d replaced, revision %s, min healthy %d%%", what, r.ID, r.Status, r.Replaced, r.Total, shortRevision(r.Target), r.MinHealthyPercent)
+	if r.Batch > 0 {
+		s += fmt.Sprintf(", batch %d", r.Batch)
+	}
+	if r.Surging {
+		s += ", launching one extra VM first"
+	}
+	if r.Protected > 0 {
+		s += fmt.Sprintf(", %d protected left alone", r.Protected)
+	}
+	return s
+}
+
+func shortRevision(rev string) string { return rev[:min(len(rev), 8)] }

@@ -216,6 +216,11 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 			return err
 		}
 		cat := activities.NewCatalog(cfg)
+		if err := cat.KeepRevisions(cfg.Controller.StateDir, time.Now()); err != nil {
+			// Rollbacks to a template this worker ran before need it;
+			// everything else works without.
+			logger.Warn("cannot keep template revisions for rollbacks", "error", err)
+		}
 		w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)

@@ -107,7 +107,7 @@ Environment:
 	root.Flags().BoolVar(&validate, "validate", false, "check the config file, print every error, and exit (1 on errors)")
 	root.Flags().BoolVar(&noWorker, "no-worker", false, "ensure the groups and serve the provider, but run no worker: the workers are 'premiscale worker' processes")
 
-	root.AddCommand(newScaleCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
+	root.AddCommand(newScaleCmd(&gf), newRefreshCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
 		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newServerCmd(&gf), newTLSCmd(&gf))
 	return root
 }
