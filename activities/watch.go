@@ -122,19 +122,24 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 	if err != nil {
 		return false, err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	// The socket closes before the subscription is cancelled: cancelling
-	// first makes go-libvirt send a deregistration that raced the close,
-	// and libvirtd 9.0 crashed (segfault in its event loop) on one such
-	// race in a test run. On a closed connection the daemon drops the
-	// callbacks itself. (Over ssh, which go-libvirt dials, there is no
-	// socket of ours to close first.)
+	// The subscription ends only after the connection is closed, never
+	// while it is open: cancelling it makes go-libvirt send a
+	// deregistration, and libvirtd 9.0 segfaults when that races the
+	// client's close (its RPC thread walks the callback list the close
+	// path has just freed). So its context is not ctx (whose end would
+	// cancel it at once): the socket is closed first, and on a closed
+	// connection the daemon drops the callbacks itself. Over ssh, which
+	// go-libvirt dials, there is no socket of ours to close: Disconnect
+	// (ConnectClose, whose handler drops them) comes first.
+	sctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		if raw != nil {
 			raw.close()
+			cancel()
+			go func() { _ = lv.Disconnect() }()
+			return
 		}
-		cancel()
-		go func() { _ = lv.Disconnect() }()
+		go func() { _ = lv.Disconnect(); cancel() }()
 	}()
 	events, err := lv.LifecycleEvents(sctx)
 	if err != nil {
