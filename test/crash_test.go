@@ -92,7 +92,7 @@ func hostCtl(t *testing.T, action string, h libvirtHost) {
 	}
 }
 
-func connectURI(t *testing.T, uri string) *libvirt.Libvirt {
+func connectURI(t testing.TB, uri string) *libvirt.Libvirt {
 	t.Helper()
 	u, err := url.Parse(uri)
 	if err != nil {

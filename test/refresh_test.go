@@ -26,7 +26,7 @@ type runningSampler struct {
 	done    chan struct{}
 }
 
-func sampleRunningDomains(t *testing.T, conns map[string]*libvirt.Libvirt, group string) *runningSampler {
+func sampleRunningDomains(t testing.TB, conns map[string]*libvirt.Libvirt, group string) *runningSampler {
 	s := &runningSampler{fewest: 1 << 30, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)

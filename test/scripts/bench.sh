@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: test/scripts/bench.sh [BENCHTIME]
-#        BENCH_ONLY=warm test/scripts/bench.sh   (only the warm-pool benchmark;
-#        replaces its section of BENCHMARKS.md, with its own raw output)
+#        BENCH_ONLY=warm|refresh test/scripts/bench.sh   (only the warm-pool
+#        or the rolling-refresh benchmark; replaces its section of
+#        BENCHMARKS.md, with its own raw output)
 #
 # What `make bench` runs: sets up libvirtd like make test, runs the
 # benchmarks in test/ (scale-to-running -benchtime BENCHTIME, default 3x;
@@ -9,7 +10,8 @@
 # simulated hosts 20x; parallel scale-out 0 -> 100 over three libvirtd hosts
 # 3x; history events per group idle and with checks, watchers off and on;
 # one controller with BENCH_GROUPS groups, default 100,1000,3000; warm pools
-# of real tiny QEMU guests, cold vs hibernated vs paused, N = 1, 3, 10) and rewrites
+# of real tiny QEMU guests, cold vs hibernated vs paused, N = 1, 3, 10; a
+# rolling refresh of 6 real tiny guests at min-healthy 66%) and rewrites
 # BENCHMARKS.md with
 # the raw `go test -bench` output and tables: ratios against the direct
 # go-libvirt baseline measured in the same run, and decision latency against
@@ -35,6 +37,28 @@ cmd5="go test -run '^\$' -bench ParallelScaleOut -benchtime 3x ./test/"
 cmd6="go test -run '^\$' -bench HistoryEconomy -benchtime 1x -timeout 30m ./test/"
 cmd7="BENCH_GROUPS=${BENCH_GROUPS:-100,1000,3000} go test -run '^\$' -bench ManyGroups -benchtime 1x -timeout 60m ./test/"
 cmd8="go test -run '^\$' -bench WarmPool -benchtime 1x -timeout 60m ./test/"
+cmd9="go test -run '^\$' -bench Refresh -benchtime 1x -timeout 60m ./test/"
+# refresh_section prints the rolling-refresh section of BENCHMARKS.md from "$raw".
+refresh_section() {
+  cat <<'MID9'
+
+## Rolling refresh: 6 real QEMU/TCG guests at min-healthy 66%
+
+The controller binary with a group of 6 tiny guests (256 MiB, 1 vCPU) on
+one libvirtd: scaled 0 -> 6 cold first (`scale 6 --wait`, the baseline of
+the same run), then the template changes (the guests' kernel command line)
+and `premiscale refresh GROUP --min-healthy 66% --wait` replaces all six.
+While it runs, the group's status is sampled every 250 ms (`premiscale
+status -o json`) and the running domains on the host every 20 ms. Goal:
+never fewer than ceil(66% of 6) = 4 running.
+
+| refresh (ms) | cold 0 -> 6 (ms) | refresh / scale-out | fewest running (status) | status samples | fewest running (libvirt) | libvirt samples |
+|---|---|---|---|---|---|---|
+MID9
+  awk '/^BenchmarkRefresh/ {
+    for (i=1; i<=NF; i++) { v[$i]=$(i-1) }
+    printf "| %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f |\n", v["refresh-ms"], v["cold-scale-out-ms"], v["refresh/scale-out"], v["fewest-running-status"], v["status-samples"], v["fewest-running-libvirt"], v["libvirt-samples"] }' "$raw"
+}
 # warm_section prints the warm-pool section of BENCHMARKS.md from "$raw".
 warm_section() {
   cat <<'MID7'
@@ -62,29 +86,37 @@ MID7
     printf "| %s | %.0f | %.0f | %.0f | %.1fx | %.1fx | %.0f | %.0f, %.0f |\n", n, v["cold-ms"], v["hibernated-ms"], v["paused-ms"], v["cold/hibernated"], v["cold/paused"], v["hibernated-pool-disk-MiB"], v["paused-pool-mem-MiB"], v["paused-pool-disk-MiB"] }' "$raw"
 }
 
-if [[ "${BENCH_ONLY:-}" == warm ]]; then
-  # Only the warm-pool benchmark: its section of BENCHMARKS.md is replaced
-  # (or added before the raw output), with its own raw output and date.
+# only_section NAME CMD SECTION HEADING runs one benchmark and replaces its
+# section of BENCHMARKS.md (from HEADING to the next "## "; added before the
+# raw output if missing), with its own raw output and date.
+only_section() {
+  local name="$1" command="$2" fn="$3" heading="$4" section
   raw="$(mktemp)"
-  eval "$cmd8" | tee "$raw"
+  eval "$command" | tee "$raw"
   section="$(mktemp)"
   {
-    warm_section
-    printf '\nProduced by `BENCH_ONLY=warm make bench` (`%s`) on %s:\n\n```\n' "$cmd8" "$(date -u +%Y-%m-%d)"
+    "$fn"
+    printf '\nProduced by `BENCH_ONLY=%s make bench` (`%s`) on %s:\n\n```\n' "$name" "$command" "$(date -u +%Y-%m-%d)"
     cat "$raw"
     printf '```\n\n'
   } > "$section"
-  if ! grep -q '^## Warm pools' BENCHMARKS.md; then
-    awk '/^## Raw output/ {print "## Warm pools\n"} {print}' BENCHMARKS.md > BENCHMARKS.md.new && mv BENCHMARKS.md.new BENCHMARKS.md
+  if ! grep -q "^$heading" BENCHMARKS.md; then
+    awk -v h="$heading" '/^## Raw output/ {print h "\n"} {print}' BENCHMARKS.md > BENCHMARKS.md.new && mv BENCHMARKS.md.new BENCHMARKS.md
   fi
-  awk -v f="$section" '
-    /^## Warm pools/ { while ((getline l < f) > 0) print l; skip = 1; next }
+  awk -v f="$section" -v h="$heading" '
+    index($0, h) == 1 { while ((getline l < f) > 0) print l; skip = 1; next }
     skip && /^## / { skip = 0 }
     !skip' BENCHMARKS.md > BENCHMARKS.md.new && mv BENCHMARKS.md.new BENCHMARKS.md
   rm -f "$raw" "$section"
-  echo "bench.sh: updated the warm-pool section of BENCHMARKS.md" >&2
-  exit 0
-fi
+  echo "bench.sh: updated the $name section of BENCHMARKS.md" >&2
+}
+
+case "${BENCH_ONLY:-}" in
+  warm) only_section warm "$cmd8" warm_section "## Warm pools"; exit 0 ;;
+  refresh) only_section refresh "$cmd9" refresh_section "## Rolling refresh"; exit 0 ;;
+  "") ;;
+  *) echo "bench.sh: BENCH_ONLY must be warm or refresh, got '$BENCH_ONLY'" >&2; exit 2 ;;
+esac
 
 raw="$(mktemp)"
 eval "$cmd" | tee "$raw"
@@ -95,13 +127,14 @@ eval "$cmd5" | tee -a "$raw"
 eval "$cmd6" | tee -a "$raw"
 eval "$cmd7" | tee -a "$raw"
 eval "$cmd8" | tee -a "$raw"
+eval "$cmd9" | tee -a "$raw"
 
 {
   cat <<HDR
 # Benchmarks
 
 Produced by \`make bench\` (\`$cmd\`, then \`$cmd2\`, \`$cmd3\`,
-\`$cmd4\`, \`$cmd5\`, \`$cmd6\`, \`$cmd7\` and \`$cmd8\`)
+\`$cmd4\`, \`$cmd5\`, \`$cmd6\`, \`$cmd7\`, \`$cmd8\` and \`$cmd9\`)
 on $(date -u +%Y-%m-%d), $(nproc) cores,
 $(go version | awk '{print $3}'). Machines here are shared and noisy: compare
 ratios, not absolute times. Each iteration measures the baseline and
@@ -240,6 +273,7 @@ MID6
     for (i=1; i<=NF; i++) { v[$i]=$(i-1) }
     printf "| %s | %.2f | %.0f | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.1f |\n", n, v["cores"], v["rss-MiB"], v["max-staleness-s"], v["scale-ms"], v["scale/idle"], v["oob-replace-ms"], v["status-all-ms"], v["status-live-ms"], v["live/list"] }' "$raw"
   warm_section
+  refresh_section
   cat <<'TAIL'
 
 
