@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,13 @@ func BenchmarkWarmPool(b *testing.B) {
 			b.ReportMetric(ms(paused.took), "paused-ms")
 			b.ReportMetric(float64(cold.took)/float64(hib.took), "cold/hibernated")
 			b.ReportMetric(float64(cold.took)/float64(paused.took), "cold/paused")
+			if hib.floor > 0 {
+				// What libvirt alone takes for the same restores, and the
+				// best cold/hibernated any controller could reach here.
+				b.ReportMetric(ms(hib.floor), "libvirt-restore-ms")
+				b.ReportMetric(float64(hib.took)/float64(hib.floor), "hibernated/libvirt")
+				b.ReportMetric(float64(cold.took)/float64(hib.floor), "cold/libvirt-restore")
+			}
 			b.ReportMetric(float64(hib.memory>>20), "hibernated-pool-mem-MiB")
 			b.ReportMetric(float64(hib.disk>>20), "hibernated-pool-disk-MiB")
 			b.ReportMetric(float64(paused.memory>>20), "paused-pool-mem-MiB")
@@ -76,6 +84,136 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 type warmSample struct {
 	took         time.Duration
 	memory, disk uint64
+	// floor: hibernated only, libvirt alone restoring the same VMs.
+	floor time.Duration
+}
+
+// upWatch reads the serial consoles of VMs (firstConsoleLine) and tells
+// when each is up: a warm guest (it ran before) once it ticks past the
+// last tick in its log, a cold one at its first line.
+type upWatch struct {
+	vms      []string
+	results  chan seenLine
+	attached chan struct{}
+	stop     context.CancelFunc
+}
+
+type seenLine struct {
+	vm  string
+	at  time.Time
+	err error
+}
+
+func watchUp(ctx context.Context, vms []string, warm bool) *upWatch {
+	wctx, stop := context.WithTimeout(ctx, 15*time.Minute)
+	u := &upWatch{vms: vms, results: make(chan seenLine, len(vms)), attached: make(chan struct{}, len(vms)), stop: stop}
+	for _, vm := range vms {
+		ok := func(line string) bool { return true }
+		if warm {
+			last := lastTick(consoleDir, vm)
+			ok = func(line string) bool {
+				m := tickRE.FindStringSubmatch(line)
+				if m == nil {
+					return false
+				}
+				v, _ := strconv.Atoi(m[1])
+				return v > last
+			}
+		}
+		go func() {
+			at, err := firstConsoleLine(wctx, vm, ok, u.attached)
+			u.results <- seenLine{vm, at, err}
+		}()
+	}
+	return u
+}
+
+// waitAttached returns once every console is attached (the domains must
+// be active).
+func (u *upWatch) waitAttached() {
+	for range u.vms {
+		<-u.attached
+	}
+}
+
+// wait returns how long after start each VM was up, and the longest.
+func (u *upWatch) wait(start time.Time) (map[string]time.Duration, time.Duration, error) {
+	defer u.stop()
+	first := map[string]time.Duration{}
+	var longest time.Duration
+	for range u.vms {
+		r := <-u.results
+		if r.err != nil {
+			return first, 0, fmt.Errorf("console of %s: %v (up so far: %v)", r.vm, r.err, first)
+		}
+		first[r.vm] = r.at.Sub(start)
+		longest = max(longest, first[r.vm])
+	}
+	return first, longest, nil
+}
+
+// restoreFloor is what libvirt alone takes for the restores the
+// hibernated mode makes, on the same guests in the same run: with the
+// group paused (so that it leaves its members alone), its running VMs are
+// managed-saved, then all started at once, each from its own connection
+// (as that many virsh processes would), and timed like the warm mode until
+// each ticks; then the group resumes.
+func restoreFloor(b *testing.B, ctx context.Context, s *starter.Starter, group string, vms []string) time.Duration {
+	b.Helper()
+	if err := s.Pause(ctx, group); err != nil {
+		b.Fatal(err)
+	}
+	conns := make([]*libvirt.Libvirt, len(vms))
+	doms := make([]libvirt.Domain, len(vms))
+	for i, vm := range vms {
+		conns[i] = connectURI(b, qemuURI)
+		d, err := conns[i].DomainLookupByName(vm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		doms[i] = d
+	}
+	defer func() {
+		for _, lv := range conns {
+			_ = lv.Disconnect()
+		}
+	}()
+	all := func(call func(lv *libvirt.Libvirt, d libvirt.Domain) error) chan error {
+		errs := make(chan error, len(vms))
+		for i := range vms {
+			go func() { errs <- call(conns[i], doms[i]) }()
+		}
+		return errs
+	}
+	saved := all(func(lv *libvirt.Libvirt, d libvirt.Domain) error { return lv.DomainManagedSave(d, 0) })
+	for range vms {
+		if err := <-saved; err != nil {
+			b.Fatalf("managed save: %v", err)
+		}
+	}
+	// As in the pool, whose images were written long before the
+	// decision: none still being written back.
+	syscall.Sync()
+	time.Sleep(15 * time.Second)
+	up := watchUp(ctx, vms, true)
+	start := time.Now()
+	started := all(func(lv *libvirt.Libvirt, d libvirt.Domain) error { return lv.DomainCreate(d) })
+	_, took, err := up.wait(start)
+	if err != nil {
+		b.Fatalf("%s: libvirt alone: %v", group, err)
+	}
+	for range vms {
+		if err := <-started; err != nil {
+			b.Fatalf("restore: %v", err)
+		}
+	}
+	if os.Getenv("BENCH_TRACE") == "1" {
+		fmt.Fprintf(os.Stderr, "%s: libvirt alone: restores returned after %s\n", group, time.Since(start))
+	}
+	if err := s.Resume(ctx, group); err != nil {
+		b.Fatal(err)
+	}
+	return took
 }
 
 // measureWarm runs one group of n tiny guests with a warm pool of n in
@@ -130,10 +268,6 @@ func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
 	// nobody has the console open, which would hide when the guest runs.
 	// A warm guest has run before: it counts as up once it ticks past the
 	// last tick it printed; a cold one, at its first line.
-	before := map[string]int{}
-	for _, vm := range warm {
-		before[vm] = lastTick(consoleDir, vm)
-	}
 	var vms []string
 	if state == "" {
 		for j := 1; j <= n; j++ {
@@ -142,37 +276,9 @@ func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
 	} else {
 		vms = warm
 	}
-	type seen struct {
-		vm  string
-		at  time.Time
-		err error
-	}
-	wctx, stopWatch := context.WithTimeout(ctx, 15*time.Minute)
-	defer stopWatch()
-	results := make(chan seen, len(vms))
-	attached := make(chan struct{}, len(vms))
-	for _, vm := range vms {
-		ok := func(line string) bool { return true }
-		if state != "" {
-			last := before[vm]
-			ok = func(line string) bool {
-				m := tickRE.FindStringSubmatch(line)
-				if m == nil {
-					return false
-				}
-				v, _ := strconv.Atoi(m[1])
-				return v > last
-			}
-		}
-		go func() {
-			at, err := firstConsoleLine(wctx, vm, ok, attached)
-			results <- seen{vm, at, err}
-		}()
-	}
+	up := watchUp(ctx, vms, state != "")
 	if state == config.WarmPaused {
-		for range vms {
-			<-attached // paused domains are active: attached before the decision
-		}
+		up.waitAttached() // paused domains are active: attached before the decision
 	}
 	start := time.Now()
 	if os.Getenv("BENCH_TRACE") == "1" {
@@ -181,17 +287,11 @@ func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
 	if _, err := s.Scale(ctx, group, n); err != nil {
 		b.Fatal(err)
 	}
-	first := map[string]time.Duration{}
-	for range vms {
-		r := <-results
-		if r.err != nil {
-			b.Fatalf("%s: console of %s: %v (up so far: %v)", group, r.vm, r.err, first)
-		}
-		first[r.vm] = r.at.Sub(start)
+	first, took, err := up.wait(start)
+	if err != nil {
+		b.Fatalf("%s: %v", group, err)
 	}
-	for _, d := range first {
-		out.took = max(out.took, d)
-	}
+	out.took = took
 	st, err := s.Status(ctx, group)
 	if err != nil {
 		b.Fatal(err)
@@ -202,6 +302,10 @@ func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
 		}
 	}
 	b.Logf("%s: %d VMs up in %s (each: %v)", group, n, out.took.Round(time.Millisecond), first)
+	if state == config.WarmHibernated {
+		out.floor = restoreFloor(b, ctx, s, group, warm)
+		b.Logf("%s: libvirt alone restores the same %d VMs in %s", group, n, out.floor.Round(time.Millisecond))
+	}
 	if len(warm) > 0 && os.Getenv("BENCH_TRACE") == "1" {
 		fmt.Fprintf(os.Stderr, "%s: up after %v; activation:\n", group, first)
 		it := c.GetWorkflowHistory(ctx, workflows.ActivateWorkflowID(group, warm[0]), "", false, 0)
