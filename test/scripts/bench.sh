@@ -75,13 +75,14 @@ managed save or resumed (their first line is the next console tick, every
 the same run. The pool refills in the background meanwhile. Goals:
 hibernated >= 4x faster than cold, paused >= 15x, at every N. *libvirt
 alone*: after the hibernated run, with the group paused, the same N guests
-are managed-saved and then all started at once by the benchmark itself,
-each from its own connection (as N `virsh start` would), timed the same
-way: the floor any controller meets on this machine (restoring is
-CPU-bound in QEMU/TCG, about 1.5 CPU-seconds per guest here), and
-cold / libvirt alone the best ratio reachable. The pool holds, while warm:
-paused, the guests' memory; hibernated, the managed save images (on disk);
-both, their overlay disks.
+are managed-saved, the host left to settle for 15 s, and all started at
+once by the benchmark itself, each from its own connection (as N `virsh
+start` would), timed the same way. Restoring is CPU-bound in QEMU/TCG
+(about 1.5 CPU-seconds per guest here, on 2 cores), so cold / libvirt
+alone is about the best ratio a controller restoring managed saves can
+reach on this machine. The pool holds, while warm: paused, the guests'
+memory; hibernated, the managed save images (on disk); both, their
+overlay disks.
 
 | N | cold (ms) | hibernated (ms) | paused (ms) | cold / hibernated | cold / paused | libvirt alone restoring (ms) | hibernated / libvirt alone | cold / libvirt alone | hibernated pool: disk (MiB) | paused pool: memory, disk (MiB) |
 |---|---|---|---|---|---|---|---|---|---|---|
