@@ -102,7 +102,7 @@ func connectURI(t testing.TB, uri string) *libvirt.Libvirt {
 	if err != nil {
 		t.Fatalf("connect %s: %v", uri, err)
 	}
-	rememberURI(t, lv, uri)
+	closeAtCleanup(t, lv)
 	return lv
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,29 +41,13 @@ func requireLibvirt(t testing.TB, uri string) *libvirt.Libvirt {
 		}
 		t.Skipf("libvirtd not reachable at %s: %v (run through make test)", uri, err)
 	}
-	rememberURI(t, lv, uri)
+	closeAtCleanup(t, lv)
 	return lv
 }
 
-// dialedURIs maps each test connection to the URI it was dialled with, so
-// that a helper can open a connection of its own to the same host.
-var dialedURIs sync.Map
-
-func rememberURI(t testing.TB, lv *libvirt.Libvirt, uri string) {
-	dialedURIs.Store(lv, uri)
-	t.Cleanup(func() {
-		dialedURIs.Delete(lv)
-		_ = lv.Disconnect()
-	})
-}
-
-func dialedURI(t testing.TB, lv *libvirt.Libvirt) string {
-	t.Helper()
-	uri, ok := dialedURIs.Load(lv)
-	if !ok {
-		t.Fatal("connection not dialled by requireLibvirt or connectURI")
-	}
-	return uri.(string)
+// closeAtCleanup disconnects a test connection when the test ends.
+func closeAtCleanup(t testing.TB, lv *libvirt.Libvirt) {
+	t.Cleanup(func() { _ = lv.Disconnect() })
 }
 
 // ensureVolume creates a raw volume in the test pool unless it exists.
