@@ -1196,7 +1196,10 @@ func (g *group) scaleInCandidates(countProvisioning bool, now time.Time) []polic
 			continue
 		}
 		if m.State == MemberRunning || (countProvisioning && m.State == MemberProvisioning) {
-			cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt, Condemned: m.Condemned})
+			// Only while a refresh runs (histories from before refreshes
+			// choose as they did).
+			outdated := g.st.Refresh.running() && g.refreshReplaces(&m)
+			cands = append(cands, policy.Candidate{Name: m.Name, Seq: m.Seq, CreatedAt: m.CreatedAt, Condemned: m.Condemned, Outdated: outdated})
 		}
 	}
 	return cands

@@ -218,14 +218,9 @@ func batchText(n int) string {
 // outdated lists the running members a refresh replaces, oldest first, and
 // counts the protected ones it leaves alone.
 func (g *group) outdated() (ms []*Member, protected int) {
-	r := g.st.Refresh
-	target := g.revision()
 	for i := range g.st.Members {
 		m := &g.st.Members[i]
-		if m.State != MemberRunning {
-			continue
-		}
-		if m.Revision == target && !(r != nil && r.All && m.Seq < r.BeforeSeq) {
+		if m.State != MemberRunning || !g.refreshReplaces(m) {
 			continue
 		}
 		if m.Protected {
@@ -236,6 +231,14 @@ func (g *group) outdated() (ms []*Member, protected int) {
 	}
 	slices.SortFunc(ms, func(a, b *Member) int { return cmp.Compare(a.Seq, b.Seq) })
 	return ms, protected
+}
+
+// refreshReplaces reports whether the refresh (the running or last one)
+// replaces m: it is not of the revision in force or, with All, it was there
+// when the refresh started.
+func (g *group) refreshReplaces(m *Member) bool {
+	r := g.st.Refresh
+	return m.Revision != g.revision() || (r != nil && r.All && m.Seq < r.BeforeSeq)
 }
 
 // stepRefresh takes the running refresh's next step (policy.NextRefreshStep):

@@ -284,3 +284,38 @@ func TestRollbackReturnsToThePreviousTemplateAndStaysUntilTheConfigurationChange
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: refreshSpec(3, "r1")})
 }
+
+func TestScaleInDuringARefreshTakesOutdatedMembersFirst(t *testing.T) {
+	f := newFake("h1", "h2")
+	env := newEnv(t, f, 50*time.Second)
+	env.SetTestTimeout(time.Minute)
+	batch := 1
+	steps(env,
+		func() { env.SignalWorkflow(workflows.SignalSpec, refreshSpec(4, "r2")) },
+		func() {
+			update(env, workflows.UpdateRefresh, &workflows.RefreshRequest{MinHealthy: "75%", Batch: &batch})
+		},
+		func() {
+			// web-1 and web-2 replaced so far by web-5 (running) and web-6
+			// (booting); web-3 and web-4 are still of r1. Newest first
+			// would cancel web-6 and remove web-5, leaving the old ones
+			// for the refresh to replace again.
+			st := status(t, env)
+			if got := byState(st, workflows.MemberRunning); !slices.Equal(got, []string{"web-3", "web-4", "web-5"}) {
+				t.Fatalf("running before the scale-in: %v, want [web-3 web-4 web-5]", got)
+			}
+			setDesired(t, env, 2)
+		},
+		func() {},
+		func() {
+			st := status(t, env)
+			if got := byState(st, workflows.MemberRunning); !slices.Equal(got, []string{"web-5", "web-6"}) || !st.Settled() {
+				t.Errorf("after the scale-in: running %v (settled %v), want the new [web-5 web-6]", got, st.Settled())
+			}
+			if r := st.Refresh; r == nil || r.Status != workflows.RefreshDone || st.Outdated != 0 {
+				t.Errorf("refresh %+v, %d outdated; want done, none", r, st.Outdated)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: refreshSpec(4, "r1")})
+}

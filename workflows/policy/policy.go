@@ -65,6 +65,11 @@ type Candidate struct {
 	// Condemned VMs (named for deletion by the cluster-autoscaler) go
 	// first, whatever the selection.
 	Condemned bool
+	// Outdated VMs (made from an older template while a rolling refresh
+	// runs) go next, before any of the current template, as AWS's default
+	// termination policy takes instances of the oldest launch template
+	// first: a refresh would replace them anyway.
+	Outdated bool
 }
 
 // Scale-in selections (as config.Select*).
@@ -102,6 +107,9 @@ func ScaleInVictimsBy(cands []Candidate, n int, selection string) []string {
 		a, b := sorted[i], sorted[j]
 		if a.Condemned != b.Condemned {
 			return a.Condemned
+		}
+		if a.Outdated != b.Outdated {
+			return a.Outdated
 		}
 		switch selection {
 		case SelectOldest:

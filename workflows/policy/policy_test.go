@@ -75,6 +75,31 @@ func TestScaleInVictimsNewestFirst(t *testing.T) {
 	}
 }
 
+func TestScaleInTakesOutdatedVMsAfterCondemnedOnesBeforeTheSelection(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cands := []Candidate{
+		{Name: "g-1", Seq: 1, CreatedAt: t0, Outdated: true, Pods: 9},
+		{Name: "g-2", Seq: 2, CreatedAt: t0.Add(time.Minute), Outdated: true, Pods: 1},
+		{Name: "g-3", Seq: 3, CreatedAt: t0.Add(2 * time.Minute), Pods: 0},
+		{Name: "g-4", Seq: 4, CreatedAt: t0.Add(3 * time.Minute), Condemned: true},
+	}
+	for _, tt := range []struct {
+		selection string
+		n         int
+		want      []string
+	}{
+		{SelectNewest, 2, []string{"g-4", "g-2"}},
+		{SelectNewest, 3, []string{"g-4", "g-2", "g-1"}},
+		{SelectOldest, 2, []string{"g-4", "g-1"}},
+		{SelectLeastPods, 2, []string{"g-4", "g-2"}}, // g-3 has fewer pods, but is current
+		{SelectLeastPods, 4, []string{"g-4", "g-2", "g-1", "g-3"}},
+	} {
+		if got := ScaleInVictimsBy(cands, tt.n, tt.selection); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s, %d: got %v, want %v", tt.selection, tt.n, got, tt.want)
+		}
+	}
+}
+
 func TestScaleInVictimsBySelection(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cands := []Candidate{
