@@ -135,8 +135,8 @@ func watchUp(ctx context.Context, vms []string, warm bool) *upWatch {
 
 // pollActive tells each VM's watcher when to try to attach its console:
 // once its domain is listed as active (one listing of the host's active
-// domains every 25 ms serves them all), at each lifecycle event of the
-// domain, and once a second while it is active. A restored domain's pty
+// domains every 25 ms serves them all), when it is started or resumed,
+// and once a second while it is active. A restored domain's pty
 // is assigned only when the restore is done, just before libvirt sends
 // "started" and resumes the guest: the event lets the watcher attach then,
 // instead of asking libvirtd every few milliseconds throughout the
@@ -193,7 +193,11 @@ func pollActive(ctx context.Context, fail func(error), kick map[string]chan libv
 					fail(fmt.Errorf("lifecycle events ended"))
 					return
 				}
-				send(libvirt.Domain{Name: ev.Dom.Name, UUID: ev.Dom.UUID, ID: ev.Dom.ID})
+				// Started or resumed: it runs, or is about to (a domain
+				// only defined has no console to attach).
+				if e := libvirt.DomainEventType(ev.Event); e == libvirt.DomainEventStarted || e == libvirt.DomainEventResumed {
+					send(libvirt.Domain{Name: ev.Dom.Name, UUID: ev.Dom.UUID, ID: ev.Dom.ID})
+				}
 			case <-tick.C:
 				break wait
 			}
