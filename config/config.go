@@ -533,6 +533,55 @@ type Refresh struct {
 	MinHealthy string `koanf:"minHealthy" json:"minHealthy,omitempty"`
 	// Batch caps the VMs replaced at once; 0: as many as MinHealthy allows.
 	Batch int `koanf:"batch" json:"batch,omitempty"`
+	// Checkpoints are percentages of the members to replace, ascending, at
+	// which a refresh waits CheckpointDelay before it goes on, as AWS
+	// instance refresh's checkpoints do. A refresh whose last checkpoint
+	// is under 100 ends there (a canary).
+	Checkpoints []int `koanf:"checkpoints" json:"checkpoints,omitempty"`
+	// CheckpointDelay is the wait at each checkpoint; default 1h (AWS's).
+	// Only with Checkpoints.
+	CheckpointDelay *time.Duration `koanf:"checkpointDelay" json:"checkpointDelay,omitempty"`
+}
+
+// DefaultCheckpointDelay is AWS instance refresh's default.
+const DefaultCheckpointDelay = time.Hour
+
+// MaxCheckpointDelay is the longest wait at a checkpoint (AWS allows two
+// days).
+const MaxCheckpointDelay = 48 * time.Hour
+
+// CheckCheckpoints explains what is wrong with refresh checkpoints, if
+// anything: percentages from 1 to 100, ascending, each once.
+func CheckCheckpoints(ps []int) error {
+	for i, p := range ps {
+		if p < 1 || p > 100 {
+			return fmt.Errorf("must be percentages from 1 to 100, got %d", p)
+		}
+		if i > 0 && p <= ps[i-1] {
+			return fmt.Errorf("must be ascending, each once, got %d after %d", p, ps[i-1])
+		}
+	}
+	return nil
+}
+
+// CheckCheckpointDelay explains what is wrong with a checkpoint delay
+// given with the checkpoints ps, if anything.
+func CheckCheckpointDelay(d time.Duration, ps []int) error {
+	switch {
+	case len(ps) == 0:
+		return fmt.Errorf("needs checkpoints to wait at")
+	case d < 0 || d > MaxCheckpointDelay:
+		return fmt.Errorf("must be from 0s to %s, got %s", MaxCheckpointDelay, d)
+	}
+	return nil
+}
+
+// Delay is the wait at each checkpoint.
+func (r Refresh) Delay() time.Duration {
+	if r.CheckpointDelay == nil {
+		return DefaultCheckpointDelay
+	}
+	return *r.CheckpointDelay
 }
 
 // ParsePercent reads a percentage of 0 to 100, written "66%" or "66".

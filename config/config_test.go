@@ -591,8 +591,10 @@ autoscale:
     - {name: h1, uri: "test:///default"}
   groups:
     - {name: a, max: 4, template: {diskSize: 1GiB}, refresh: {mode: always, minHealthy: 101%, batch: -1}}
-    - {name: b, max: 4, template: {diskSize: 1GiB}, refresh: {minHealthy: most}}
-    - {name: c, max: 4, template: {diskSize: 1GiB}, refresh: {mode: auto, minHealthy: "66%", batch: 2}}
+    - {name: b, max: 4, template: {diskSize: 1GiB}, refresh: {minHealthy: most, checkpoints: [50, 20]}}
+    - {name: c, max: 4, template: {diskSize: 1GiB}, refresh: {mode: auto, minHealthy: "66%", batch: 2, checkpoints: [20, 100], checkpointDelay: 30m}}
+    - {name: d, max: 4, template: {diskSize: 1GiB}, refresh: {checkpoints: [0, 101], checkpointDelay: 49h}}
+    - {name: e, max: 4, template: {diskSize: 1GiB}, refresh: {checkpointDelay: 5m}}
 `
 	_, err := load(writeConfig(t, body), noEnv, nil)
 	if err == nil {
@@ -603,6 +605,10 @@ autoscale:
 		`autoscale.groups[0].refresh.minHealthy: must be a percentage from 0% to 100%, got "101%"`,
 		"autoscale.groups[0].refresh.batch: must be from 0 to 1000, got -1",
 		`autoscale.groups[1].refresh.minHealthy: must be a percentage from 0% to 100%, got "most"`,
+		"autoscale.groups[1].refresh.checkpoints: must be ascending, each once, got 20 after 50",
+		"autoscale.groups[3].refresh.checkpoints: must be percentages from 1 to 100, got 0",
+		"autoscale.groups[3].refresh.checkpointDelay: must be from 0s to 48h0m0s, got 49h0m0s",
+		"autoscale.groups[4].refresh.checkpointDelay: needs checkpoints to wait at",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q\n%v", want, err)

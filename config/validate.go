@@ -837,6 +837,14 @@ func (v *validator) refresh(p string, r Refresh) {
 	if r.Batch < 0 || r.Batch > MaxGroupSize {
 		v.add(p+".batch", "must be from 0 to %d, got %d", MaxGroupSize, r.Batch)
 	}
+	if err := CheckCheckpoints(r.Checkpoints); err != nil {
+		v.add(p+".checkpoints", "%s", err)
+	}
+	if r.CheckpointDelay != nil {
+		if err := CheckCheckpointDelay(*r.CheckpointDelay, r.Checkpoints); err != nil {
+			v.add(p+".checkpointDelay", "%s", err)
+		}
+	}
 }
 
 // MaxConsoleLine bounds warmPool.ready.consoleLine.

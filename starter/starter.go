@@ -157,8 +157,9 @@ func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
 		spec.Schedules = append(spec.Schedules, sc.Name)
 	}
 	spec.WarmPool = g.WarmPool
-	if r := g.Refresh; r != (config.Refresh{}) && r != (config.Refresh{Mode: config.RefreshManual}) {
-		spec.Refresh = &r
+	if r := g.Refresh; (r.Mode != "" && r.Mode != config.RefreshManual) || r.MinHealthy != "" || r.Batch != 0 ||
+		len(r.Checkpoints) > 0 || r.CheckpointDelay != nil {
+		spec.Refresh = &r // only when set: the spec of a group without stays as it was
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
@@ -439,6 +440,13 @@ func (s *Starter) Refresh(ctx context.Context, name string, req workflows.Refres
 func (s *Starter) CancelRefresh(ctx context.Context, name string) (workflows.Refresh, error) {
 	var r workflows.Refresh
 	err := s.update(ctx, name, workflows.UpdateRefreshCancel, nil, &r)
+	return r, err
+}
+
+// ContinueRefresh ends the wait of a group's refresh at a checkpoint.
+func (s *Starter) ContinueRefresh(ctx context.Context, name string) (workflows.Refresh, error) {
+	var r workflows.Refresh
+	err := s.update(ctx, name, workflows.UpdateRefreshContinue, nil, &r)
 	return r, err
 }
 

@@ -87,6 +87,28 @@ func (c *controller) waitRefresh(group string, id int, timeout time.Duration) wo
 	}
 }
 
+// waitCheckpoint polls status until refresh id waits at a checkpoint with
+// replaced members replaced and the group settled, and returns that status.
+func (c *controller) waitCheckpoint(group string, id, replaced int, timeout time.Duration) workflows.GroupStatus {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := c.status(group)
+		r := st.Refresh
+		if r != nil && r.ID == id && r.Replaced > replaced {
+			c.t.Fatalf("refresh %d went past its checkpoint at %d replaced: %+v", id, replaced, r)
+		}
+		if r != nil && r.ID == id && r.Status == workflows.RefreshRunning && !r.WaitingUntil.IsZero() && r.Replaced == replaced && st.Settled() {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.dumpLog()
+			c.t.Fatalf("refresh %d of %s not waiting at %d replaced within %s: %+v", id, group, replaced, timeout, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestRefreshUnderTheKillLoopKeepsMinHealthy: a group of 6 on three
 // libvirtd hosts (test driver) with refresh {mode: auto, minHealthy: 66%,
 // batch: 2}. Each round changes the template in the file and restarts the
@@ -95,7 +117,8 @@ func (c *controller) waitRefresh(group string, id int, timeout time.Duration) wo
 // invariant (nothing leaked or duplicated) and that every member is of the
 // new revision. Throughout, a sampler counts the running domains on the
 // hosts: never fewer than 4 (ceil(66% of 6)). Then a rollback by the CLI
-// returns the members to the previous template.
+// returns the members to the previous template, and a refresh with
+// checkpoints waits at each, across a SIGKILL, until continued.
 func TestRefreshUnderTheKillLoopKeepsMinHealthy(t *testing.T) {
 	hosts := requireHosts(t, 3)
 	conns := map[string]*libvirt.Libvirt{}
@@ -171,8 +194,35 @@ func TestRefreshUnderTheKillLoopKeepsMinHealthy(t *testing.T) {
 			t.Errorf("after rollback %s is of revision %s", m.Name, m.Revision)
 		}
 	}
+	// Checkpoints, by the CLI: --all replaces the 6 of the current revision;
+	// at 34% (3 of 6) the refresh waits its hour, across a SIGKILL of the
+	// controller, until --continue; at 100% again, until --continue.
+	if _, stderr, err := c.cli("refresh", group, "--checkpoints", "50,20"); err == nil || !strings.Contains(stderr, "--checkpoints") {
+		t.Errorf("refresh --checkpoints 50,20: err %v, stderr %q; want a refusal naming --checkpoints", err, stderr)
+	}
+	c.mustCLI("refresh", group, "--all", "--min-healthy", "66%", "--checkpoints", "34,100", "--checkpoint-delay", "1h")
+	id := st.Refresh.ID + 1
+	at := c.waitCheckpoint(group, id, 3, 3*time.Minute)
+	c.kill(syscall.SIGKILL)
+	c.start()
+	time.Sleep(3 * time.Second) // a few evaluations: nothing may move during the wait
+	if again := c.waitCheckpoint(group, id, 3, time.Minute); !again.Refresh.WaitingUntil.Equal(at.Refresh.WaitingUntil) {
+		t.Errorf("after a restart the checkpoint wait ends at %s, before it at %s", again.Refresh.WaitingUntil, at.Refresh.WaitingUntil)
+	}
+	if out := c.mustCLI("status", group); !strings.Contains(out, "waiting at a checkpoint until") {
+		t.Errorf("status during a checkpoint wait does not show it:\n%s", out)
+	}
+	c.mustCLI("refresh", group, "--continue")
+	c.waitCheckpoint(group, id, 6, 3*time.Minute)
+	c.mustCLI("refresh", group, "--continue")
+	st = c.waitRefresh(group, id, 3*time.Minute)
+	if r := st.Refresh; r.ID != id || r.Replaced != 6 || r.Stopped {
+		t.Errorf("refresh with checkpoints: %+v; want 6 replaced", r)
+	}
+	checkInvariant(t, conns, testPool, st)
+
 	fewest, samples := sampler.result()
-	t.Logf("running domains sampled %d times across 4 refreshes, 8 kills and a rollback: fewest %d", samples, fewest)
+	t.Logf("running domains sampled %d times across 4 refreshes, 8 kills, a rollback and a refresh with checkpoints: fewest %d", samples, fewest)
 	if samples < 100 || fewest < 4 {
 		t.Errorf("fewest running domains %d over %d samples, want >= 4 (66%% of 6)", fewest, samples)
 	}

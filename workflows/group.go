@@ -601,6 +601,9 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		if w := g.untilWindowChange(ctx); w > 0 && w < wait {
 			wait = w
 		}
+		if w := g.untilCheckpointEnds(ctx); w > 0 && w < wait {
+			wait = w
+		}
 		if wait > 0 {
 			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -33,6 +34,9 @@ const (
 	// UpdateRefreshRollback returns the group to the template revision it
 	// had before the last change and refreshes the members made since.
 	UpdateRefreshRollback = "refresh-rollback"
+	// UpdateRefreshContinue ends the running refresh's wait at a
+	// checkpoint now.
+	UpdateRefreshContinue = "refresh-continue"
 )
 
 // Refresh statuses.
@@ -53,6 +57,14 @@ type RefreshRequest struct {
 	// those of the current revision (a base image rebuilt under its old
 	// name).
 	All bool `json:"all,omitempty"`
+	// Checkpoints are percentages of the members to replace, ascending,
+	// at which the refresh waits (config.Refresh.Checkpoints); empty: the
+	// group's setting. NoCheckpoints: none, whatever the group's setting.
+	Checkpoints   []int `json:"checkpoints,omitempty"`
+	NoCheckpoints bool  `json:"noCheckpoints,omitempty"`
+	// CheckpointDelay is the wait at each checkpoint, a duration ("30m");
+	// empty: the group's setting, or one hour.
+	CheckpointDelay string `json:"checkpointDelay,omitempty"`
 }
 
 // TemplateRevision is a template as the group used it, with its revision
@@ -91,7 +103,17 @@ type Refresh struct {
 	Surging bool `json:"surging,omitempty"`
 	// Protected counts outdated members left alone because they are
 	// protected from scale-in (last step).
-	Protected int       `json:"protected,omitempty"`
+	Protected int `json:"protected,omitempty"`
+	// Checkpoints (percentages of Total) at which the refresh waits
+	// CheckpointDelay; NextCheckpoint indexes the next one to reach.
+	Checkpoints     []int         `json:"checkpoints,omitempty"`
+	CheckpointDelay time.Duration `json:"checkpointDelay,omitempty"`
+	NextCheckpoint  int           `json:"nextCheckpoint,omitempty"`
+	// WaitingUntil is set while the refresh waits at a checkpoint: when
+	// it goes on, unless continued sooner.
+	WaitingUntil time.Time `json:"waitingUntil,omitzero"`
+	// Stopped: it ended at its last checkpoint, under 100%.
+	Stopped   bool      `json:"stopped,omitempty"`
 	StartedAt time.Time `json:"startedAt"`
 	EndedAt   time.Time `json:"endedAt,omitzero"`
 }
@@ -159,35 +181,68 @@ func (g *group) current() TemplateRevision {
 	return TemplateRevision{Revision: g.revision(), Template: g.template()}
 }
 
+// refreshPlan is a refresh request resolved against the group's settings.
+type refreshPlan struct {
+	minHealthy, batch int
+	checkpoints       []int
+	delay             time.Duration
+}
+
 // refreshSettings resolves a request against the group's settings.
-func (g *group) refreshSettings(req RefreshRequest) (minHealthy, batch int, err error) {
+func (g *group) refreshSettings(req RefreshRequest) (p refreshPlan, err error) {
 	var r config.Refresh
 	if g.spec.Refresh != nil {
 		r = *g.spec.Refresh
 	}
-	minHealthy = r.MinHealthyPercent()
+	p.minHealthy = r.MinHealthyPercent()
 	if req.MinHealthy != "" {
-		if minHealthy, err = config.ParsePercent(req.MinHealthy); err != nil {
-			return 0, 0, fmt.Errorf("min-healthy %w", err)
+		if p.minHealthy, err = config.ParsePercent(req.MinHealthy); err != nil {
+			return p, fmt.Errorf("min-healthy %w", err)
 		}
 	}
-	batch = r.Batch
+	p.batch = r.Batch
 	if req.Batch != nil {
-		batch = *req.Batch
+		p.batch = *req.Batch
 	}
-	if batch < 0 || batch > config.MaxGroupSize {
-		return 0, 0, fmt.Errorf("batch must be from 0 to %d, got %d", config.MaxGroupSize, batch)
+	if p.batch < 0 || p.batch > config.MaxGroupSize {
+		return p, fmt.Errorf("batch must be from 0 to %d, got %d", config.MaxGroupSize, p.batch)
 	}
-	return minHealthy, batch, nil
+	p.checkpoints, p.delay = slices.Clone(r.Checkpoints), r.Delay()
+	switch {
+	case req.NoCheckpoints && len(req.Checkpoints) > 0:
+		return p, fmt.Errorf("checkpoints: none, or %v, not both", req.Checkpoints)
+	case req.NoCheckpoints:
+		p.checkpoints = nil
+	case len(req.Checkpoints) > 0:
+		if err := config.CheckCheckpoints(req.Checkpoints); err != nil {
+			return p, fmt.Errorf("checkpoints %w", err)
+		}
+		p.checkpoints = slices.Clone(req.Checkpoints)
+	}
+	if req.CheckpointDelay != "" {
+		d, err := time.ParseDuration(req.CheckpointDelay)
+		if err != nil {
+			return p, fmt.Errorf("checkpoint-delay must be a duration such as 30m, got %q", req.CheckpointDelay)
+		}
+		if err := config.CheckCheckpointDelay(d, p.checkpoints); err != nil {
+			return p, fmt.Errorf("checkpoint-delay %w", err)
+		}
+		p.delay = d
+	}
+	return p, nil
 }
 
 func (g *group) startRefresh(ctx workflow.Context, req RefreshRequest, rollback, auto bool) *Refresh {
-	minHealthy, batch, _ := g.refreshSettings(req) // validated
+	plan, _ := g.refreshSettings(req) // validated
+	minHealthy, batch := plan.minHealthy, plan.batch
 	g.st.RefreshSeq++
 	r := &Refresh{
 		ID: g.st.RefreshSeq, Status: RefreshRunning, Target: g.revision(),
 		Rollback: rollback, Auto: auto, All: req.All, MinHealthyPercent: minHealthy, Batch: batch,
 		StartedAt: workflow.Now(ctx),
+	}
+	if len(plan.checkpoints) > 0 {
+		r.Checkpoints, r.CheckpointDelay = plan.checkpoints, plan.delay
 	}
 	if req.All {
 		r.BeforeSeq = g.st.NextSeq
@@ -202,10 +257,21 @@ func (g *group) startRefresh(ctx workflow.Context, req RefreshRequest, rollback,
 	case auto:
 		how = "refresh (automatic, after a template change)"
 	}
-	g.event(ctx, "%s %d started: %d members to replace with revision %s, keeping %d%% of desired running, batch %s",
-		how, r.ID, r.Total, shortRev(r.Target), minHealthy, batchText(batch))
+	g.event(ctx, "%s %d started: %d members to replace with revision %s, keeping %d%% of desired running, batch %s%s",
+		how, r.ID, r.Total, shortRev(r.Target), minHealthy, batchText(batch), checkpointsText(r))
 	g.dirty = true
 	return r
+}
+
+func checkpointsText(r *Refresh) string {
+	if len(r.Checkpoints) == 0 {
+		return ""
+	}
+	ps := make([]string, len(r.Checkpoints))
+	for i, p := range r.Checkpoints {
+		ps[i] = fmt.Sprintf("%d%%", p)
+	}
+	return fmt.Sprintf(", waiting %s at checkpoints %s", r.CheckpointDelay, strings.Join(ps, ", "))
 }
 
 func batchText(n int) string {
@@ -256,6 +322,13 @@ func (g *group) stepRefresh(ctx workflow.Context) {
 	}
 	outdated, protected := g.outdated()
 	r.Remaining, r.Protected = len(outdated), protected
+	if !r.WaitingUntil.IsZero() {
+		if workflow.Now(ctx).Before(r.WaitingUntil) {
+			return
+		}
+		r.WaitingUntil = time.Time{}
+		g.event(ctx, "refresh %d goes on after its checkpoint wait", r.ID)
+	}
 	running := g.count(MemberRunning)
 	inFlight := g.count(MemberProvisioning, MemberDecommissioning, MemberFailed)
 	if r.Surging {
@@ -268,11 +341,17 @@ func (g *group) stepRefresh(ctx workflow.Context) {
 		}
 		return
 	}
+	checkpoint := 0
+	if r.NextCheckpoint < len(r.Checkpoints) {
+		checkpoint = policy.CheckpointCount(r.Checkpoints[r.NextCheckpoint], r.Total)
+	}
 	step := policy.NextRefreshStep(policy.RefreshState{
 		Desired: g.st.Desired, Running: running, InFlight: inFlight, Outdated: len(outdated),
-		MinHealthyPercent: r.MinHealthyPercent, Batch: r.Batch,
+		MinHealthyPercent: r.MinHealthyPercent, Batch: r.Batch, Checkpoint: checkpoint, Replaced: r.Replaced,
 	})
 	switch {
+	case step.Checkpoint:
+		g.reachCheckpoint(ctx, r)
 	case step.Done:
 		r.Status, r.EndedAt = RefreshDone, workflow.Now(ctx)
 		msg := fmt.Sprintf("refresh %d done: %d members replaced", r.ID, r.Replaced)
@@ -286,6 +365,32 @@ func (g *group) stepRefresh(ctx workflow.Context) {
 	case step.Replace > 0:
 		g.replace(ctx, r, outdated[:step.Replace])
 	}
+}
+
+// reachCheckpoint records that refresh r reached its next checkpoint (the
+// replacements up to it run): it waits there, or ends if that was its last
+// checkpoint and under 100%.
+func (g *group) reachCheckpoint(ctx workflow.Context, r *Refresh) {
+	p := r.Checkpoints[r.NextCheckpoint]
+	r.NextCheckpoint++
+	now := workflow.Now(ctx)
+	if r.NextCheckpoint == len(r.Checkpoints) && p < 100 {
+		r.Status, r.EndedAt, r.Stopped = RefreshDone, now, true
+		g.event(ctx, "refresh %d stopped at its last checkpoint, %d%%: %d of %d members replaced; the rest stay on older revisions until another refresh", r.ID, p, r.Replaced, r.Total)
+		return
+	}
+	r.WaitingUntil = now.Add(r.CheckpointDelay)
+	g.event(ctx, "refresh %d reached its checkpoint at %d%% (%d of %d members replaced): waiting %s, until %s, before it goes on",
+		r.ID, p, r.Replaced, r.Total, r.CheckpointDelay, r.WaitingUntil.UTC().Format(time.RFC3339))
+}
+
+// untilCheckpointEnds is how long the running refresh still waits at a
+// checkpoint; zero if it does not.
+func (g *group) untilCheckpointEnds(ctx workflow.Context) time.Duration {
+	if r := g.st.Refresh; r.running() && !r.WaitingUntil.IsZero() {
+		return max(r.WaitingUntil.Sub(workflow.Now(ctx)), time.Millisecond)
+	}
+	return 0
 }
 
 // replace takes ms out of service for refresh r; the group's reconciliation
@@ -341,8 +446,29 @@ func (g *group) registerRefreshUpdates(ctx workflow.Context) error {
 			if g.st.Removed {
 				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("group %s was removed from the configuration", g.spec.Name), "Removed", nil)
 			}
-			_, _, err := g.refreshSettings(req)
+			_, err := g.refreshSettings(req)
 			return invalidRefresh(err)
+		}},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRefreshContinue,
+		func(ctx workflow.Context) (Refresh, error) {
+			r := g.st.Refresh
+			r.WaitingUntil = time.Time{}
+			g.event(ctx, "refresh %d continued before its checkpoint wait ended", r.ID)
+			g.dirty = true
+			return *r, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error {
+			r := g.st.Refresh
+			if !r.running() {
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("group %s has no refresh running", g.spec.Name), "NoRefresh", nil)
+			}
+			if r.WaitingUntil.IsZero() {
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("refresh %d of group %s is not waiting at a checkpoint", r.ID, g.spec.Name), "NotAtCheckpoint", nil)
+			}
+			return nil
 		}},
 	); err != nil {
 		return err
@@ -350,7 +476,7 @@ func (g *group) registerRefreshUpdates(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRefreshCancel,
 		func(ctx workflow.Context) (Refresh, error) {
 			r := g.st.Refresh
-			r.Status, r.EndedAt, r.Surging = RefreshCancelled, workflow.Now(ctx), false
+			r.Status, r.EndedAt, r.Surging, r.WaitingUntil = RefreshCancelled, workflow.Now(ctx), false, time.Time{}
 			g.event(ctx, "refresh %d cancelled after replacing %d of %d members", r.ID, r.Replaced, r.Total)
 			g.dirty = true
 			return *r, nil
@@ -372,7 +498,7 @@ func (g *group) canRefresh(req RefreshRequest) error {
 	if g.st.Removed {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("group %s was removed from the configuration", g.spec.Name), "Removed", nil)
 	}
-	_, _, err := g.refreshSettings(req)
+	_, err := g.refreshSettings(req)
 	return invalidRefresh(err)
 }
 

@@ -319,3 +319,95 @@ func TestScaleInDuringARefreshTakesOutdatedMembersFirst(t *testing.T) {
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: refreshSpec(4, "r1")})
 }
+
+func TestRefreshWaitsAtCheckpointsUntilTheDelayOrContinue(t *testing.T) {
+	f := newFake("h1", "h2")
+	env := newEnv(t, f, 20*time.Second)
+	env.SetTestTimeout(2 * time.Minute)
+	var badOrder, delayAlone, early, good, cont, late *updateResult
+	replaced := map[int]int{} // minute -> replaced
+	waiting := map[int]bool{}
+	var fns []func()
+	for minute := 1; minute <= 20; minute++ {
+		fns = append(fns, func() {
+			if r := status(t, env).Refresh; r != nil {
+				replaced[minute], waiting[minute] = r.Replaced, !r.WaitingUntil.IsZero()
+			}
+			switch minute {
+			case 1:
+				env.SignalWorkflow(workflows.SignalSpec, refreshSpec(10, "r2"))
+				badOrder = update(env, workflows.UpdateRefresh, &workflows.RefreshRequest{Checkpoints: []int{50, 20}})
+				delayAlone = update(env, workflows.UpdateRefresh, &workflows.RefreshRequest{NoCheckpoints: true, CheckpointDelay: "10m"})
+				early = update(env, workflows.UpdateRefreshContinue, nil)
+			case 2:
+				badOrder.refused(t, "checkpoints 50,20", "checkpoints must be ascending")
+				delayAlone.refused(t, "a delay without checkpoints", "checkpoint-delay needs checkpoints")
+				early.refused(t, "continue with no refresh", "no refresh running")
+				good = update(env, workflows.UpdateRefresh, &workflows.RefreshRequest{MinHealthy: "50%", Checkpoints: []int{20, 60, 100}, CheckpointDelay: "10m"})
+			case 3:
+				if r := good.ok(t, "refresh with checkpoints"); !slices.Equal(r.Checkpoints, []int{20, 60, 100}) || r.CheckpointDelay != 10*time.Minute {
+					t.Errorf("refresh: %+v; want checkpoints 20, 60, 100 of 10m", r)
+				}
+			case 5:
+				cont = update(env, workflows.UpdateRefreshContinue, nil)
+			case 7:
+				if r := cont.ok(t, "continue"); r.Replaced != 2 {
+					t.Errorf("continued at %d replaced, want 2", r.Replaced)
+				}
+			case 19:
+				late = update(env, workflows.UpdateRefreshContinue, nil)
+			case 20:
+				st := status(t, env)
+				if r := st.Refresh; r.Status != workflows.RefreshDone || r.Stopped || st.Outdated != 0 {
+					t.Errorf("after: refresh %+v, %d outdated; want done with none outdated", r, st.Outdated)
+				}
+			}
+		})
+	}
+	steps(env, fns...)
+	runGroup(t, env, workflows.GroupInput{Spec: refreshSpec(10, "r1")})
+	// 20% of 10 is 2: one batch of 2 (the floor would allow 5), then a
+	// wait that only continue ends (after minute 5); 60% is 6: one batch
+	// of 4, then the full 10 minutes; then the last 4 and a wait at 100%
+	// that continue ends at minute 19.
+	for _, m := range []int{3, 4, 5} {
+		if replaced[m] != 2 || !waiting[m] {
+			t.Errorf("minute %d: %d replaced, waiting %v; want 2 and waiting at 20%%", m, replaced[m], waiting[m])
+		}
+	}
+	for _, m := range []int{7, 10, 14} {
+		if replaced[m] != 6 || !waiting[m] {
+			t.Errorf("minute %d: %d replaced, waiting %v; want 6 and waiting at 60%%", m, replaced[m], waiting[m])
+		}
+	}
+	if replaced[18] != 10 || !waiting[18] {
+		t.Errorf("minute 18: %d replaced, waiting %v; want 10 and waiting at 100%%", replaced[18], waiting[18])
+	}
+	if r := late.ok(t, "continue at 100%"); r.Replaced != 10 {
+		t.Errorf("continue at 100%%: %+v", r)
+	}
+}
+
+func TestRefreshWhoseLastCheckpointIsUnder100StopsThere(t *testing.T) {
+	f := newFake("h1", "h2")
+	env := newEnv(t, f, 20*time.Second)
+	steps(env,
+		func() {
+			s := refreshSpec(4, "r2")
+			s.Refresh = &config.Refresh{Mode: config.RefreshAuto, MinHealthy: "50%", Checkpoints: []int{50}}
+			env.SignalWorkflow(workflows.SignalSpec, s)
+		},
+		func() {}, func() {},
+		func() {
+			st := status(t, env)
+			r := st.Refresh
+			if r == nil || r.Status != workflows.RefreshDone || !r.Stopped || r.Replaced != 2 || st.Outdated != 2 {
+				t.Fatalf("canary refresh: %+v with %d outdated; want done, stopped at 2 of 4 replaced", r, st.Outdated)
+			}
+			if got := revisions(st); got["r1"] != 2 || got["r2"] != 2 || !st.Settled() {
+				t.Errorf("revisions %v, settled %v; want 2 and 2, settled", got, st.Settled())
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: refreshSpec(4, "r1")})
+}

@@ -94,6 +94,14 @@ func (s GroupSpec) Validate() error {
 		if r.Batch < 0 || r.Batch > config.MaxGroupSize {
 			bad("refresh.batch", "%d is outside [0, %d]", r.Batch, config.MaxGroupSize)
 		}
+		if err := config.CheckCheckpoints(r.Checkpoints); err != nil {
+			bad("refresh.checkpoints", "%s", err)
+		}
+		if r.CheckpointDelay != nil {
+			if err := config.CheckCheckpointDelay(*r.CheckpointDelay, r.Checkpoints); err != nil {
+				bad("refresh.checkpointDelay", "%s", err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

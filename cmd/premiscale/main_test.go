@@ -74,6 +74,12 @@ func TestBadArgumentsAreNamed(t *testing.T) {
 		{[]string{"status", "-o", "yaml", "-c", demo}, "-o/--output"},
 		{[]string{"--log-file", "x", "--log-stdout", "--validate", "-c", demo}, "log-stdout"},
 		{[]string{"--validate", "-c", "/nonexistent.yaml"}, "/nonexistent.yaml"},
+		{[]string{"refresh", "demo", "--checkpoints", "50,20", "-c", demo}, "--checkpoints must be ascending"},
+		{[]string{"refresh", "demo", "--checkpoints", "20,half", "-c", demo}, "--checkpoints must be a percentage"},
+		{[]string{"refresh", "demo", "--checkpoint-delay", "soon", "-c", demo}, "--checkpoint-delay must be a duration"},
+		{[]string{"refresh", "demo", "--checkpoint-delay", "72h", "-c", demo}, "--checkpoint-delay must be from 0s to 48h"},
+		{[]string{"refresh", "demo", "--continue", "--batch", "2", "-c", demo}, "--continue takes no other flag"},
+		{[]string{"refresh", "demo", "--continue", "--cancel", "-c", demo}, "one or the other"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -162,5 +168,22 @@ func TestStatusShowsTheWarmPool(t *testing.T) {
 	}
 	if line := strings.Split(out.String(), "\n")[2]; !strings.HasSuffix(strings.TrimSpace(line), "-") {
 		t.Errorf("a group without a pool shows %q, want a WARM of -", line)
+	}
+}
+
+func TestRefreshLineShowsTheCheckpointWait(t *testing.T) {
+	until := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	r := &workflows.Refresh{ID: 3, Status: workflows.RefreshRunning, Replaced: 2, Total: 10, Target: "abcdef123456",
+		MinHealthyPercent: 50, Checkpoints: []int{20, 100}, CheckpointDelay: 30 * time.Minute, WaitingUntil: until}
+	got := refreshLine(workflows.GroupStatus{Refresh: r})
+	for _, want := range []string{"refresh 3 running: 2 of 10 replaced", "checkpoints 20% 100% (30m0s each)",
+		"waiting at a checkpoint until " + until.Local().Format(time.RFC3339), "--continue"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("refresh line lacks %q:\n%s", want, got)
+		}
+	}
+	r.Status, r.WaitingUntil, r.Stopped, r.Checkpoints = workflows.RefreshDone, time.Time{}, true, []int{50}
+	if got := refreshLine(workflows.GroupStatus{Refresh: r}); strings.Contains(got, "waiting") || !strings.Contains(got, "stopped at its last checkpoint") {
+		t.Errorf("a canary that stopped: %s", got)
 	}
 }
