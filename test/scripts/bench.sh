@@ -67,22 +67,28 @@ warm_section() {
 
 Tiny guests (Debian kernel, busybox initramfs, 256 MiB, 1 vCPU) on the
 local libvirtd. From the `set-desired` Update 0 -> N until every one of the
-N VMs printed a console line after it (log polled every 5 ms): *cold*
-clones, defines and boots each (its first line is the guest's READY);
+N VMs printed a console line after it (each serial console is read through
+libvirt from the moment its domain is started or resumed, as its lifecycle
+events tell): *cold* clones, defines and boots each (its first line is the
+guest's READY);
 *hibernated* and *paused* groups have a warm pool of N, restored from a
 managed save or resumed (their first line is the next console tick, every
 50 ms). Each mode on its own in-process controller, one after the other in
-the same run. The pool refills in the background meanwhile. Goals:
-hibernated >= 4x faster than cold, paused >= 15x, at every N. *libvirt
-alone*: after the hibernated run, with the group paused, the same N guests
-are managed-saved, the host left to settle for 15 s, and all started at
-once by the benchmark itself, each from its own connection (as N `virsh
-start` would), timed the same way. Restoring is CPU-bound in QEMU/TCG
-(about 1.5 CPU-seconds per guest here, on 2 cores), so cold / libvirt
-alone is about the best ratio a controller restoring managed saves can
-reach on this machine. The pool holds, while warm: paused, the guests'
-memory; hibernated, the managed save images (on disk); both, their
-overlay disks.
+the same run; before each decision the host writes back what is dirty and
+rests 15 s (a pool waits long after it filled). The pool refills once the
+group is whole. Goals: hibernated >= 4x faster than cold, paused >= 15x, at
+every N. *libvirt alone*: after the hibernated run, once the pool has
+refilled, with the group paused, the same N guests are managed-saved, the
+host settles likewise, and the benchmark itself starts them all at once,
+each from its own connection (as N `virsh start` would), timed the same
+way. Restoring is CPU-bound here: about
+2 CPU-seconds per guest on this 2-core machine (measured with perf, one
+restore: some 0.9 s zeroing the huge pages the guest's memory is loaded
+into, some 0.7 s in the ~400 QMP round trips libvirt 9.0 makes at every
+start to read the guest CPU's features, the rest QEMU's start and the
+load), against 7 to 9 CPU-seconds for a cold boot under TCG. The pool
+holds, while warm: paused, the guests' memory; hibernated, the managed
+save images (on disk); both, their overlay disks.
 
 | N | cold (ms) | hibernated (ms) | paused (ms) | cold / hibernated | cold / paused | libvirt alone restoring (ms) | hibernated / libvirt alone | cold / libvirt alone | hibernated pool: disk (MiB) | paused pool: memory, disk (MiB) |
 |---|---|---|---|---|---|---|---|---|---|---|
