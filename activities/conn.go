@@ -14,6 +14,8 @@ import (
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+
+	"github.com/premiscale/premiscale/config"
 )
 
 // Defaults of Hosts.
@@ -57,8 +59,10 @@ type Hosts struct {
 	// PingInterval and PingTimeout: see Hosts; zero means the defaults.
 	PingInterval, PingTimeout time.Duration
 	// MaxPerHost bounds concurrent users of one host; zero means
-	// DefaultMaxPerHost.
+	// DefaultMaxPerHost. Limits, by URI, overrides it for a host
+	// (config.Host.MaxConcurrentCalls; HostLimits).
 	MaxPerHost int
+	Limits     map[string]int
 	Logger     *slog.Logger
 
 	mu     sync.Mutex
@@ -96,6 +100,18 @@ func NewHosts(logger *slog.Logger) *Hosts {
 	return &Hosts{Logger: logger, conns: map[string]*hostConns{}}
 }
 
+// HostLimits is Hosts.Limits for the hosts of cfg that set
+// maxConcurrentCalls.
+func HostLimits(cfg *config.Config) map[string]int {
+	out := map[string]int{}
+	for _, h := range cfg.Autoscale.Hosts {
+		if h.MaxConcurrentCalls > 0 {
+			out[h.URI] = h.MaxConcurrentCalls
+		}
+	}
+	return out
+}
+
 func orDefault[T int | time.Duration](v, def T) T {
 	if v > 0 {
 		return v
@@ -114,7 +130,7 @@ func (h *Hosts) host(uri string) (*hostConns, error) {
 	}
 	hs, ok := h.conns[uri]
 	if !ok {
-		slots := orDefault(h.MaxPerHost, DefaultMaxPerHost)
+		slots := orDefault(h.Limits[uri], orDefault(h.MaxPerHost, DefaultMaxPerHost))
 		hs = &hostConns{free: make(chan int, slots)}
 		for i := range slots {
 			hs.free <- i

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/premiscale/premiscale/config"
 )
 
 // silentDaemon accepts connections and reads from them but never answers,
@@ -86,5 +88,29 @@ func TestWaitingForAHostGivesUpWithTheCallersContext(t *testing.T) {
 	}
 	if err := <-first; err == nil {
 		t.Error("first caller's dial to a silent daemon succeeded")
+	}
+}
+
+func TestAHostsMaxConcurrentCallsSetsItsSlots(t *testing.T) {
+	uri := silentDaemon(t)
+	h := NewHosts(nil)
+	h.DialTimeout = 5 * time.Second
+	h.Limits = HostLimits(&config.Config{Autoscale: config.Autoscale{Hosts: []config.Host{
+		{Name: "h1", URI: uri, MaxConcurrentCalls: 2}, {Name: "h2", URI: "qemu:///system"},
+	}}})
+	defer h.Close()
+	if len(h.Limits) != 1 || h.Limits[uri] != 2 {
+		t.Fatalf("limits = %v, want only h1's 2", h.Limits)
+	}
+	// Two callers hold h1's two slots (the dial hangs); a third waits for
+	// a slot, not for the dial (with the default 8 it would get a slot).
+	for range 2 {
+		go func() { _, _, _ = h.Acquire(context.Background(), "h1", uri) }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, _, err := h.Acquire(ctx, "h1", uri); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "slot (2 in use)") {
+		t.Errorf("third caller: err = %v, want its deadline while waiting for one of 2 slots", err)
 	}
 }

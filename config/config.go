@@ -468,7 +468,13 @@ type Host struct {
 	// MemoryOvercommit is how much VM memory each byte of schedulable host
 	// memory may carry; 1 (the default) means none.
 	MemoryOvercommit float64 `koanf:"memoryOvercommit" json:"memoryOvercommit"`
+	// MaxConcurrentCalls bounds the libvirt calls each worker makes to the
+	// host at once (restores, boots, clones, listings); 0: the default, 8.
+	MaxConcurrentCalls int `koanf:"maxConcurrentCalls" json:"maxConcurrentCalls,omitempty"`
 }
+
+// MaxConcurrentCalls bounds autoscale.hosts[].maxConcurrentCalls.
+const MaxConcurrentCalls = 64
 
 // Reserved is host capacity kept out of placement.
 type Reserved struct {

@@ -307,7 +307,7 @@ func TestPlacementAndHostCapacityErrorsNameTheirPaths(t *testing.T) {
 version: v1alpha1
 autoscale:
   hosts:
-    - {name: h1, uri: "test:///default", cpuOvercommit: 0.5, memoryOvercommit: -1, reserved: {memory: lots, cpus: -2}}
+    - {name: h1, uri: "test:///default", cpuOvercommit: 0.5, memoryOvercommit: -1, reserved: {memory: lots, cpus: -2}, maxConcurrentCalls: 65}
   groups:
     - {name: web, max: 3, template: {diskSize: 1GiB}, placement: {strategy: scatter, maxPerHost: -1}}
   orphans: {action: purge, gracePeriod: -1m, scanInterval: 10ms}
@@ -319,6 +319,7 @@ autoscale:
 	for _, want := range []string{
 		"autoscale.hosts[0].cpuOvercommit: must be >= 1, got 0.5",
 		"autoscale.hosts[0].memoryOvercommit: must be >= 1, got -1",
+		"autoscale.hosts[0].maxConcurrentCalls: must be from 1 to 64 (0: the default, 8), got 65",
 		"autoscale.hosts[0].reserved.memory:",
 		"autoscale.hosts[0].reserved.cpus: must be >= 0",
 		"autoscale.groups[0].placement.strategy: must be one of spread, vacancy, binpack, random",

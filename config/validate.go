@@ -128,6 +128,9 @@ func (c *Config) Validate() error {
 		if h.MemoryOvercommit < 1 || math.IsInf(h.MemoryOvercommit, 0) || math.IsNaN(h.MemoryOvercommit) {
 			v.add(p+".memoryOvercommit", "must be >= 1, got %v", h.MemoryOvercommit)
 		}
+		if h.MaxConcurrentCalls < 0 || h.MaxConcurrentCalls > MaxConcurrentCalls {
+			v.add(p+".maxConcurrentCalls", "must be from 1 to %d (0: the default, 8), got %d", MaxConcurrentCalls, h.MaxConcurrentCalls)
+		}
 	}
 
 	o := c.Autoscale.Orphans

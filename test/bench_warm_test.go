@@ -329,7 +329,9 @@ func measureWarm(b *testing.B, n int, state string, iter int) warmSample {
 		g.WarmPool = &config.WarmPool{Size: &n, State: state, Ready: config.WarmReady{ConsoleLine: "PREMISCALE-GUEST-READY", Timeout: 10 * time.Minute}}
 	}
 	cfg := &config.Config{Version: config.Version, Autoscale: config.Autoscale{
-		Hosts:  []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 16}},
+		// Room for all of N=10's restores (or boots) at once: with the
+		// default 8 the last two waited for the first eight.
+		Hosts:  []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 16, MaxConcurrentCalls: 16}},
 		Groups: []config.Group{g},
 	}}
 	s, c := startInProcessConfig(b, ctx, cfg, nil)

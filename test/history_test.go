@@ -155,6 +155,7 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 	}
 	tb.Cleanup(c.Close)
 	hosts := activities.NewHosts(logger)
+	hosts.Limits = activities.HostLimits(cfg)
 	tb.Cleanup(func() { _ = hosts.Close() })
 	cfg.ApplyDefaults()
 	if cfg.Controller.Installation == "" {

@@ -206,6 +206,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 
 	if r.worker {
 		hosts := activities.NewHosts(logger)
+		hosts.Limits = activities.HostLimits(cfg)
 		defer func() { _ = hosts.Close() }()
 		prom, err := activities.NewPrometheus(cfg.Controller.Prometheus)
 		if err != nil {

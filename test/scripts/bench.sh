@@ -77,7 +77,9 @@ managed save or resumed (their first line is the next console tick, every
 the same run; before each decision the host writes back what is dirty and
 rests 15 s (a pool waits long after it filled). The pool refills once the
 group is whole. Goals: hibernated >= 4x faster than cold, paused >= 15x, at
-every N. *libvirt alone*: after the hibernated run, once the pool has
+every N. The host allows 16 concurrent libvirt calls per worker
+(`hosts[].maxConcurrentCalls`; with the default 8, N=10's last two restores
+waited for the first eight). *libvirt alone*: after the hibernated run, once the pool has
 refilled, with the group paused, the same N guests are managed-saved, the
 host settles likewise, and the benchmark itself starts them all at once,
 each from its own connection (as N `virsh start` would), timed the same
