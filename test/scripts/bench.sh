@@ -90,7 +90,10 @@ into, some 0.7 s in the ~400 QMP round trips libvirt 9.0 makes at every
 start to read the guest CPU's features, the rest QEMU's start and the
 load), against 7 to 9 CPU-seconds for a cold boot under TCG. The pool
 holds, while warm: paused, the guests' memory; hibernated, the managed
-save images (on disk); both, their overlay disks.
+save images (on disk); both, their overlay disks. Times vary by a quarter
+from run to run on this shared machine: compare ratios within one run,
+above all hibernated / libvirt alone (what the controller adds) and cold /
+libvirt alone (the best cold / hibernated this machine allows).
 
 | N | cold (ms) | hibernated (ms) | paused (ms) | cold / hibernated | cold / paused | libvirt alone restoring (ms) | hibernated / libvirt alone | cold / libvirt alone | hibernated pool: disk (MiB) | paused pool: memory, disk (MiB) |
 |---|---|---|---|---|---|---|---|---|---|---|
