@@ -265,16 +265,25 @@ func TestKillLoopDuringJoinsAndDrains(t *testing.T) {
 			want = 1 + rand.IntN(max)
 		}
 		c.mustCLI("scale", group, strconv.Itoa(want))
-		// Kill once the change is under way, at a random point of it: a
-		// join takes ~2 s after the VM starts, a drain a few seconds (the
-		// budget lets one pod go at a time).
+		// Kill once the change is under way, at a random point of it. A
+		// provisioning shows in status for 4-9 s here (the join is its
+		// last ~2 s); a decommissioning (drain under the budget, shutdown,
+		// cleanup) for only 2-2.5 s, so a scale-in is killed within its
+		// first second: with the same 2.5 s window as a scale-out, half of
+		// them were killed after the fact, and a run whose every scale-in
+		// missed tested no drain at all.
+		window := 2500
+		if want < prev {
+			window = 1000
+		}
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			if st := c.status(group); st.Provisioning+st.Decommissioning > 0 {
+			st := c.status(group)
+			if (want > prev && st.Provisioning > 0) || (want < prev && st.Decommissioning > 0) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(time.Duration(rand.IntN(2500)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(window)) * time.Millisecond)
 		st := c.status(group)
 		if st.Decommissioning > 0 {
 			inDrain++
