@@ -107,3 +107,46 @@ func TestKubeconfigFromTheEnvironmentAsKubectlFindsIt(t *testing.T) {
 		t.Errorf("join without any cluster: %v", err)
 	}
 }
+
+// TestKubernetesServiceLinkVariablesAreNotConfigKeys: the variables a
+// kubelet injects for a Service named premiscale-metrics (or any Service
+// whose name starts with premiscale) load as nothing, while a variable of
+// the same shape with a value no kubelet writes is still refused, and a
+// real key still sets its value.
+func TestKubernetesServiceLinkVariablesAreNotConfigKeys(t *testing.T) {
+	links := []string{
+		"PREMISCALE_METRICS_SERVICE_HOST=10.96.4.7",
+		"PREMISCALE_METRICS_SERVICE_PORT=9464",
+		"PREMISCALE_METRICS_SERVICE_PORT_METRICS=9464",
+		"PREMISCALE_METRICS_PORT=tcp://10.96.4.7:9464",
+		"PREMISCALE_METRICS_PORT_9464_TCP=tcp://10.96.4.7:9464",
+		"PREMISCALE_METRICS_PORT_9464_TCP_PROTO=tcp",
+		"PREMISCALE_METRICS_PORT_9464_TCP_PORT=9464",
+		"PREMISCALE_METRICS_PORT_9464_TCP_ADDR=10.96.4.7",
+		"PREMISCALE_PROD_EXTERNALGRPC_PORT_8086_TCP=tcp://[fd00::8]:8086",
+		"PREMISCALE_PROD_EXTERNALGRPC_SERVICE_HOST=fd00::8",
+		// A Service whose name is a config key's prefix: the kubelet's
+		// _PORT is a URL, not the key's integer.
+		"PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_PORT=tcp://10.96.0.9:7233",
+	}
+	cfg, err := load(writeConfig(t, minimal), envOf(append(links, "PREMISCALE_CONTROLLER_TEMPORAL_TASKQUEUE=q1")...), nil)
+	if err != nil {
+		t.Fatalf("service-link variables refused: %v", err)
+	}
+	if cfg.Controller.Temporal.TaskQueue != "q1" {
+		t.Errorf("task queue %q, want q1 from its variable beside the service links", cfg.Controller.Temporal.TaskQueue)
+	}
+	for _, bad := range []string{
+		"PREMISCALE_METRICS_PORT=9464",                       // a _PORT that is not a URL
+		"PREMISCALE_METRICS_SERVICE_HOST=metrics.local",      // not an IP
+		"PREMISCALE_METRICS_PORT_9464_TCP=tcp://10.0.0.1:80", // port differs from the name
+		"PREMISCALE_METRICS_PORT_9464_TCP_PROTO=udp",
+		"PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_PORT=http://x", // the key's value, wrong
+		"PREMISCALE_CONTROLER_TEMPORAL_TASKQUEUE=q1",            // a typo
+	} {
+		name, _, _ := strings.Cut(bad, "=")
+		if _, err := load(writeConfig(t, minimal), envOf(bad), nil); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v, want refused naming the variable", bad, err)
+		}
+	}
+}

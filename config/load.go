@@ -105,17 +105,23 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 				return key, value
 			}
 			f, ok := keys[normalizeKey(strings.TrimPrefix(name, EnvPrefix))]
-			if ok && f.key == KeyLogStdout {
-				logStdoutFromEnv = true
-			}
 			if !ok {
-				envErrs = append(envErrs, fmt.Errorf("environment variable %s: no such config key", name))
+				if !isServiceLink(name, value) {
+					envErrs = append(envErrs, fmt.Errorf("environment variable %s: no such config key", name))
+				}
 				return "", nil
 			}
 			v, err := envValue(value, f.typ)
 			if err != nil {
-				envErrs = append(envErrs, fmt.Errorf("environment variable %s (%s): %v", name, f.key, err))
+				// A key ending in _PORT and a Service named as its prefix
+				// meet: the kubelet's variable is not a setting.
+				if !isServiceLink(name, value) {
+					envErrs = append(envErrs, fmt.Errorf("environment variable %s (%s): %v", name, f.key, err))
+				}
 				return "", nil
+			}
+			if f.key == KeyLogStdout {
+				logStdoutFromEnv = true
 			}
 			return f.key, v
 		},
