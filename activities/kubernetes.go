@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -106,20 +105,20 @@ type JoinTokenInput struct {
 	Revision string `json:"revision"`
 }
 
-// JoinTokenOutput names the token by its public ID only.
+// JoinTokenOutput is empty since tokens are made with the seed (see
+// CreateJoinToken); TokenID stays for the histories that recorded one.
 type JoinTokenOutput struct {
 	TokenID string `json:"tokenId"`
 }
 
-// CreateJoinToken creates a kubeadm bootstrap token for the VM: a Secret
-// bootstrap-token-<id> in kube-system, usable for authentication and
-// signing, in kubeadm's default node-token group, expiring after TTL.
-// Idempotent: an unexpired token already labelled for this VM is returned
-// instead. Only the token's ID (its public half) is returned. The TTL is
-// the worker's controller.kubernetes.tokenTTL, and the group must be one
-// the worker's catalog has, joining by kubeadm.
+// CreateJoinToken checks, before a kubeadm seed is written, that the group
+// is one the worker's catalog has, that the VM is one of its members'
+// names, and that it joins by kubeadm. It creates nothing: the token is
+// made by CreateSeedVolume, the only place that can use its secret half,
+// because PremiScale may only create Secrets in kube-system, never read,
+// list or delete them (see newJoinToken). Idempotent and side-effect free.
+// Its name and types are kept for the group workflows that schedule it.
 func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (JoinTokenOutput, error) {
-	defer keepAlive(ctx)()
 	g, err := k.Catalog.Member(in.Group, in.Revision, in.VM)
 	if err != nil {
 		return JoinTokenOutput{}, err
@@ -127,52 +126,60 @@ func (k *Kubernetes) CreateJoinToken(ctx context.Context, in JoinTokenInput) (Jo
 	if g.Kubernetes.Join != joinKubeadm {
 		return JoinTokenOutput{}, nonRetryable(ErrTypeInvalidConfig, "group %s does not join by kubeadm; no join token", in.Group)
 	}
-	ttl := k.Catalog.Kubernetes().TokenTTL
-	c, err := k.client()
-	if err != nil {
+	if _, err := k.client(); err != nil {
 		return JoinTokenOutput{}, err
 	}
-	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
-	sel := labels.SelectorFromSet(labels.Set{LabelGroup: in.Group, LabelVM: in.VM}).String()
-	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: sel})
+	return JoinTokenOutput{}, nil
+}
+
+// newJoinToken creates a kubeadm bootstrap token for the VM: a Secret
+// bootstrap-token-<id> in kube-system, usable for authentication and
+// signing, in kubeadm's default node-token group, labelled with the group
+// and VM, expiring after the worker's controller.kubernetes.tokenTTL. It
+// returns the whole token "<id>.<secret>", which must not leave the
+// activity.
+//
+// Create is the only verb PremiScale has on Secrets: list, get or delete
+// in kube-system would reach every Secret there (RBAC cannot narrow them
+// to names not known in advance), service-account keys of other
+// controllers and Helm release payloads included. So a token is never
+// looked up, reused or deleted early: each call makes a fresh one (a
+// retried seed leaves the previous token unused), and every token ends at
+// its expiry, when the controller-manager's token cleaner deletes it.
+func (k *Kubernetes) newJoinToken(ctx context.Context, group, vm string) (string, error) {
+	c, err := k.client()
 	if err != nil {
-		return JoinTokenOutput{}, fmt.Errorf("list join tokens of %s: %w", in.VM, err)
-	}
-	for _, s := range list.Items {
-		exp, err := time.Parse(time.RFC3339, secretField(&s, bootstrapapi.BootstrapTokenExpirationKey))
-		if s.Type == bootstrapapi.SecretTypeBootstrapToken && err == nil && exp.After(k.now().Add(time.Minute)) {
-			return JoinTokenOutput{TokenID: secretField(&s, bootstrapapi.BootstrapTokenIDKey)}, nil
-		}
+		return "", err
 	}
 	token, err := bootstraputil.GenerateBootstrapToken()
 	if err != nil {
-		return JoinTokenOutput{}, fmt.Errorf("generate join token: %w", err)
+		return "", fmt.Errorf("generate join token: %w", err)
 	}
 	id, secret, ok := cutToken(token)
 	if !ok {
-		return JoinTokenOutput{}, errors.New("generated join token is malformed")
+		return "", errors.New("generated join token is malformed")
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      bootstrapapi.BootstrapTokenSecretPrefix + id,
 			Namespace: metav1.NamespaceSystem,
-			Labels:    map[string]string{LabelGroup: in.Group, LabelVM: in.VM},
+			Labels:    map[string]string{LabelGroup: group, LabelVM: vm},
 		},
 		Type: bootstrapapi.SecretTypeBootstrapToken,
 		StringData: map[string]string{
-			bootstrapapi.BootstrapTokenDescriptionKey:      "PremiScale join token of " + in.VM,
+			bootstrapapi.BootstrapTokenDescriptionKey:      "PremiScale join token of " + vm,
 			bootstrapapi.BootstrapTokenIDKey:               id,
 			bootstrapapi.BootstrapTokenSecretKey:           secret,
-			bootstrapapi.BootstrapTokenExpirationKey:       k.now().Add(ttl).UTC().Format(time.RFC3339),
+			bootstrapapi.BootstrapTokenExpirationKey:       k.now().Add(k.Catalog.Kubernetes().TokenTTL).UTC().Format(time.RFC3339),
 			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
 			bootstrapapi.BootstrapTokenUsageSigningKey:     "true",
 			bootstrapapi.BootstrapTokenExtraGroupsKey:      "system:bootstrappers:kubeadm:default-node-token",
 		},
 	}
-	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
-		return JoinTokenOutput{}, fmt.Errorf("create join token of %s: %w", in.VM, err)
+	if _, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("create join token of %s: %w", vm, err)
 	}
-	return JoinTokenOutput{TokenID: id}, nil
+	return token, nil
 }
 
 func cutToken(token string) (id, secret string, ok bool) {
@@ -183,65 +190,17 @@ func cutToken(token string) (id, secret string, ok bool) {
 	return m[1], m[2], true
 }
 
-// joinToken reads back the full token "<id>.<secret>" of a token ID. The
-// token must be one CreateJoinToken made for this group's VM: a workflow
-// cannot have any other bootstrap token written into a seed.
-func (k *Kubernetes) joinToken(ctx context.Context, group, vm, id string) (string, error) {
-	c, err := k.client()
-	if err != nil {
-		return "", err
-	}
-	if !bootstraputil.IsValidBootstrapTokenID(id) {
-		return "", nonRetryable(ErrTypeInvalidConfig, "join token of %s: %q is not a bootstrap token ID", vm, id)
-	}
-	// Only this VM's tokens are listed: a token of anyone else is never read.
-	sel := labels.SelectorFromSet(labels.Set{LabelGroup: group, LabelVM: vm}).String()
-	list, err := c.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return "", fmt.Errorf("list join tokens of %s: %w", vm, err)
-	}
-	for _, s := range list.Items {
-		if s.Name == bootstrapapi.BootstrapTokenSecretPrefix+id && s.Type == bootstrapapi.SecretTypeBootstrapToken {
-			return id + "." + secretField(&s, bootstrapapi.BootstrapTokenSecretKey), nil
-		}
-	}
-	return "", nonRetryable(ErrTypeNotOwned, "join token %s is not PremiScale's token of %s; refusing to use it", id, vm)
-}
-
-// secretField reads a Secret's key from Data, or from StringData, which an
-// API server folds into Data but client-go's fake keeps as given.
-func secretField(s *corev1.Secret, key string) string {
-	if v, ok := s.Data[key]; ok {
-		return string(v)
-	}
-	return s.StringData[key]
-}
-
 // DeleteJoinTokensInput names the VM whose tokens go.
 type DeleteJoinTokensInput struct {
 	Group string `json:"group"`
 	VM    string `json:"vm"`
 }
 
-// DeleteJoinTokens deletes every bootstrap token PremiScale made for the
-// VM. Idempotent: none left is success.
+// DeleteJoinTokens does nothing: join tokens are create-only and expire
+// after tokenTTL (see newJoinToken), because deleting one early would need
+// the right to delete every Secret in kube-system. It stays registered for
+// the workflows that schedule it once a node is Ready or forgotten.
 func (k *Kubernetes) DeleteJoinTokens(ctx context.Context, in DeleteJoinTokensInput) error {
-	defer keepAlive(ctx)()
-	c, err := k.client()
-	if err != nil {
-		return err
-	}
-	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
-	sel := labels.SelectorFromSet(labels.Set{LabelGroup: in.Group, LabelVM: in.VM}).String()
-	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return fmt.Errorf("list join tokens of %s: %w", in.VM, err)
-	}
-	for _, s := range list.Items {
-		if err := secrets.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete join token %s: %w", s.Name, err)
-		}
-	}
 	return nil
 }
 

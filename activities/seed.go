@@ -40,8 +40,7 @@ type Taint struct {
 // SeedInput asks for the NoCloud seed of one VM of a group. It holds no
 // secret and no content: what the seed says (join mode, node name, labels,
 // taints, user-data, API server) comes from the worker's catalog, and the
-// kubeadm token is read inside the activity by TokenID, which must be a
-// token PremiScale made for this VM.
+// kubeadm token is created inside the activity and never leaves it.
 type SeedInput struct {
 	Host  HostRef `json:"host"`
 	Group string  `json:"group"`
@@ -50,7 +49,8 @@ type SeedInput struct {
 	Revision string `json:"revision"`
 	// InstanceID is the domain's UUID; the node's provider ID names it.
 	InstanceID string `json:"instanceId"`
-	// TokenID is the kubeadm join token's public ID (CreateJoinToken).
+	// TokenID is ignored: older histories carry the ID CreateJoinToken
+	// returned then; the token is now made with the seed.
 	TokenID string `json:"tokenId,omitempty"`
 }
 
@@ -79,9 +79,11 @@ type SeedOutput struct {
 
 // CreateSeedVolume renders the VM's user-data and meta-data, writes them to
 // an ISO9660 image labelled cidata, and uploads it to the host's pool as
-// SeedVolumeName(vm), to be attached read-only as a CD-ROM. Idempotent: an
-// existing seed volume is replaced by the new one (same content for the same
-// token).
+// SeedVolumeName(vm), to be attached read-only as a CD-ROM. For join:
+// kubeadm it first creates the VM's bootstrap token (newJoinToken), whose
+// secret goes only into the seed. Idempotent: an existing seed volume is
+// replaced by the new one; a retry makes a new token and leaves the one
+// before to expire unused.
 func (k *Kubernetes) CreateSeedVolume(ctx context.Context, in SeedInput) (SeedOutput, error) {
 	defer keepAlive(ctx)()
 	g, err := k.Catalog.Group(in.Group, in.Revision, in.VM, in.Host.Name)
@@ -108,7 +110,7 @@ func (k *Kubernetes) CreateSeedVolume(ctx context.Context, in SeedInput) (SeedOu
 	var userData []byte
 	switch g.Kubernetes.Join {
 	case joinKubeadm:
-		token, err := k.joinToken(ctx, in.Group, in.VM, in.TokenID)
+		token, err := k.newJoinToken(ctx, in.Group, in.VM)
 		if err != nil {
 			return SeedOutput{}, err
 		}
