@@ -132,6 +132,21 @@ func (c *Catalog) Revision(group string) string {
 	return ""
 }
 
+// groupHosts resolves a configured group's hosts (none for a group the
+// catalog does not have, such as one removed from the configuration).
+func (c *Catalog) groupHosts(group string) []HostRef {
+	if c == nil {
+		return nil
+	}
+	var out []HostRef
+	for _, name := range c.groups[group].Hosts {
+		if h, err := c.Host(HostRef{Name: name}); err == nil {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // ours reports whether a mark is this installation's: its installation is
 // ours, or empty (a domain marked before marks named installations).
 func (c *Catalog) ours(o Owner) bool {

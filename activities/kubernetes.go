@@ -49,6 +49,10 @@ type Kubernetes struct {
 	Catalog *Catalog
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
+	// Members reads a group's members from its workflow: no Node is
+	// touched unless it is a member's (see ownNode). Nil refuses every
+	// Node.
+	Members GroupMembership
 
 	// nodes is one watch of the cluster's Nodes shared by every activity of
 	// the worker, indexed by provider ID, started on first use: finding a
@@ -294,11 +298,15 @@ type DrainOutput struct {
 // A node that does not exist is success (nothing to drain). Past Timeout it
 // fails without retry (ErrTypeDrainTimeout), leaving the node cordoned; the
 // caller decides whether to uncordon or go on. Idempotent: draining a
-// drained node does nothing.
+// drained node does nothing. Only a member's Node (ownNode): the drain
+// options are the caller's, so that check comes first.
 func (k *Kubernetes) DrainNode(ctx context.Context, in DrainInput) (DrainOutput, error) {
 	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
+		return DrainOutput{}, err
+	}
+	if err := k.ownNode(ctx, in.ProviderID); err != nil {
 		return DrainOutput{}, err
 	}
 	node, err := k.node(ctx, in.ProviderID)
@@ -373,6 +381,9 @@ func (k *Kubernetes) cordon(ctx context.Context, in NodeRef, on bool) error {
 	if err != nil {
 		return err
 	}
+	if err := k.ownNode(ctx, in.ProviderID); err != nil {
+		return err
+	}
 	node, err := k.node(ctx, in.ProviderID)
 	if err != nil || node == nil {
 		return err
@@ -389,11 +400,14 @@ func (k *Kubernetes) cordon(ctx context.Context, in NodeRef, on bool) error {
 }
 
 // DeleteNode deletes the VM's Node object. Idempotent: a missing node is
-// success.
+// success. Only a member's Node (ownNode).
 func (k *Kubernetes) DeleteNode(ctx context.Context, in NodeRef) error {
 	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
+		return err
+	}
+	if err := k.ownNode(ctx, in.ProviderID); err != nil {
 		return err
 	}
 	node, err := k.node(ctx, in.ProviderID)
@@ -419,12 +433,18 @@ type PodCountsOutput struct {
 }
 
 // PodCounts counts the evictable pods on each VM's node, for leastPods
-// scale-in. Read-only.
+// scale-in. Read-only; only members' Nodes (ownNode), or it fails.
 func (k *Kubernetes) PodCounts(ctx context.Context, in PodCountsInput) (PodCountsOutput, error) {
 	defer keepAlive(ctx)()
 	c, err := k.client()
 	if err != nil {
 		return PodCountsOutput{}, err
+	}
+	members := map[string][]string{}
+	for _, id := range in.ProviderIDs {
+		if err := k.ownNodeIn(ctx, id, members); err != nil {
+			return PodCountsOutput{}, err
+		}
 	}
 	out := PodCountsOutput{Pods: map[string]int{}}
 	for _, id := range in.ProviderIDs {

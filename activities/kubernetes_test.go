@@ -143,7 +143,7 @@ func TestSeedISOReadsBackWithLabelAndFiles(t *testing.T) {
 // PodDisruptionBudget forbids it (429, as the real API server answers).
 func drainCluster(t *testing.T, blocked func(pod string) bool) (*fake.Clientset, *atomic.Int32) {
 	t.Helper()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "web-1"}, Spec: corev1.NodeSpec{ProviderID: "premiscale://web/u1"}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "web-1"}, Spec: corev1.NodeSpec{ProviderID: pid1}}
 	pod := func(name string, owner string) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{NodeName: "web-1"},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
@@ -177,6 +177,87 @@ func drainCluster(t *testing.T, blocked func(pod string) bool) (*fake.Clientset,
 	return cs, &evicted
 }
 
+// Provider IDs of the members of group web (webMembers) in these tests.
+const (
+	pid1    = "premiscale://web/11111111-1111-4111-8111-111111111111"
+	pid2    = "premiscale://web/22222222-2222-4222-8222-222222222222"
+	pidNone = "premiscale://web/33333333-3333-4333-8333-333333333333"
+	pidGone = "premiscale://web/44444444-4444-4444-8444-444444444444"
+)
+
+// fakeMembers is a GroupMembership of fixed members by group.
+type fakeMembers map[string][]string
+
+func (f fakeMembers) ProviderIDs(_ context.Context, group string) ([]string, error) {
+	ids, ok := f[group]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError("group "+group+" has no workflow", ErrTypeNotOwned, nil)
+	}
+	return ids, nil
+}
+
+var webMembers = fakeMembers{"web": {pid1, pid2, pidNone, pidGone}}
+
+// TestOnlyMembersNodesAreTouched: drain, cordon, uncordon, pod counts and
+// node deletion refuse, without retry and before any request that changes
+// the cluster, a Node whose provider ID is not PremiScale's, names a group
+// that has no workflow, or a VM its group does not list; the victim Nodes
+// stay as they were, and a worker with no way to read members refuses
+// everything.
+func TestOnlyMembersNodesAreTouched(t *testing.T) {
+	cs, evicted := drainCluster(t, func(string) bool { return false })
+	ctx := context.Background()
+	victims := map[string]string{
+		"victim-a": "kwok://victim-a",
+		"victim-b": "premiscale://web/55555555-5555-4555-8555-555555555555", // no member has it
+		"victim-c": "premiscale://other/66666666-6666-4666-8666-666666666666",
+		"victim-d": "premiscale://web/not-a-uuid",
+	}
+	for name, id := range victims {
+		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{ProviderID: id}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := len(cs.Actions())
+	for _, k := range []*Kubernetes{{Client: cs, Members: webMembers}, {Client: cs}} {
+		for name, id := range victims {
+			ref := NodeRef{ProviderID: id}
+			_, derr := runDrain(t, k, DrainInput{ProviderID: id, Timeout: time.Second, Force: true, DeleteEmptyDirData: true})
+			for what, err := range map[string]error{
+				"drain":    derr,
+				"cordon":   k.CordonNode(ctx, ref),
+				"uncordon": k.UncordonNode(ctx, ref),
+				"delete":   k.DeleteNode(ctx, ref),
+			} {
+				if !isType(err, ErrTypeNotOwned) {
+					t.Errorf("%s of %s (%s), members %v: err = %v, want %s", what, name, id, k.Members != nil, err, ErrTypeNotOwned)
+				}
+			}
+			if _, err := k.PodCounts(ctx, PodCountsInput{ProviderIDs: []string{pid1, id}}); !isType(err, ErrTypeNotOwned) {
+				t.Errorf("pod counts with %s: err = %v, want %s", name, err, ErrTypeNotOwned)
+			}
+		}
+	}
+	for _, a := range cs.Actions()[before:] {
+		if a.GetVerb() != "get" && a.GetVerb() != "list" && a.GetVerb() != "watch" {
+			t.Errorf("a refused call made a %s of %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	for name := range victims {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || n.Spec.Unschedulable {
+			t.Errorf("victim %s: %v, cordoned %v", name, err, err == nil && n.Spec.Unschedulable)
+		}
+	}
+	if evicted.Load() != 0 {
+		t.Errorf("%d pods evicted by refused drains", evicted.Load())
+	}
+	// A member's node is drained as before.
+	if out, err := runDrain(t, &Kubernetes{Client: cs, Members: webMembers}, DrainInput{ProviderID: pid1, Timeout: 20 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true}); err != nil || out.Node != "web-1" {
+		t.Errorf("drain of a member's node: %+v %v", out, err)
+	}
+}
+
 func runDrain(t *testing.T, k *Kubernetes, in DrainInput) (DrainOutput, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
@@ -192,8 +273,8 @@ func runDrain(t *testing.T, k *Kubernetes, in DrainInput) (DrainOutput, error) {
 
 func TestDrainNodeCordonsAndEvictsAllButDaemonSets(t *testing.T) {
 	cs, evicted := drainCluster(t, func(string) bool { return false })
-	k := &Kubernetes{Client: cs}
-	out, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: 20 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
+	k := &Kubernetes{Client: cs, Members: webMembers}
+	out, err := runDrain(t, k, DrainInput{ProviderID: pid1, Timeout: 20 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +291,7 @@ func TestDrainNodeCordonsAndEvictsAllButDaemonSets(t *testing.T) {
 		t.Errorf("pods left: %v, want only the DaemonSet's", pods.Items)
 	}
 	// A node that is gone drains trivially.
-	if out, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/none", Timeout: time.Second}); err != nil || out.Node != "" {
+	if out, err := runDrain(t, k, DrainInput{ProviderID: pidNone, Timeout: time.Second}); err != nil || out.Node != "" {
 		t.Errorf("drain of a missing node: %+v %v", out, err)
 	}
 }
@@ -224,9 +305,9 @@ func TestDrainBlockedByPDBIsRetriedThenTimesOut(t *testing.T) {
 		}
 		return false
 	})
-	k := &Kubernetes{Client: cs}
+	k := &Kubernetes{Client: cs, Members: webMembers}
 	start := time.Now()
-	_, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: 2 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 200 * time.Millisecond})
+	_, err := runDrain(t, k, DrainInput{ProviderID: pid1, Timeout: 2 * time.Second, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 200 * time.Millisecond})
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != ErrTypeDrainTimeout {
 		t.Fatalf("err = %v, want %s", err, ErrTypeDrainTimeout)
@@ -237,7 +318,7 @@ func TestDrainBlockedByPDBIsRetriedThenTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("drain took %s, past its 2s timeout", d)
 	}
-	if err := k.UncordonNode(context.Background(), NodeRef{ProviderID: "premiscale://web/u1"}); err != nil {
+	if err := k.UncordonNode(context.Background(), NodeRef{ProviderID: pid1}); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := cs.CoreV1().Nodes().Get(context.Background(), "web-1", metav1.GetOptions{})
@@ -258,8 +339,8 @@ func TestDrainAPIErrorSayingTimedOutIsNotADrainTimeout(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	k := &Kubernetes{Client: cs}
-	_, err := runDrain(t, k, DrainInput{ProviderID: "premiscale://web/u1", Timeout: time.Minute, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
+	k := &Kubernetes{Client: cs, Members: webMembers}
+	_, err := runDrain(t, k, DrainInput{ProviderID: pid1, Timeout: time.Minute, GracePeriodSeconds: -1, IgnoreDaemonSets: true, EvictRetryDelay: 50 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "request timed out") {
 		t.Fatalf("err = %v, want the API server's error", err)
 	}
@@ -275,7 +356,7 @@ func TestDrainAPIErrorSayingTimedOutIsNotADrainTimeout(t *testing.T) {
 // with a field selector, not for the whole cluster.
 func TestNodeLookupsAndPodCountsDoNotListTheWholeCluster(t *testing.T) {
 	cs, _ := drainCluster(t, func(string) bool { return false })
-	other := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: corev1.NodeSpec{ProviderID: "premiscale://web/u2"}}
+	other := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: corev1.NodeSpec{ProviderID: pid2}}
 	if _, err := cs.CoreV1().Nodes().Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,10 +374,10 @@ func TestNodeLookupsAndPodCountsDoNotListTheWholeCluster(t *testing.T) {
 		mu.Unlock()
 		return false, nil, nil
 	})
-	k := &Kubernetes{Client: cs}
+	k := &Kubernetes{Client: cs, Members: webMembers}
 	ctx := context.Background()
 	for range 20 {
-		st, err := k.NodeStatus(ctx, NodeRef{ProviderID: "premiscale://web/u1"})
+		st, err := k.NodeStatus(ctx, NodeRef{ProviderID: pid1})
 		if err != nil || !st.Exists || st.Name != "web-1" {
 			t.Fatalf("NodeStatus = %+v, %v; want node web-1", st, err)
 		}
@@ -304,11 +385,11 @@ func TestNodeLookupsAndPodCountsDoNotListTheWholeCluster(t *testing.T) {
 	if n := nodeLists.Load(); n != 1 {
 		t.Errorf("20 node lookups listed the nodes %d times, want once (the watch's first list)", n)
 	}
-	out, err := k.PodCounts(ctx, PodCountsInput{ProviderIDs: []string{"premiscale://web/u1", "premiscale://web/u2", "premiscale://web/gone"}})
+	out, err := k.PodCounts(ctx, PodCountsInput{ProviderIDs: []string{pid1, pid2, pidGone}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int{"premiscale://web/u1": 2, "premiscale://web/u2": 0, "premiscale://web/gone": 0}; !maps.Equal(out.Pods, want) {
+	if want := map[string]int{pid1: 2, pid2: 0, pidGone: 0}; !maps.Equal(out.Pods, want) {
 		t.Errorf("pods = %v, want %v (DaemonSet pods not counted)", out.Pods, want)
 	}
 	mu.Lock()

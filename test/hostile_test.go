@@ -2,12 +2,14 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -217,4 +219,94 @@ func domainNames(t *testing.T, lv *libvirt.Libvirt) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// TestForgedDecommissionLeavesNodesItDoesNotOwnAlone plays someone who can
+// start workflows on the frontend (the Temporal UI's Start Workflow is
+// enough): DecommissionVM, started by hand with a VM name no member has,
+// drain options force and deleteEmptyDirData, and the provider ID of a
+// Node PremiScale never made (a kwok node, and one whose provider ID is
+// premiscale://<the group>/<a UUID no member has>), each running a pod.
+// Both workflows fail with an ownership error, with and without the drain
+// step; the Nodes stay, uncordoned, their pods running; the audit log
+// shows no write of PremiScale's identity to either Node or its pods.
+func TestForgedDecommissionLeavesNodesItDoesNotOwnAlone(t *testing.T) {
+	lv := requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kc := realKube(t)
+	id := chartIdentity(t, ctx, kc, "ps-forged")
+	const group = "fd"
+	purgeGroup(t, lv, testPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
+	g := testDriverGroup(group, 0, 3)
+	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
+	cfg := &config.Config{
+		Version: config.Version,
+		Controller: config.Controller{Kubernetes: config.Kubernetes{
+			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
+		}},
+		Autoscale: config.Autoscale{
+			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
+			Groups: []config.Group{g},
+		},
+	}
+	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
+	queue := s.Config.Controller.Temporal.TaskQueue
+
+	victims := map[string]string{
+		"victim-a": "kwok://victim-a",
+		"victim-b": "premiscale://" + group + "/" + uuid.NewString(),
+	}
+	for name, pid := range victims {
+		registerNode(t, ctx, kc, name, pid, true)
+		rs := webReplicaSet("app-"+name, name, 1)
+		if _, err := kc.Admin.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = kc.Admin.AppsV1().ReplicaSets("default").Delete(context.Background(), rs.Name, metav1.DeleteOptions{}) })
+	}
+	for name := range victims {
+		waitPodsRunning(t, ctx, kc.Admin, "default", "app=app-"+name, 1)
+	}
+
+	n := 0
+	for name, pid := range victims {
+		for _, withDrain := range []bool{true, false} {
+			n++
+			in := map[string]any{
+				"group": group, "vm": fmt.Sprintf("%s-%d", group, 900+n), "host": map[string]any{"name": "testhost"},
+				"providerId": pid,
+			}
+			if withDrain {
+				in["kubernetes"] = map[string]any{"join": "kubeadm", "drain": map[string]any{"timeout": int64(30 * time.Second), "force": true, "deleteEmptyDirData": true}}
+			}
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("forged-decommission-%d", n), TaskQueue: queue}, workflows.DecommissionVMName, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "type: "+activities.ErrTypeNotOwned+",") {
+				t.Errorf("forged DecommissionVM of %s (drain %v): err = %v, want it refused with %s", name, withDrain, err, activities.ErrTypeNotOwned)
+			}
+		}
+	}
+	for name := range victims {
+		node, err := kc.Admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || node.Spec.Unschedulable {
+			t.Errorf("victim %s after the forged decommissions: %v, cordoned %v", name, err, err == nil && node.Spec.Unschedulable)
+		}
+		waitPodsRunning(t, ctx, kc.Admin, "default", "app=app-"+name, 1)
+	}
+	events, err := kc.Audit(id.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.ObjectRef == nil || e.Verb == "get" || e.Verb == "list" || e.Verb == "watch" {
+			continue
+		}
+		if _, victim := victims[e.ObjectRef.Name]; victim || e.ObjectRef.Resource == "pods" {
+			t.Errorf("PremiScale wrote to %s %s/%s: %s", e.ObjectRef.Resource, e.ObjectRef.Namespace, e.ObjectRef.Name, e.Verb)
+		}
+	}
 }

@@ -28,6 +28,9 @@ func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activi
 	opts.Interceptors = append(opts.Interceptors, &workflows.SignalOrder{})
 	w := sdkworker.New(c, taskQueue, opts)
 	Register(w, lv, prom)
+	if kube != nil && kube.Members == nil {
+		kube.Members = Membership{Client: c}
+	}
 	w.RegisterActivity(kube)
 	w.RegisterActivity(&activities.Groups{Client: c})
 	return w
