@@ -27,7 +27,10 @@ const MaxGroupSize = 1000
 
 // Default values, named once so that documentation, defaults and tests agree.
 const (
-	DefaultConfigPath             = "/opt/premiscale/config.yaml"
+	DefaultConfigPath = "/etc/premiscale/config.yaml"
+	// LegacyConfigPath is the original controller's default, read when
+	// DefaultConfigPath does not exist and it does.
+	LegacyConfigPath              = "/opt/premiscale/config.yaml"
 	DefaultLogFile                = "" // standard output, for containers and journald
 	DefaultStateDir               = "/opt/premiscale/state"
 	DefaultLogLevel               = "info"
@@ -180,7 +183,20 @@ type Controller struct {
 	// HostWatch: every worker watches the hosts for changes to the
 	// groups' domains, so that groups need not poll them.
 	HostWatch HostWatch `koanf:"hostWatch" json:"hostWatch"`
+	// InlineSecrets says whether the config file itself may hold secrets
+	// (InlineSecretsAllow, the default) or must name files for them
+	// (InlineSecretsRefuse). The Helm chart sets refuse: it renders the
+	// file into a ConfigMap, which whoever may read the namespace's
+	// ConfigMaps reads. Secrets set by environment variables or read
+	// from files are never refused.
+	InlineSecrets string `koanf:"inlineSecrets" json:"inlineSecrets,omitempty"`
 }
+
+// Values of controller.inlineSecrets.
+const (
+	InlineSecretsAllow  = "allow"
+	InlineSecretsRefuse = "refuse"
+)
 
 // HostWatch configures the host watchers (one connection per host in every
 // worker, subscribed to libvirt's lifecycle events) and how long a group

@@ -150,3 +150,37 @@ func TestKubernetesServiceLinkVariablesAreNotConfigKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestInlineSecretsRefusedWhereTheFileMustHoldNone: with
+// controller.inlineSecrets refuse (as the Helm chart sets it), a secret
+// written in the config file is refused naming its key and the file key
+// to use instead, never its value; the same secret from the environment
+// (a Secret's env var) or from a file is accepted, and without refuse the
+// file may hold it.
+func TestInlineSecretsRefusedWhereTheFileMustHoldNone(t *testing.T) {
+	const sentinel = "s3ntinel-value"
+	refuse := []string{"PREMISCALE_CONTROLLER_INLINESECRETS=refuse"}
+	for _, tc := range []struct{ body, key string }{
+		{"controller:\n  prometheus: {address: http://p:9090, bearerToken: " + sentinel + "}\n", "controller.prometheus.bearerToken"},
+		{"controller:\n  prometheus: {address: http://p:9090, basicAuth: {username: u, password: " + sentinel + "}}\n", "controller.prometheus.basicAuth.password"},
+		{"controller:\n  temporal: {address: t:7233, apiKey: " + sentinel + ", tls: {enabled: true}}\n", "controller.temporal.apiKey"},
+		{"controller:\n  temporal: {embedded: {postgres: {dsn: \"postgres://ps:" + sentinel + "@db/temporal\"}}}\n", "controller.temporal.embedded.postgres.dsn"},
+	} {
+		path := writeConfig(t, minimal+tc.body)
+		_, err := load(path, envOf(refuse...), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.key+": a secret written in the config file") || strings.Contains(err.Error(), sentinel) {
+			t.Errorf("%s inline with refuse: %v, want refused naming the key and not the value", tc.key, err)
+		}
+		if _, err := load(path, noEnv, nil); err != nil {
+			t.Errorf("%s inline without refuse: %v, want accepted", tc.key, err)
+		}
+	}
+	fromEnv := writeConfig(t, minimal+"controller:\n  prometheus: {address: http://p:9090}\n  temporal: {address: t:7233, tls: {enabled: true}}\n")
+	env := append(refuse, "PREMISCALE_CONTROLLER_PROMETHEUS_BEARERTOKEN="+sentinel, "TEMPORAL_API_KEY="+sentinel)
+	if cfg, err := load(fromEnv, envOf(env...), nil); err != nil || cfg.Controller.Prometheus.BearerToken != sentinel || cfg.Controller.Temporal.APIKey != sentinel {
+		t.Errorf("secrets from the environment with refuse: %v", err)
+	}
+	if _, err := load(writeConfig(t, minimal), envOf("PREMISCALE_CONTROLLER_INLINESECRETS=maybe"), nil); err == nil || !strings.Contains(err.Error(), "controller.inlineSecrets") {
+		t.Errorf("inlineSecrets maybe: %v, want refused naming the key", err)
+	}
+}

@@ -154,6 +154,9 @@ func load(path string, environ func() []string, overrides map[string]any) (*Conf
 		return nil, errors.Join(append(errs, decodeErrors(err)...)...)
 	}
 	cfg.ApplyDefaults()
+	if cfg.Controller.InlineSecrets == InlineSecretsRefuse {
+		errs = append(errs, fileSecrets(path)...)
+	}
 	cfg.Notices = append(notices, cfg.defaultKubeconfig(environ)...)
 	errs = append(errs, cfg.readUserDataFiles()...)
 	if err := cfg.Validate(); err != nil {

@@ -58,6 +58,9 @@ func (c *Config) Validate() error {
 		v.add("version", "must be %q, got %q", Version, c.Version)
 	}
 	ctl := c.Controller
+	if ctl.InlineSecrets != "" {
+		v.oneOf("controller.inlineSecrets", ctl.InlineSecrets, []string{InlineSecretsAllow, InlineSecretsRefuse})
+	}
 	v.oneOf("controller.log.level", ctl.Log.Level, logLevels)
 	v.oneOf("controller.log.format", ctl.Log.Format, logFormats)
 	if ctl.StateDir == "" {
