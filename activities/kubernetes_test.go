@@ -105,7 +105,7 @@ func TestKubeadmUserDataJoinsWithTokenHashAndProviderID(t *testing.T) {
 		"#cloud-config\n",
 		"- kubeadm\n  - join\n  - 10.0.0.10:6443\n  - --token\n  - abcdef.0123456789abcdef\n  - --discovery-token-ca-cert-hash\n  - sha256:abab",
 		"--node-name\n  - web-1",
-		`--provider-id=premiscale://web/0a1b --node-labels=a=b,tier=web --register-with-taints=dedicated=web:NoSchedule`,
+		`--provider-id=premiscale://web/0a1b --node-labels=a=b,premiscale.io/group=web,tier=web --register-with-taints=dedicated=web:NoSchedule`,
 		"path: /etc/default/kubelet",
 	} {
 		if !strings.Contains(string(ud), want) {

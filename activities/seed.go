@@ -145,26 +145,35 @@ func ProviderID(group, domainUUID string) string {
 	return "premiscale://" + group + "/" + domainUUID
 }
 
+// NodeLabelGroup is the label every node PremiScale joins by kubeadm
+// carries, its group's name: workloads (PremiScale's own pods first) can
+// keep off the nodes PremiScale may scale in.
+const NodeLabelGroup = "premiscale.io/group"
+
 // KubeadmUserData renders a cloud-config that sets the kubelet's provider
-// ID, labels and taints and runs kubeadm join with the token and the CA
+// ID, labels (NodeLabelGroup and the group's) and taints and runs kubeadm join with the token and the CA
 // hashes.
 func KubeadmUserData(in Seed, token string) ([]byte, error) {
 	if in.APIServerEndpoint == "" || len(in.CACertHashes) == 0 {
 		return nil, fmt.Errorf("kubeadm join needs the API server endpoint and the CA cert hashes")
 	}
 	args := []string{"--provider-id=" + in.ProviderID}
-	if len(in.Labels) > 0 {
-		keys := make([]string, 0, len(in.Labels))
-		for k := range in.Labels {
-			keys = append(keys, k)
+	labels := map[string]string{NodeLabelGroup: in.Group}
+	for k, v := range in.Labels {
+		if k != NodeLabelGroup {
+			labels[k] = v
 		}
-		sort.Strings(keys)
-		pairs := make([]string, len(keys))
-		for i, k := range keys {
-			pairs[i] = k + "=" + in.Labels[k]
-		}
-		args = append(args, "--node-labels="+strings.Join(pairs, ","))
 	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	pairs := make([]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = k + "=" + labels[k]
+	}
+	args = append(args, "--node-labels="+strings.Join(pairs, ","))
 	if len(in.Taints) > 0 {
 		ts := make([]string, len(in.Taints))
 		for i, t := range in.Taints {

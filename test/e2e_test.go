@@ -25,6 +25,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -32,6 +33,8 @@ import (
 var premiscaleBin string
 
 func TestMain(m *testing.M) {
+	// A pod's container started by k8s.StartPod runs through this binary.
+	k8s.PodInit()
 	// The controllers under test serve no Temporal UI (its fixed port could
 	// be a developer's running one); TestTemporalUI… turns it on.
 	_ = os.Setenv("PREMISCALE_CONTROLLER_TEMPORAL_EMBEDDED_UI_ENABLED", "false")
@@ -49,6 +52,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	stopKube(code != 0)
+	removeImage()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -3,12 +3,14 @@ package test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"github.com/premiscale/premiscale/internal/telemetry"
 )
 
 const chartDir = "../deploy/helm/premiscale"
@@ -98,6 +102,8 @@ func TestHelmChartRendersValidObjectsAndAConfigThatLoads(t *testing.T) {
 					}
 				case *rbacv1.ClusterRole:
 					checkClusterRole(t, o)
+				case *rbacv1.Role:
+					checkTokenRole(t, o)
 				}
 			}
 			t.Logf("rendered %v", kinds)
@@ -136,7 +142,13 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 		t.Errorf("%s: container security context %+v", d.Name, c.SecurityContext)
 	}
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("%s: probes %+v %+v", d.Name, c.LivenessProbe, c.ReadinessProbe)
+		t.Fatalf("%s: probes %+v %+v", d.Name, c.LivenessProbe, c.ReadinessProbe)
+	}
+	if wait := time.Duration(c.ReadinessProbe.TimeoutSeconds) * time.Second; wait <= telemetry.ReadyTimeout {
+		t.Errorf("%s: readiness probe gives up after %s, within /readyz's own budget of %s", d.Name, wait, telemetry.ReadyTimeout)
+	}
+	if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
+		t.Errorf("%s: service links on (the kubelet would inject the namespace's Services as variables)", d.Name)
 	}
 	if d.Labels["app.kubernetes.io/component"] == "controller" {
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
@@ -176,6 +188,16 @@ func checkClusterRole(t *testing.T, r *rbacv1.ClusterRole) {
 	}
 }
 
+// checkTokenRole: in kube-system, Secrets may be created and nothing
+// else (no verb that reaches Secrets PremiScale did not make).
+func checkTokenRole(t *testing.T, r *rbacv1.Role) {
+	t.Helper()
+	if r.Namespace != "kube-system" || len(r.Rules) != 1 || !slices.Equal(r.Rules[0].Resources, []string{"secrets"}) ||
+		!slices.Equal(r.Rules[0].Verbs, []string{"create"}) || len(r.Rules[0].ResourceNames) != 0 {
+		t.Errorf("Role %s/%s grants %+v, want create on secrets in kube-system only", r.Namespace, r.Name, r.Rules)
+	}
+}
+
 // validateRenderedConfig runs `premiscale --validate` on the rendered
 // config with the controller pod's environment.
 func validateRenderedConfig(t *testing.T, config string, d *appsv1.Deployment) {
@@ -191,5 +213,159 @@ func validateRenderedConfig(t *testing.T, config string, d *appsv1.Deployment) {
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("premiscale --validate on the rendered config: %v\n%s\n%s", err, out, config)
+	}
+}
+
+// TestClusterAutoscalerValuesMatchTheChart: the files that wire the
+// upstream cluster-autoscaler chart to PremiScale (deploy/cluster-autoscaler)
+// agree with what PremiScale's chart renders for release premiscale in
+// namespace premiscale with clusterAutoscaler.enabled: the cloud config
+// dials the chart's externalgrpc Service on its port, reads its TLS files
+// from where values.yaml mounts the Secret, values.yaml selects the
+// externalgrpc provider with that cloud config and pins the autoscaler of
+// the Kubernetes minor this project builds against; and the chart alone
+// (no controller.clusterAutoscaler in the values) gives the controller a
+// listen address, the TLS Secret's files and allowed clients, in a config
+// that passes `premiscale --validate` with the pod's environment.
+func TestClusterAutoscalerValuesMatchTheChart(t *testing.T) {
+	helm := helmBinary(t)
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte(`
+clusterAutoscaler: {enabled: true, tlsSecret: premiscale-autoscaler-tls}
+config:
+  version: v1alpha1
+  controller:
+    kubernetes: {apiServerEndpoint: "10.0.0.10:6443", caCertHashes: ["sha256:`+strings.Repeat("0f", 32)+`"]}
+  autoscale:
+    hosts: [{name: kvm1, uri: "qemu+tls://kvm1.example.internal/system?pkipath=/etc/premiscale/hosts"}]
+    groups:
+      - {name: workers, max: 5, scaling: {mode: clusterAutoscaler}, template: {diskSize: 1GiB}, kubernetes: {join: kubeadm}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(helm, "template", "premiscale", chartDir, "-f", values, "--namespace", "premiscale").Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	var svc *corev1.Service
+	var controller *appsv1.Deployment
+	var rendered string
+	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+		if !bytes.Contains(doc, []byte("kind:")) {
+			continue
+		}
+		obj, _, err := decoder.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("rendered object: %v", err)
+		}
+		switch o := obj.(type) {
+		case *corev1.Service:
+			if slices.ContainsFunc(o.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "externalgrpc" }) {
+				svc = o
+			}
+		case *appsv1.Deployment:
+			if o.Labels["app.kubernetes.io/component"] == "controller" {
+				controller = o
+			}
+		case *corev1.ConfigMap:
+			rendered = o.Data["config.yaml"]
+		}
+	}
+	if svc == nil || controller == nil || rendered == "" {
+		t.Fatalf("no externalgrpc Service, controller or config rendered")
+	}
+
+	var cloud struct{ Address, Cert, Key, Cacert string }
+	readYAML(t, "../deploy/cluster-autoscaler/cloud-config.yaml", &cloud)
+	if want := fmt.Sprintf("%s.premiscale.svc:%d", svc.Name, svc.Spec.Ports[0].Port); cloud.Address != want {
+		t.Errorf("cloud-config.yaml dials %q, the chart's Service is %s", cloud.Address, want)
+	}
+	var ca struct {
+		CloudProvider      string `json:"cloudProvider"`
+		CloudConfigPath    string `json:"cloudConfigPath"`
+		Image              struct{ Repository, Tag string }
+		ExtraVolumeSecrets map[string]struct {
+			Name      string `json:"name"`
+			MountPath string `json:"mountPath"`
+		} `json:"extraVolumeSecrets"`
+	}
+	readYAML(t, "../deploy/cluster-autoscaler/values.yaml", &ca)
+	if ca.CloudProvider != "externalgrpc" || len(ca.ExtraVolumeSecrets) != 1 {
+		t.Fatalf("values.yaml: provider %q, %d secrets, want externalgrpc and one Secret", ca.CloudProvider, len(ca.ExtraVolumeSecrets))
+	}
+	for _, v := range ca.ExtraVolumeSecrets {
+		for _, f := range []string{ca.CloudConfigPath, cloud.Cert, cloud.Key, cloud.Cacert} {
+			if filepath.Dir(f) != v.MountPath {
+				t.Errorf("%s is not in the Secret values.yaml mounts at %s", f, v.MountPath)
+			}
+		}
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kubeMinor string
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "k8s.io/api" {
+			kubeMinor = strings.Split(f[1], ".")[1] // v0.37.2 -> 37
+		}
+	}
+	if !strings.HasPrefix(ca.Image.Tag, "v1."+kubeMinor+".") {
+		t.Errorf("values.yaml pins cluster-autoscaler %s; the project builds against Kubernetes 1.%s", ca.Image.Tag, kubeMinor)
+	}
+
+	var cfg struct {
+		Controller struct {
+			ClusterAutoscaler struct {
+				Listen, CertFile, KeyFile, ClientCAFile string
+				AllowedClients                          []string `json:"allowedClients"`
+			} `json:"clusterAutoscaler"`
+		}
+	}
+	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Controller.ClusterAutoscaler
+	mount := ""
+	for _, m := range controller.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.Name == "autoscaler-tls" {
+			mount = m.MountPath
+		}
+	}
+	if got.Listen != fmt.Sprintf("0.0.0.0:%d", svc.Spec.Ports[0].Port) || mount == "" ||
+		got.CertFile != mount+"/tls.crt" || got.KeyFile != mount+"/tls.key" || got.ClientCAFile != mount+"/ca.crt" ||
+		!slices.Equal(got.AllowedClients, []string{"cluster-autoscaler"}) {
+		t.Errorf("the chart's provider settings %+v (Secret mounted at %q)", got, mount)
+	}
+	validateRenderedConfig(t, rendered, controller)
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestHelmValuesSchemaRefusesTyposAndWrongTypes: values.schema.json makes
+// helm refuse, naming the key, a value the chart does not know and one of
+// the wrong type, instead of rendering a release that ignores it.
+func TestHelmValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
+	helm := helmBinary(t)
+	for set, want := range map[string]string{
+		"workerz.replicas=1":            "additional properties 'workerz' not allowed",
+		"metrics.port=abc":              "/metrics/port",
+		"clusterAutoscaler.enable=true": "additional properties 'enable' not allowed",
+		"config.version=v2":             "/config/version",
+	} {
+		out, err := exec.Command(helm, "template", "ps", chartDir, "--set", set).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("helm template --set %s: %v, want refused with %q:\n%.300s", set, err, want, out)
+		}
 	}
 }

@@ -140,10 +140,12 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 		{hostileCall{"DefineDomain", map[string]any{"domain": map[string]any{"host": ourHost, "group": group, "vm": group + "-905"},
 			"volume": "/etc/shadow", "revision": rev}}, activities.ErrTypeInvalidConfig},
 		{hostileCall{"CreateJoinToken", map[string]any{"group": "evil", "vm": "evil-1", "revision": rev}}, activities.ErrTypeUnknownGroup},
-		// Another token's ID is not even read: the seed gets a token
-		// PremiScale creates for it (create is all it may do on Secrets).
+		// Another token's ID is not even read: the seed would get a token
+		// PremiScale creates for it (create is all it may do on Secrets;
+		// the audit below shows no other verb), and the test driver then
+		// refuses the upload.
 		{hostileCall{"CreateSeedVolume", map[string]any{"host": ourHost, "group": group, "vm": group + "-906", "revision": rev,
-			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "h0st1l"}}, ""},
+			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "h0st1l"}}, activities.ErrTypeInvalidConfig},
 		{hostileCall{"CreateSeedVolume", map[string]any{"host": evilHost, "group": group, "vm": group + "-907", "revision": rev,
 			"instanceId": "5d1e6c8e-3f0b-4a36-9a57-0b6f7e3c2a11", "tokenId": "h0st1l"}}, activities.ErrTypeUnknownHost},
 	}
@@ -160,12 +162,6 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range calls {
-		if c.want == "" {
-			if errs[i] != "" {
-				t.Errorf("%s %v: err = %q, want it to run", c.call.Activity, c.call.Input, errs[i])
-			}
-			continue
-		}
 		if !strings.Contains(errs[i], "type: "+c.want+",") {
 			t.Errorf("%s %v: err = %q, want it refused with %s", c.call.Activity, c.call.Input, errs[i], c.want)
 		}
@@ -264,7 +260,9 @@ func TestForgedDecommissionLeavesNodesItDoesNotOwnAlone(t *testing.T) {
 		if _, err := kc.Admin.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = kc.Admin.AppsV1().ReplicaSets("default").Delete(context.Background(), rs.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = kc.Admin.AppsV1().ReplicaSets("default").Delete(context.Background(), rs.Name, metav1.DeleteOptions{})
+		})
 	}
 	for name := range victims {
 		waitPodsRunning(t, ctx, kc.Admin, "default", "app=app-"+name, 1)

@@ -10,11 +10,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/premiscale/premiscale/test/k8s"
 )
 
 // Size budget of the image (README): the compressed layer a registry
@@ -30,30 +34,8 @@ const (
 // is in it (no shell), the binary is static and stripped and reports the
 // stamped version, and the sizes fit the budget.
 func TestImageIsStaticNonRootAndStamped(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the static binary (minutes)")
-	}
-	version := fmt.Sprintf("v0.0.0-imagetest.%d", time.Now().Unix())
-	archive := filepath.Join(t.TempDir(), "premiscale-image.tar")
-	cmd := exec.Command("make", "-C", "..", "image", "VERSION="+version, "IMAGE="+archive)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("make image: %v", err)
-	}
-	dir := t.TempDir()
-	untar(t, archive, dir)
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil || len(im.Manifests) != 1 {
-		t.Fatalf("index: %v %+v, want one image", err, im)
-	}
-	img, err := idx.Image(im.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bi := buildImage(t)
+	version, img := bi.version, bi.img
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -143,41 +125,175 @@ func TestImageIsStaticNonRootAndStamped(t *testing.T) {
 	}
 }
 
-func untar(t *testing.T, archive, dir string) {
+// builtImage is the image `make image` builds, built once per test run
+// and shared: the archive's image, and its root filesystem unpacked with
+// owners and modes (for k8s.StartPod) with its config.
+type builtImage struct {
+	dir     string
+	version string
+	img     v1.Image
+	pod     k8s.Image
+	err     error
+}
+
+var imageOnce struct {
+	sync.Once
+	b builtImage
+}
+
+func buildImage(t *testing.T) builtImage {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the static binary (minutes)")
+	}
+	imageOnce.Do(func() {
+		b := &imageOnce.b
+		b.version = fmt.Sprintf("v0.0.0-imagetest.%d", time.Now().Unix())
+		dir, err := os.MkdirTemp("", "premiscale-image-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.dir = dir
+		archive := filepath.Join(dir, "premiscale-image.tar")
+		cmd := exec.Command("make", "-C", "..", "image", "VERSION="+b.version, "IMAGE="+archive)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			b.err = fmt.Errorf("make image: %w", err)
+			return
+		}
+		layoutDir := filepath.Join(dir, "layout")
+		if b.err = untarFile(archive, layoutDir); b.err != nil {
+			return
+		}
+		idx, err := layout.ImageIndexFromPath(layoutDir)
+		if err != nil {
+			b.err = err
+			return
+		}
+		im, err := idx.IndexManifest()
+		if err != nil || len(im.Manifests) != 1 {
+			b.err = fmt.Errorf("index: %v %+v, want one image", err, im)
+			return
+		}
+		if b.img, b.err = idx.Image(im.Manifests[0].Digest); b.err != nil {
+			return
+		}
+		cfg, err := b.img.ConfigFile()
+		if err != nil {
+			b.err = err
+			return
+		}
+		root := filepath.Join(dir, "rootfs")
+		rc := mutate.Extract(b.img)
+		defer rc.Close()
+		if b.err = unpackRootfs(rc, root); b.err != nil {
+			return
+		}
+		c := cfg.Config
+		b.pod = k8s.Image{Root: root, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}
+	})
+	if imageOnce.b.err != nil {
+		t.Fatal(imageOnce.b.err)
+	}
+	return imageOnce.b
+}
+
+// removeImage removes what buildImage made; TestMain calls it last.
+func removeImage() {
+	if imageOnce.b.dir != "" {
+		_ = os.RemoveAll(imageOnce.b.dir)
+	}
+}
+
+// unpackRootfs writes a layer's files into dir with their owners and modes,
+// as a container runtime's snapshotter does.
+func unpackRootfs(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if p != filepath.Clean(dir) && !strings.HasPrefix(p, filepath.Clean(dir)+string(os.PathSeparator)) {
+			return fmt.Errorf("layer entry %q escapes", h.Name)
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, tr)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				return err
+			}
+			continue
+		default:
+			return fmt.Errorf("layer entry %q: type %c not unpacked", h.Name, h.Typeflag)
+		}
+		if err := os.Chown(p, h.Uid, h.Gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+	}
+}
+
+func untarFile(archive, dir string) error {
 	f, err := os.Open(archive)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return
+			return nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		p := filepath.Join(dir, filepath.FromSlash(h.Name))
 		if !strings.HasPrefix(p, filepath.Clean(dir)+string(os.PathSeparator)) {
-			t.Fatalf("archive entry %q escapes", h.Name)
+			return fmt.Errorf("archive entry %q escapes", h.Name)
 		}
 		if h.Typeflag == tar.TypeDir {
 			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		w, err := os.Create(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if _, err := io.Copy(w, tr); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		_ = w.Close()
 	}

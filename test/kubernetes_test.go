@@ -429,7 +429,7 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		nodes[vm] = n
-		if n.Spec.ProviderID != req.ProviderID || n.Labels["tier"] != "web" ||
+		if n.Spec.ProviderID != req.ProviderID || n.Labels["tier"] != "web" || n.Labels[activities.NodeLabelGroup] != group ||
 			!slices.ContainsFunc(n.Spec.Taints, func(x corev1.Taint) bool { return x.Key == taint.Key && x.Value == group }) {
 			t.Errorf("node %s: provider %q labels %v taints %v", vm, n.Spec.ProviderID, n.Labels, n.Spec.Taints)
 		}

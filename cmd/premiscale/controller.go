@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -58,8 +59,12 @@ func embeddedPostgres(c config.EmbeddedPostgres) (*embedded.Postgres, error) {
 // controller.stateDir, and its Web UI if enabled; stop stops both.
 func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger) (stop func(), err error) {
 	t := cfg.Controller.Temporal
-	if err := privateStateDir(cfg.Controller.StateDir); err != nil {
+	warning, err := privateStateDir(cfg.Controller.StateDir)
+	if err != nil {
 		return nil, fmt.Errorf("controller.stateDir %s: %w", cfg.Controller.StateDir, err)
+	}
+	if warning != "" {
+		logger.Warn(warning)
 	}
 	db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
 	etls, err := embeddedTLS(cfg, logger)
@@ -315,25 +320,38 @@ func (g groupSource) Status(ctx context.Context, group string) (workflows.GroupS
 // only (0700), and takes group and other access away from it and from the
 // files in it that an older version left readable (the database, its WAL
 // and shared memory).
-func privateStateDir(dir string) error {
+//
+// A directory this user does not own cannot be changed: the root of a
+// Kubernetes volume is often root's, given to the pod's fsGroup, and
+// only that pod mounts it. That is not an error: what is in it, which
+// this user creates (umask 077), is still kept private, and the returned
+// warning says so.
+func privateStateDir(dir string) (warning string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return err
+		if !errors.Is(err, fs.ErrPermission) {
+			return "", err
+		}
+		fi, serr := os.Stat(dir)
+		if serr != nil {
+			return "", serr
+		}
+		warning = fmt.Sprintf("state dir %s is not this user's (mode %s); its files are kept 0600", dir, fi.Mode().Perm())
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, e := range entries {
 		if e.Type().IsRegular() {
 			if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
-	return nil
+	return warning, nil
 }
 
 // embeddedTLS is the embedded frontend's mutual TLS, or nil without

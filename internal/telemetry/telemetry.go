@@ -96,6 +96,10 @@ func (t *Telemetry) Ready(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ReadyTimeout bounds one /readyz answer (all its checks); probes must
+// wait longer than this (the chart's readiness probe waits 8 s).
+const ReadyTimeout = 5 * time.Second
+
 // Handler serves /metrics, /healthz (the process answers) and /readyz
 // (every readiness check passes; 503 with the failures otherwise).
 func (t *Telemetry) Handler() http.Handler {
@@ -105,7 +109,7 @@ func (t *Telemetry) Handler() http.Handler {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
 		defer cancel()
 		if err := t.Ready(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -58,8 +58,9 @@ type Cluster struct {
 	Admin      kubernetes.Interface
 	Config     *rest.Config
 
-	pki   *pki
-	procs []*proc
+	pki    *pki
+	procs  []*proc
+	binDir string
 }
 
 type proc struct {
@@ -101,7 +102,7 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: dir}
+	c = &Cluster{Dir: dir, binDir: bin}
 	defer func() {
 		if err != nil {
 			c.Stop()

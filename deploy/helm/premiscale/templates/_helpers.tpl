@@ -35,11 +35,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Values.temporal.address "" -}}true{{- end -}}
 {{- end -}}
 
-{{/* The pod spec shared by the controller and the workers; .args is the
-command line after the image's entrypoint. */}}
+{{/* The pod spec shared by the controller, the workers and the helm test;
+.args is the command line after the image's entrypoint, .test makes the
+one-shot pod of `helm test` (no probes or ports, its own empty state). */}}
 {{- define "premiscale.pod" -}}
 {{- $root := .root -}}
 serviceAccountName: {{ include "premiscale.serviceAccountName" $root }}
+{{- if .test }}
+restartPolicy: Never
+{{- end }}
+# No service links: the kubelet would inject <SERVICE>_PORT and the like for
+# every Service of the namespace, and the chart's own Services are named
+# after the release (premiscale-metrics gives PREMISCALE_METRICS_*, the
+# prefix of PremiScale's config variables). The loader ignores such
+# variables anyway; nothing here needs them.
+enableServiceLinks: false
+# The controller stops its worker and the embedded server within this
+# (the systemd unit's TimeoutStopSec): workflows resume from history.
+terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+{{- with $root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -50,6 +66,10 @@ containers:
     imagePullPolicy: {{ $root.Values.image.pullPolicy }}
     args: {{- toYaml .args | nindent 6 }}
     env:
+      # The config file is a ConfigMap here: secrets come from Secrets
+      # (files or variables), never from the file.
+      - name: PREMISCALE_CONTROLLER_INLINESECRETS
+        value: refuse
       - name: PREMISCALE_CONTROLLER_METRICS_LISTEN
         value: "0.0.0.0:{{ $root.Values.metrics.port }}"
       - name: PREMISCALE_CONTROLLER_STATEDIR
@@ -74,6 +94,13 @@ containers:
       - name: PREMISCALE_CONTROLLER_TEMPORAL_TLS_KEYFILE
         value: /etc/premiscale/temporal-tls/tls.key
       {{- end }}
+      {{- with $root.Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $root.Values.envFrom }}
+    envFrom: {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if not .test }}
     ports:
       - {name: metrics, containerPort: {{ $root.Values.metrics.port }}}
       {{- if and .controller $root.Values.clusterAutoscaler.enabled }}
@@ -82,13 +109,20 @@ containers:
     livenessProbe:
       httpGet: {path: /healthz, port: metrics}
       periodSeconds: 10
+      timeoutSeconds: 5
+    # /readyz asks Temporal (bounded at 5 s, telemetry.ReadyTimeout): the
+    # probe waits longer, so a slow Temporal reads as "not ready" with its
+    # reason, not as a probe timeout that flaps the externalgrpc endpoint.
     readinessProbe:
       httpGet: {path: /readyz, port: metrics}
-      periodSeconds: 5
+      periodSeconds: 10
+      timeoutSeconds: 8
+      failureThreshold: 3
     startupProbe:
       httpGet: {path: /healthz, port: metrics}
       periodSeconds: 2
       failureThreshold: 60
+    {{- end }}
     resources: {{- toYaml $root.Values.resources | nindent 6 }}
     securityContext: {{- toYaml $root.Values.securityContext | nindent 6 }}
     volumeMounts:
@@ -101,11 +135,17 @@ containers:
       {{- if and .controller $root.Values.clusterAutoscaler.tlsSecret }}
       - {name: autoscaler-tls, mountPath: /etc/premiscale/autoscaler-tls, readOnly: true}
       {{- end }}
+      {{- if $root.Values.hostsSecret }}
+      - {name: hosts, mountPath: /etc/premiscale/hosts, readOnly: true}
+      {{- end }}
+      {{- with $root.Values.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
 volumes:
   - name: config
     configMap: {name: {{ include "premiscale.fullname" $root }}}
   - name: state
-    {{- if and .controller (include "premiscale.embedded" $root) }}
+    {{- if and .controller (not .test) (include "premiscale.embedded" $root) }}
     persistentVolumeClaim: {claimName: {{ include "premiscale.fullname" $root }}-state}
     {{- else }}
     emptyDir: {}
@@ -120,13 +160,53 @@ volumes:
   - name: autoscaler-tls
     secret: {secretName: {{ $root.Values.clusterAutoscaler.tlsSecret }}, defaultMode: 0440}
   {{- end }}
+  {{- if $root.Values.hostsSecret }}
+  - name: hosts
+    secret: {secretName: {{ $root.Values.hostsSecret }}, defaultMode: 0440}
+  {{- end }}
+  {{- with $root.Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- with $root.Values.nodeSelector }}
 nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $root.Values.tolerations }}
 tolerations: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $root.Values.affinity }}
-affinity: {{- toYaml . | nindent 2 }}
+{{- if $root.Values.affinity }}
+affinity: {{- toYaml $root.Values.affinity | nindent 2 }}
+{{- else if $root.Values.avoidManagedNodes }}
+# Off the nodes PremiScale itself may drain and delete: every node it
+# joins by kubeadm carries premiscale.io/group.
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions:
+            - {key: premiscale.io/group, operator: DoesNotExist}
 {{- end }}
+{{- end -}}
+
+{{/* The config file as rendered into the ConfigMap: .Values.config, with
+the externalgrpc provider's settings filled in where clusterAutoscaler is
+enabled and the config leaves them out (the listen address behind the
+Service, the TLS Secret's files as mounted, the allowed clients). */}}
+{{- define "premiscale.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- if .Values.clusterAutoscaler.enabled -}}
+{{- $ctl := dict -}}
+{{- if hasKey $cfg "controller" }}{{ $ctl = get $cfg "controller" }}{{ end -}}
+{{- $ca := dict -}}
+{{- if hasKey $ctl "clusterAutoscaler" }}{{ $ca = get $ctl "clusterAutoscaler" }}{{ end -}}
+{{- if not (hasKey $ca "listen") }}{{ $_ := set $ca "listen" (printf "0.0.0.0:%d" (int .Values.clusterAutoscaler.port)) }}{{ end -}}
+{{- if .Values.clusterAutoscaler.tlsSecret -}}
+{{- if not (hasKey $ca "certFile") }}{{ $_ := set $ca "certFile" "/etc/premiscale/autoscaler-tls/tls.crt" }}{{ end -}}
+{{- if not (hasKey $ca "keyFile") }}{{ $_ := set $ca "keyFile" "/etc/premiscale/autoscaler-tls/tls.key" }}{{ end -}}
+{{- if not (hasKey $ca "clientCAFile") }}{{ $_ := set $ca "clientCAFile" "/etc/premiscale/autoscaler-tls/ca.crt" }}{{ end -}}
+{{- end -}}
+{{- if not (hasKey $ca "allowedClients") }}{{ $_ := set $ca "allowedClients" .Values.clusterAutoscaler.allowedClients }}{{ end -}}
+{{- $_ := set $ctl "clusterAutoscaler" $ca -}}
+{{- $_ := set $cfg "controller" $ctl -}}
+{{- end -}}
+{{- toYaml $cfg -}}
 {{- end -}}
