@@ -147,6 +147,30 @@ func (c *Catalog) groupHosts(group string) []HostRef {
 	return out
 }
 
+// hostGroups lists the configured groups that use the host, by name.
+func (c *Catalog) hostGroups(host string) []config.Group {
+	if c == nil {
+		return nil
+	}
+	var out []config.Group
+	for _, g := range c.groups {
+		if slices.Contains(g.Hosts, host) {
+			out = append(out, g)
+		}
+	}
+	slices.SortFunc(out, func(a, b config.Group) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// hostConfig is the configured host of that name.
+func (c *Catalog) hostConfig(name string) (config.Host, bool) {
+	if c == nil {
+		return config.Host{}, false
+	}
+	h, ok := c.hosts[name]
+	return h, ok
+}
+
 // ours reports whether a mark is this installation's: its installation is
 // ours, or empty (a domain marked before marks named installations).
 func (c *Catalog) ours(o Owner) bool {

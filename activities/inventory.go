@@ -110,7 +110,9 @@ func (l *Libvirt) HostInventory(ctx context.Context, in InventoryInput) (Invento
 		}
 	}
 	inv.Taken = slices.Sorted(maps.Keys(taken))
-	recordInventory(activity.GetMetricsHandler(ctx).WithTags(map[string]string{"host": in.Host.Name}), inv)
+	if activity.IsActivity(ctx) { // not when premiscale hosts check calls it
+		recordInventory(activity.GetMetricsHandler(ctx).WithTags(map[string]string{"host": in.Host.Name}), inv)
+	}
 	return inv, nil
 }
 

@@ -75,7 +75,8 @@ the config it starts an embedded Temporal server persisted under
 controller.stateDir. The subcommands talk to a running controller.
 
 Environment:
-  PREMISCALE_CONFIG_PATH  config file (default ` + config.DefaultConfigPath + `)
+  PREMISCALE_CONFIG_PATH  config file (default ` + config.DefaultConfigPath + `; where it
+                          does not exist, ` + config.LegacyConfigPath + ` if that does)
   PREMISCALE_LOG_LEVEL    log level: info, error, warn, debug (default info)
   PREMISCALE_LOG_FILE     log to this file, as --log-file (default: standard output)
   PREMISCALE_TOKEN        accepted for old deployments; has no effect
@@ -108,7 +109,7 @@ Environment:
 	root.Flags().BoolVar(&noWorker, "no-worker", false, "ensure the groups and serve the provider, but run no worker: the workers are 'premiscale worker' processes")
 
 	root.AddCommand(newScaleCmd(&gf), newRefreshCmd(&gf), newStatusCmd(&gf), newPauseCmd(&gf, true), newPauseCmd(&gf, false),
-		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newServerCmd(&gf), newTLSCmd(&gf))
+		newProtectCmd(&gf, true), newProtectCmd(&gf, false), newWorkerCmd(&gf), newServerCmd(&gf), newTLSCmd(&gf), newHostsCmd(&gf))
 	return root
 }
 
@@ -152,9 +153,16 @@ func loadConfig(gf *globalFlags) (*config.Config, error) {
 	if gf.logStdout {
 		overrides[config.KeyLogStdout] = true
 	}
+	legacy := ""
+	if gf.configPath == config.DefaultConfigPath && !exists(config.DefaultConfigPath) && exists(config.LegacyConfigPath) {
+		gf.configPath, legacy = config.LegacyConfigPath, config.LegacyConfigPath
+	}
 	cfg, err := config.Load(gf.configPath, overrides)
 	if err != nil {
 		return nil, fmt.Errorf("invalid config %s:\n%w", gf.configPath, indent(err))
+	}
+	if legacy != "" {
+		cfg.Notices = append(cfg.Notices, fmt.Sprintf("read %s, the original controller's default path: move it to %s, the default of the image, the chart and the systemd unit", legacy, config.DefaultConfigPath))
 	}
 	return cfg, nil
 }
@@ -166,6 +174,11 @@ func runValidate(out io.Writer, gf *globalFlags) error {
 	}
 	fmt.Fprintf(out, "%s: valid (%d hosts, %d groups)\n", gf.configPath, len(cfg.Autoscale.Hosts), len(cfg.Autoscale.Groups))
 	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // indent puts each line of a joined error on its own indented line.

@@ -29,7 +29,7 @@ func TestHelpShowsTheSeedsFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"-c, --config", "--validate", "--version", "--log-level", "--log-file", "--log-stdout",
-		"PREMISCALE_CONFIG_PATH", "PREMISCALE_LOG_LEVEL", "PREMISCALE_LOG_FILE", "PREMISCALE_TOKEN", "/opt/premiscale/config.yaml"} {
+		"PREMISCALE_CONFIG_PATH", "PREMISCALE_LOG_LEVEL", "PREMISCALE_LOG_FILE", "PREMISCALE_TOKEN", "/etc/premiscale/config.yaml", "/opt/premiscale/config.yaml"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help lacks %q", flag)
 		}

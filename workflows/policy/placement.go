@@ -112,8 +112,10 @@ func fits(h HostCapacity, vm VMShape, maxPerHost int) string {
 	return ""
 }
 
-// slots is how many more VMs of this shape fit on h.
-func slots(h HostCapacity, vm VMShape) int64 {
+// Slots is how many more VMs of this shape fit on h (after reservations,
+// overcommit, what its domains claim and what is in flight); it may be
+// negative on an overfull host.
+func Slots(h HostCapacity, vm VMShape) int64 {
 	n := int64(h.vcpuRoom() / max(vm.VCPUs, 1))
 	if vm.MemoryBytes > 0 {
 		n = min(n, h.memoryRoom()/int64(vm.MemoryBytes))
@@ -148,9 +150,9 @@ func Place(in PlaceInput) (string, error) {
 	var less func(a, b int) bool
 	switch in.Strategy {
 	case PlaceVacancy:
-		less = func(a, b int) bool { return slots(hs[a], in.VM) > slots(hs[b], in.VM) }
+		less = func(a, b int) bool { return Slots(hs[a], in.VM) > Slots(hs[b], in.VM) }
 	case PlaceBinpack:
-		less = func(a, b int) bool { return slots(hs[a], in.VM) < slots(hs[b], in.VM) }
+		less = func(a, b int) bool { return Slots(hs[a], in.VM) < Slots(hs[b], in.VM) }
 	case PlaceRandom:
 		f := fnv.New64a()
 		_, _ = f.Write([]byte(in.Seed))

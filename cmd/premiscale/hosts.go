@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/premiscale/premiscale/activities"
+)
+
+func newHostsCmd(gf *globalFlags) *cobra.Command {
+	hostsCmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "The configured libvirt hosts",
+		Args:  cobra.NoArgs,
+	}
+	var output string
+	var timeout time.Duration
+	check := &cobra.Command{
+		Use:   "check [HOST...]",
+		Short: "Check the hosts before the first scale-out: connection, pool, base volumes, networks, domain type, capacity",
+		Long: `Connect to every configured host (or the ones named) from this machine, with
+the config's URIs and credentials, and check what the groups that use each
+host need there: the connection (libvirt and hypervisor versions, size), the
+storage pool (present, active, free space), each group's base volume
+(present, format, size), its libvirt network or bridge, whether the host
+offers the group's domain type (kvm needs /dev/kvm), and whether the group's
+VMs fit (one at least, and its max across its hosts). Needs no controller.
+
+Exits 1 if any host has an error; warnings alone exit 0. -o json prints
+every finding.`,
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, h := range cfg.Autoscale.Hosts {
+				names = append(names, h.Name)
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o/--output: must be table or json, got %q", output)
+			}
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout: must be > 0, got %s", timeout)
+			}
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return err
+			}
+			var hosts []activities.HostRef
+			for _, h := range cfg.Autoscale.Hosts {
+				if len(args) == 0 || slices.Contains(args, h.Name) {
+					hosts = append(hosts, activities.HostRef{Name: h.Name})
+				}
+			}
+			for _, a := range args {
+				if _, ok := cfg.Host(a); !ok {
+					return fmt.Errorf("HOST %q: not in the config's autoscale.hosts", a)
+				}
+			}
+			conns := activities.NewHosts(cliLogger())
+			defer func() { _ = conns.Close() }()
+			lv := &activities.Libvirt{Hosts: conns, Catalog: activities.NewCatalog(cfg)}
+			reports := checkHosts(cmd.Context(), lv, hosts, timeout)
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(reports); err != nil {
+					return err
+				}
+			} else {
+				printHostReports(cmd.OutOrStdout(), reports)
+			}
+			var bad []string
+			for _, r := range reports {
+				if r.Worst() == activities.SeverityError {
+					bad = append(bad, r.Host)
+				}
+			}
+			if len(bad) > 0 {
+				return fmt.Errorf("%d of %d hosts not ready for their groups: %s", len(bad), len(reports), strings.Join(bad, ", "))
+			}
+			return nil
+		},
+	}
+	check.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	check.Flags().DurationVar(&timeout, "timeout", 20*time.Second, "how long each host may take")
+	hostsCmd.AddCommand(check)
+	return hostsCmd
+}
+
+// checkHosts checks the hosts at once, each within timeout, in their order.
+func checkHosts(ctx context.Context, lv *activities.Libvirt, hosts []activities.HostRef, timeout time.Duration) []activities.HostReport {
+	reports := make([]activities.HostReport, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			hctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			r, err := lv.CheckHost(hctx, activities.CheckHostInput{Host: h})
+			if err != nil {
+				r = activities.HostReport{Host: h.Name, Findings: []activities.Finding{{Check: "connect", Severity: activities.SeverityError, Message: err.Error()}}}
+			}
+			reports[i] = r
+		})
+	}
+	wg.Wait()
+	return reports
+}
+
+func printHostReports(w io.Writer, reports []activities.HostReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range reports {
+		fmt.Fprintf(tw, "%s\t%s\t", r.Host, strings.ToUpper(r.Worst()))
+		if r.Reachable {
+			fmt.Fprintf(tw, "libvirt %s, %s %s, %d CPUs, %d MiB\n", r.LibvirtVersion, r.Hypervisor, r.HypervisorVersion, r.CPUs, r.MemoryBytes>>20)
+		} else {
+			fmt.Fprintln(tw, "unreachable")
+		}
+		for _, f := range r.Findings {
+			what := f.Check
+			if f.Group != "" {
+				what += " (" + f.Group + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Severity, what, f.Message)
+		}
+	}
+	_ = tw.Flush()
+}
