@@ -174,10 +174,7 @@ func checkBaseVolume(lv *libvirt.Libvirt, pool libvirt.StoragePool, g config.Gro
 	}
 	var size uint64
 	if v.Capacity != nil {
-		size = v.Capacity.Value
-		if u := v.Capacity.Unit; u != "" && u != "bytes" && u != "B" {
-			size = 0
-		}
+		size = v.Capacity.Value * unitBytes(v.Capacity.Unit)
 	}
 	sev := SeverityOK
 	note := ""

@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/digitalocean/go-libvirt"
 	"github.com/google/uuid"
+	"libvirt.org/go/libvirtxml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/premiscale/premiscale/activities"
 )
@@ -128,5 +132,182 @@ autoscale:
 	}
 	if out, err := exec.Command(premiscaleBin, "hosts", "check", "-c", path, "nosuch").CombinedOutput(); err == nil || !strings.Contains(string(out), `HOST "nosuch"`) {
 		t.Errorf("hosts check of an unknown host: %v\n%s", err, out)
+	}
+}
+
+// TestHostsUploadPutsTheImageOnEveryHostOfItsGroups uploads a qcow2 image
+// (resized to 48 MiB, as the golden-image recipe resizes its disk) with
+// `premiscale hosts upload` to the hosts of the groups whose baseVolume it
+// is: on each, a qcow2 volume of the image's disk size with the image's
+// bytes; none on a host whose groups use another base. Uploading again is
+// refused without --replace and done with it; hosts check then finds the
+// base volume on every host.
+func TestHostsUploadPutsTheImageOnEveryHostOfItsGroups(t *testing.T) {
+	hosts := requireHosts(t, 3)
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	if err := os.WriteFile(raw, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "node.qcow2")
+	for _, args := range [][]string{{"convert", "-f", "raw", "-O", "qcow2", raw, img}, {"resize", img, "48M"}} {
+		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+		}
+	}
+	name := "hu-" + uuid.NewString()[:8] + ".qcow2"
+	conns := map[string]*libvirt.Libvirt{}
+	for _, h := range hosts[:3] {
+		lv := requireLibvirt(t, h.qemuURI())
+		conns[h.name] = lv
+		t.Cleanup(func() {
+			if p, err := lv.StoragePoolLookupByName(guestPool); err == nil {
+				if v, err := lv.StorageVolLookupByName(p, name); err == nil {
+					_ = lv.StorageVolDelete(v, 0)
+				}
+			}
+		})
+	}
+	cfg := fmt.Sprintf(`version: v1alpha1
+controller:
+  stateDir: %s
+autoscale:
+  hosts:
+    - {name: h1, uri: "%s", pool: %s}
+    - {name: h2, uri: "%s", pool: %s}
+    - {name: h3, uri: "%s", pool: %s}
+  groups:
+    - {name: nodes, hosts: [h1, h2], max: 2, template: {baseVolume: %s, domainType: qemu, memory: 64MiB}}
+    - {name: others, hosts: [h3], max: 2, template: {baseVolume: other.qcow2, domainType: qemu, memory: 64MiB}}
+`, t.TempDir(), hosts[0].qemuURI(), guestPool, hosts[1].qemuURI(), guestPool, hosts[2].qemuURI(), guestPool, name)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upload := func(extra ...string) (string, error) {
+		out, err := exec.Command(premiscaleBin, append([]string{"hosts", "upload", img, "--volume", name, "-c", path}, extra...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := upload()
+	if err != nil || strings.Count(out, "checksum verified") != 2 || strings.Contains(out, "h3") {
+		t.Fatalf("hosts upload: %v\n%s", err, out)
+	}
+	for host, lv := range conns {
+		p, err := lv.StoragePoolLookupByName(guestPool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := lv.StorageVolLookupByName(p, name)
+		if host == "h3" {
+			if err == nil {
+				t.Errorf("%s got the image, though its groups use another base", host)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		doc, err := lv.StorageVolGetXMLDesc(v, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vx libvirtxml.StorageVolume
+		if err := vx.Unmarshal(doc); err != nil {
+			t.Fatal(err)
+		}
+		if vx.Target == nil || vx.Target.Format == nil || vx.Target.Format.Type != "qcow2" || vx.Capacity == nil || vx.Capacity.Value != 48<<20 {
+			t.Errorf("%s: volume %s, want qcow2 of 48 MiB", host, doc)
+		}
+	}
+	if out, err := upload(); err == nil || !strings.Contains(out, "--replace") {
+		t.Errorf("a second upload without --replace: %v\n%s", err, out)
+	}
+	if out, err := upload("--replace"); err != nil || strings.Count(out, "replaced") != 2 {
+		t.Errorf("upload --replace: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(premiscaleBin, "hosts", "check", "-c", path, "h1", "h2").CombinedOutput(); err != nil || strings.Count(string(out), "base volume (nodes)") != 2 {
+		t.Errorf("hosts check after the upload: %v\n%s", err, out)
+	}
+}
+
+// TestGoldenImageRecipeWritesWhatKubeadmNeeds runs the node image recipe
+// offline and reads what it would put in the image and run: the sysctls
+// and modules kubeadm's preflight checks (ip_forward above all), the
+// Kubernetes package repository of the minor in go.mod, cloud-init growing
+// each clone's root to its disk, swap off, containerd on systemd cgroups,
+// no machine identity; and a build that resizes the disk before it is
+// customized, then uploads it to every host of its groups and checks them.
+func TestGoldenImageRecipeWritesWhatKubeadmNeeds(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command("../deploy/golden-image/recipe.sh", out, "--disk-size", "30G")
+	cmd.Env = []string{"PATH=/usr/bin:/bin"} // and no network: it needs none
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("recipe.sh: %v\n%s", err, b)
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	minor := ""
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "k8s.io/api" {
+			minor = strings.Split(f[1], ".")[1]
+		}
+	}
+	read := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(out, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	sysctl := read("files/etc/sysctl.d/99-kubernetes.conf")
+	for _, want := range []string{"net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1", "net.bridge.bridge-nf-call-ip6tables = 1"} {
+		if !strings.Contains(sysctl, want) {
+			t.Errorf("sysctl lacks %q:\n%s", want, sysctl)
+		}
+	}
+	if mods := read("files/etc/modules-load.d/kubernetes.conf"); !strings.Contains(mods, "br_netfilter") || !strings.Contains(mods, "overlay") {
+		t.Errorf("modules: %q", mods)
+	}
+	if repo := read("files/etc/apt/sources.list.d/kubernetes.list"); !strings.Contains(repo, "/core:/stable:/v1."+minor+"/deb/") {
+		t.Errorf("repository %q is not Kubernetes 1.%s's", repo, minor)
+	}
+	var ci struct {
+		Growpart struct {
+			Mode    string   `json:"mode"`
+			Devices []string `json:"devices"`
+		} `json:"growpart"`
+		ResizeRootfs  bool `json:"resize_rootfs"`
+		SSHDeletekeys bool `json:"ssh_deletekeys"`
+	}
+	if err := yaml.Unmarshal([]byte(read("files/etc/cloud/cloud.cfg.d/90-premiscale.cfg")), &ci); err != nil ||
+		ci.Growpart.Mode != "auto" || !slices.Contains(ci.Growpart.Devices, "/") || !ci.ResizeRootfs || !ci.SSHDeletekeys {
+		t.Errorf("cloud-init: %+v %v", ci, err)
+	}
+	cmds := read("customize.cmds")
+	for _, want := range []string{
+		"copy-in " + out + "/files/etc/sysctl.d/99-kubernetes.conf:/etc/sysctl.d",
+		"copy-in " + out + "/files/etc/modules-load.d/kubernetes.conf:/etc/modules-load.d",
+		"copy-in " + out + "/files/etc/cloud/cloud.cfg.d/90-premiscale.cfg:/etc/cloud/cloud.cfg.d",
+		"install kubeadm,kubelet,kubectl", "SystemdCgroup = true", "swap", "systemctl enable containerd kubelet",
+		"cloud-init clean --machine-id", "rm -f /etc/ssh/ssh_host_*",
+	} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("customize.cmds lacks %q:\n%s", want, cmds)
+		}
+	}
+	build := read("build.sh")
+	resize, customize, upload := strings.Index(build, "qemu-img resize k8s-node.qcow2 30G"), strings.Index(build, "virt-customize"), strings.Index(build, "hosts upload k8s-node.qcow2 --volume k8s-node.qcow2")
+	if resize < 0 || customize < resize || upload < customize || !strings.Contains(build, "hosts check") {
+		t.Errorf("build.sh must resize, then customize, then upload to the hosts and check them:\n%s", build)
+	}
+	if b, err := exec.Command("../deploy/golden-image/recipe.sh", t.TempDir(), "--kubernetes", "1.37").CombinedOutput(); err == nil || !strings.Contains(string(b), "--kubernetes") {
+		t.Errorf("recipe.sh --kubernetes 1.37: %v %s, want refused naming the flag", err, b)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -97,8 +98,88 @@ every finding.`,
 	}
 	check.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	check.Flags().DurationVar(&timeout, "timeout", 20*time.Second, "how long each host may take")
-	hostsCmd.AddCommand(check)
+	hostsCmd.AddCommand(check, newHostsUploadCmd(gf))
 	return hostsCmd
+}
+
+func newHostsUploadCmd(gf *globalFlags) *cobra.Command {
+	var volume string
+	var replace bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "upload IMAGE --volume NAME [HOST...]",
+		Short: "Upload a base image to every host of the groups that use it, and verify it there",
+		Long: `Create volume NAME in the pool of every host whose groups have
+template.baseVolume NAME (or of the hosts named) from the qcow2 or raw IMAGE
+on this machine, at the image's own disk size, and check on each host that it
+holds the image: its format, its size and its checksum, read back. An
+existing volume is replaced only with --replace, and never while a domain
+uses it or clones are overlays of it. Exits 1 if any host failed.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if volume == "" {
+				return errors.New("--volume: the volume's name in the pools is required (the groups' template.baseVolume)")
+			}
+			cfg, err := loadConfig(gf)
+			if err != nil {
+				return err
+			}
+			img, err := activities.InspectImage(args[0])
+			if err != nil {
+				return fmt.Errorf("IMAGE %s: %w", args[0], err)
+			}
+			var hosts []string
+			if len(args) > 1 {
+				for _, a := range args[1:] {
+					if _, ok := cfg.Host(a); !ok {
+						return fmt.Errorf("HOST %q: not in the config's autoscale.hosts", a)
+					}
+					hosts = append(hosts, a)
+				}
+			} else {
+				for _, g := range cfg.Autoscale.Groups {
+					if g.Template.BaseVolume == volume {
+						for _, h := range g.Hosts {
+							if !slices.Contains(hosts, h) {
+								hosts = append(hosts, h)
+							}
+						}
+					}
+				}
+				if len(hosts) == 0 {
+					return fmt.Errorf("--volume %s: no group has it as template.baseVolume; name the hosts", volume)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %d MiB disk, %d MiB file, sha256 %s\n", img.Path, img.Format, img.VirtualBytes>>20, img.Bytes>>20, img.SHA256)
+			conns := activities.NewHosts(cliLogger())
+			defer func() { _ = conns.Close() }()
+			cat := activities.NewCatalog(cfg)
+			var failed []string
+			for _, name := range hosts {
+				hctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				up, err := activities.UploadImage(hctx, conns, cat, activities.HostRef{Name: name}, img, volume, replace)
+				cancel()
+				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: FAILED: %v\n", name, err)
+					failed = append(failed, name)
+					continue
+				}
+				verb := "uploaded"
+				if up.Replaced {
+					verb = "replaced"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s %s in its pool: %s, %d MiB, checksum verified\n", name, verb, up.Volume, up.Format, up.Capacity>>20)
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("upload failed on %d of %d hosts: %s", len(failed), len(hosts), strings.Join(failed, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&volume, "volume", "", "the volume's name in the hosts' pools (required)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace an existing volume of that name (never one in use or with clones)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long each host may take")
+	return cmd
 }
 
 // checkHosts checks the hosts at once, each within timeout, in their order.
