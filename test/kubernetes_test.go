@@ -217,8 +217,10 @@ func joinMembers(t *testing.T, ctx context.Context, s *starter.Starter, lv *libv
 
 // TestNodeThatNeverTurnsReadyIsReplaced: a kubeadm VM whose kubelet
 // registers its Node with the VM's token but never reports Ready is, past
-// readyTimeout, removed with its Node and its token (which then no longer
-// joins), and replaced by a new VM with a token of its own that joins.
+// readyTimeout, removed with its Node, and replaced by a new VM with a
+// token of its own that joins. The first VM's token, which PremiScale may
+// not delete (create-only), expires after tokenTTL and then no longer
+// joins.
 func TestNodeThatNeverTurnsReadyIsReplaced(t *testing.T) {
 	lv := requireLibvirt(t, qemuURI)
 	kc := realKube(t)
@@ -233,6 +235,7 @@ func TestNodeThatNeverTurnsReadyIsReplaced(t *testing.T) {
 		Version: config.Version,
 		Controller: config.Controller{Kubernetes: config.Kubernetes{
 			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
+			TokenTTL: time.Minute,
 		}},
 		Autoscale: config.Autoscale{
 			Hosts: []config.Host{{Name: "local", URI: qemuURI, Pool: guestPool, CPUOvercommit: 8, MemoryOvercommit: 4}},
@@ -286,19 +289,27 @@ func TestNodeThatNeverTurnsReadyIsReplaced(t *testing.T) {
 	for deadline := time.Now().Add(time.Minute); ; {
 		v := viewGroupIn(t, lv, guestPool, group)
 		_, nodeErr := kc.Admin.CoreV1().Nodes().Get(ctx, first.Name, metav1.GetOptions{})
-		tokens, err := kc.Admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{
-			LabelSelector: activities.LabelVM + "=" + first.Name})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if !contains(v.defined, first.Name) && !contains(v.volumes, activities.VolumeName(first.Name)) &&
-			!contains(v.volumes, activities.SeedVolumeName(first.Name)) && apierrors.IsNotFound(nodeErr) && len(tokens.Items) == 0 {
+			!contains(v.volumes, activities.SeedVolumeName(first.Name)) && apierrors.IsNotFound(nodeErr) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not cleaned up: domains %v, volumes %v, node %v, tokens %d", first.Name, v.defined, v.volumes, nodeErr, len(tokens.Items))
+			t.Fatalf("%s not cleaned up: domains %v, volumes %v, node %v", first.Name, v.defined, v.volumes, nodeErr)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	// Its token is left to expire: wait out its expiry (a minute after it
+	// was made, so at most moments from now).
+	tokens, err := kc.Admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{LabelSelector: activities.LabelVM + "=" + first.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range tokens.Items {
+		exp, err := time.Parse(time.RFC3339, string(tok.Data[bootstrapapi.BootstrapTokenExpirationKey]))
+		if err != nil || exp.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("token %s of %s expires %q (%v), want within its tokenTTL of 1m", tok.Name, first.Name, tok.Data[bootstrapapi.BootstrapTokenExpirationKey], err)
+		}
+		time.Sleep(time.Until(exp) + time.Second)
 	}
 	again := req
 	again.NodeName, again.NotReady, again.DiscoveryTimeout = first.Name+"-again", false, 5*time.Second

@@ -145,8 +145,8 @@ func TestNoSecretReachesHistoryLogsOrStatus(t *testing.T) {
 		}
 		m := waitSoleMember(t, ctx, s, g)
 		if g == ka {
-			// The token the VM's seed carries (its Secret exists until the
-			// node is Ready), which joins it.
+			// The token the VM's seed carries (create-only, its Secret
+			// stays until it expires), which joins it.
 			req := seedJoin(t, ctx, conn, m.Name)
 			_, secret, _ := strings.Cut(req.Token, ".")
 			l, err := kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: activities.LabelGroup + "=" + ka})
