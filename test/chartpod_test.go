@@ -93,9 +93,7 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := kc.Admin.CoreV1().Secrets(ns).Create(ctx, tls, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			createSecret(t, ctx, kc, tls)
 			applyManifest(t, ctx, kc, ns, manifest)
 
 			pod := waitControllerPod(t, ctx, kc, ns, release)
@@ -110,6 +108,7 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 					_ = p.Stop(5 * time.Second)
 				}
 			}()
+
 			// The test can fail: the kubelet's variables for the chart's
 			// own Services are there, with PremiScale's prefix where the
 			// release name gives it.
@@ -123,20 +122,7 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 				}
 			}
 
-			deadline := time.Now().Add(2 * time.Minute)
-			var last error
-			for {
-				if done, err := p.Exited(); done {
-					t.Fatalf("the container exited (%v) before it was ready:\n%s", err, p.Output())
-				}
-				if _, last = p.Probe(ctx, ctr, ctr.ReadinessProbe); last == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not ready within 2m: %v\n%s", last, p.Output())
-				}
-				time.Sleep(time.Duration(ctr.ReadinessProbe.PeriodSeconds) * time.Second / 5)
-			}
+			waitPodReady(t, ctx, p, ctr)
 			if _, err := p.Probe(ctx, ctr, ctr.LivenessProbe); err != nil {
 				t.Errorf("liveness probe: %v", err)
 			}
@@ -156,10 +142,40 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 	}
 }
 
-// applyManifest creates every object of a rendered manifest on the API
-// server for real (namespaced ones in ns unless they name their own), and
-// deletes the cluster-scoped ones and kube-system's when the test ends.
-func applyManifest(t *testing.T, ctx context.Context, kc *k8s.Cluster, ns string, manifest []byte) {
+// waitPodReady probes the container's readiness as the kubelet would,
+// every fifth of its period, for up to 2 minutes; it fails the test if the
+// container exits first or never gets ready, with what it printed.
+func waitPodReady(t *testing.T, ctx context.Context, p *k8s.PodProcess, ctr corev1.Container) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if done, err := p.Exited(); done {
+			t.Fatalf("the container exited (%v) before it was ready:\n%s", err, p.Output())
+		}
+		_, err := p.Probe(ctx, ctr, ctr.ReadinessProbe)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 2m: %v\n%s", err, p.Output())
+		}
+		time.Sleep(time.Duration(max(ctr.ReadinessProbe.PeriodSeconds, 1)) * time.Second / 5)
+	}
+}
+
+// createSecret creates a Secret for the test's release.
+func createSecret(t *testing.T, ctx context.Context, kc *k8s.Cluster, s *corev1.Secret) {
+	t.Helper()
+	if _, err := kc.Admin.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eachManifestObject decodes each object of a rendered manifest and calls
+// fn with the API server's resource for it (in ns, for a namespaced object
+// that names none) and the namespace it lands in ("" if cluster-scoped).
+// A kind the server does not serve fails the test.
+func eachManifestObject(t *testing.T, kc *k8s.Cluster, ns string, manifest []byte, fn func(obj *unstructured.Unstructured, ri dynamic.ResourceInterface, objNS string)) {
 	t.Helper()
 	dyn, err := dynamic.NewForConfig(kc.Config)
 	if err != nil {
@@ -177,25 +193,34 @@ func applyManifest(t *testing.T, ctx context.Context, kc *k8s.Cluster, ns string
 		gvk := obj.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			t.Fatalf("%s: %v", gvk, err)
+			t.Fatalf("%s: the API server does not serve it: %v", gvk, err)
 		}
 		ri := dynamic.ResourceInterface(dyn.Resource(m.Resource))
 		objNS := ""
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			objNS = obj.GetNamespace()
-			if objNS == "" {
+			if objNS = obj.GetNamespace(); objNS == "" {
 				objNS = ns
 			}
 			ri = dyn.Resource(m.Resource).Namespace(objNS)
 		}
-		if _, err := ri.Create(ctx, &obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
-			t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
+		fn(&obj, ri, objNS)
+	}
+}
+
+// applyManifest creates every object of a rendered manifest on the API
+// server for real (namespaced ones in ns unless they name their own), and
+// deletes the cluster-scoped ones and kube-system's when the test ends.
+func applyManifest(t *testing.T, ctx context.Context, kc *k8s.Cluster, ns string, manifest []byte) {
+	t.Helper()
+	eachManifestObject(t, kc, ns, manifest, func(obj *unstructured.Unstructured, ri dynamic.ResourceInterface, objNS string) {
+		if _, err := ri.Create(ctx, obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+			t.Fatalf("create %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
-		if objNS == "" || objNS != ns {
+		if objNS != ns {
 			name := obj.GetName()
 			t.Cleanup(func() { _ = ri.Delete(context.Background(), name, metav1.DeleteOptions{}) })
 		}
-	}
+	})
 	t.Cleanup(func() {
 		_ = kc.Admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})
@@ -288,11 +313,8 @@ func TestChartKeepsSecretsOutOfConfigMapsAnnotationsAndLogs(t *testing.T) {
 	}
 	prom := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "premiscale-prometheus", Namespace: ns},
 		StringData: map[string]string{"PREMISCALE_CONTROLLER_PROMETHEUS_BEARERTOKEN": token}}
-	for _, s := range []*corev1.Secret{hosts, prom} {
-		if _, err := kc.Admin.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createSecret(t, ctx, kc, hosts)
+	createSecret(t, ctx, kc, prom)
 	applyManifest(t, ctx, kc, ns, manifest)
 	pod := waitControllerPod(t, ctx, kc, ns, release)
 
@@ -301,20 +323,8 @@ func TestChartKeepsSecretsOutOfConfigMapsAnnotationsAndLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctr := pod.Spec.Containers[0]
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if done, err := p.Exited(); done {
-			t.Fatalf("the container exited (%v):\n%s", err, p.Output())
-		}
-		if _, err := p.Probe(ctx, ctr, ctr.ReadinessProbe); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = p.Stop(5 * time.Second)
-			t.Fatalf("not ready within 2m:\n%s", p.Output())
-		}
-		time.Sleep(time.Second)
-	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	waitPodReady(t, ctx, p, ctr)
 	// Several evaluations: Prometheus queried with the token, the host
 	// dialled with the key.
 	time.Sleep(8 * time.Second)

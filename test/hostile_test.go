@@ -20,6 +20,8 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -28,6 +30,28 @@ import (
 type hostileCall struct {
 	Activity string         `json:"activity"`
 	Input    map[string]any `json:"input"`
+}
+
+// kubeadmTestDriverGroup runs PremiScale in this process, with the chart's
+// identity id on the real API server, for one kubeadm group (0..3) on the
+// test driver, cleared of what an earlier run left now and at the end.
+func kubeadmTestDriverGroup(t *testing.T, ctx context.Context, lv *libvirt.Libvirt, kc *k8s.Cluster, id kubeIdentity, group string) (*starter.Starter, client.Client) {
+	t.Helper()
+	purgeGroup(t, lv, testPool, group)
+	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
+	g := testDriverGroup(group, 0, 3)
+	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
+	cfg := &config.Config{
+		Version: config.Version,
+		Controller: config.Controller{Kubernetes: config.Kubernetes{
+			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
+		}},
+		Autoscale: config.Autoscale{
+			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
+			Groups: []config.Group{g},
+		},
+	}
+	return startInProcessConfig(t, ctx, cfg, id.Client)
 }
 
 // hostileWorkflow runs on the attacker's own worker and task queue, and
@@ -74,21 +98,7 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 		_ = kc.Admin.CoreV1().Secrets(metav1.NamespaceSystem).Delete(context.Background(), foreign, metav1.DeleteOptions{})
 	})
 	const group = "hw"
-	g := testDriverGroup(group, 0, 3)
-	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
-	cfg := &config.Config{
-		Version: config.Version,
-		Controller: config.Controller{Kubernetes: config.Kubernetes{
-			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
-		}},
-		Autoscale: config.Autoscale{
-			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
-			Groups: []config.Group{g},
-		},
-	}
-	purgeGroup(t, lv, testPool, group)
-	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
-	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
+	s, c := kubeadmTestDriverGroup(t, ctx, lv, kc, id, group)
 	queue := s.Config.Controller.Temporal.TaskQueue
 	rev := s.Config.Autoscale.Groups[0].Revision()
 	before := domainNames(t, lv)
@@ -233,21 +243,7 @@ func TestForgedDecommissionLeavesNodesItDoesNotOwnAlone(t *testing.T) {
 	kc := realKube(t)
 	id := chartIdentity(t, ctx, kc, "ps-forged")
 	const group = "fd"
-	purgeGroup(t, lv, testPool, group)
-	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
-	g := testDriverGroup(group, 0, 3)
-	g.Kubernetes = config.GroupKubernetes{Join: config.JoinKubeadm}
-	cfg := &config.Config{
-		Version: config.Version,
-		Controller: config.Controller{Kubernetes: config.Kubernetes{
-			Kubeconfig: id.Kubeconfig, APIServerEndpoint: strings.TrimPrefix(kc.Server, "https://"), CACertHashes: []string{kc.CAHash},
-		}},
-		Autoscale: config.Autoscale{
-			Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
-			Groups: []config.Group{g},
-		},
-	}
-	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
+	s, c := kubeadmTestDriverGroup(t, ctx, lv, kc, id, group)
 	queue := s.Config.Controller.Temporal.TaskQueue
 
 	victims := map[string]string{

@@ -20,15 +20,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/restmapper"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 	"sigs.k8s.io/yaml"
@@ -328,10 +325,6 @@ func TestHelmChartInstallsOnARealAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	installServiceMonitorCRD(t, ctx, kc)
-	dyn, err := dynamic.NewForConfig(kc.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	values, err := filepath.Glob(filepath.Join(chartDir, "ci", "*.yaml"))
 	if err != nil || len(values) < 3 {
 		t.Fatalf("ci values files: %v %v", values, err)
@@ -355,40 +348,18 @@ func TestHelmChartInstallsOnARealAPIServer(t *testing.T) {
 			if _, err := kc.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				t.Fatal(err)
 			}
-			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kc.Admin.Discovery()))
 			kinds := map[string]int{}
-			for _, doc := range bytes.Split(manifest, []byte("\n---\n")) {
-				if !bytes.Contains(doc, []byte("kind:")) {
-					continue
-				}
-				var obj unstructured.Unstructured
-				if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
-					t.Fatalf("rendered object: %v\n%s", err, doc)
-				}
-				gvk := obj.GroupVersionKind()
-				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if err != nil {
-					t.Errorf("%s: the API server does not serve it: %v", gvk, err)
-					continue
-				}
-				var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-				if m.Scope.Name() == meta.RESTScopeNameNamespace {
-					ns := obj.GetNamespace()
-					if ns == "" {
-						ns = "chart-" + name
-					}
-					ri = dyn.Resource(m.Resource).Namespace(ns)
-				}
+			eachManifestObject(t, kc, ns, manifest, func(obj *unstructured.Unstructured, ri dynamic.ResourceInterface, _ string) {
 				opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
-				if gvk.Kind == "ServiceAccount" {
+				if obj.GetKind() == "ServiceAccount" {
 					// For real: the helm test Pod's admission looks it up.
 					opts.DryRun = nil
 				}
-				if _, err := ri.Create(ctx, &obj, opts); err != nil && !(opts.DryRun == nil && apierrors.IsAlreadyExists(err)) {
-					t.Errorf("%s %s refused by the API server: %v", gvk.Kind, obj.GetName(), err)
+				if _, err := ri.Create(ctx, obj, opts); err != nil && !(opts.DryRun == nil && apierrors.IsAlreadyExists(err)) {
+					t.Errorf("%s %s refused by the API server: %v", obj.GetKind(), obj.GetName(), err)
 				}
-				kinds[gvk.Kind]++
-			}
+				kinds[obj.GetKind()]++
+			})
 			t.Logf("validated by the API server: %v", kinds)
 			if name == "embedded" && kinds["ServiceMonitor"] != 1 {
 				t.Errorf("embedded values render %d ServiceMonitors on a cluster with the CRD, want 1", kinds["ServiceMonitor"])
