@@ -76,17 +76,8 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 	for _, release := range []string{"premiscale", "ps", "premiscale-prod"} {
 		t.Run(release, func(t *testing.T) {
 			ns := "links-" + release
-			values := filepath.Join(t.TempDir(), "values.yaml")
-			if err := os.WriteFile(values, []byte(strings.ReplaceAll(chartPodValues, "RELEASE", release)), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			manifest, err := exec.Command(helm, "template", release, chartDir, "-f", values, "--namespace", ns).Output()
-			if err != nil {
-				t.Fatalf("helm template: %v", err)
-			}
-			if _, err := kc.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatal(err)
-			}
+			manifest := renderRelease(t, ctx, kc, helm, release, ns, strings.ReplaceAll(chartPodValues, "RELEASE", release))
+			var err error
 			tls := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: release + "-autoscaler-tls", Namespace: ns}, Type: corev1.SecretTypeTLS, Data: map[string][]byte{}}
 			for key, file := range map[string]string{"tls.crt": pki.serverCert, "tls.key": pki.serverKey, "ca.crt": pki.caFile} {
 				if tls.Data[key], err = os.ReadFile(file); err != nil {
@@ -140,6 +131,24 @@ func TestChartPodStartsUnderAnyReleaseName(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renderRelease renders the chart as release in namespace ns with the
+// values, and creates ns on the API server.
+func renderRelease(t *testing.T, ctx context.Context, kc *k8s.Cluster, helm, release, ns, values string) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(path, []byte(values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := exec.Command(helm, "template", release, chartDir, "-f", path, "--namespace", ns).Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	if _, err := kc.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return manifest
 }
 
 // waitPodReady probes the container's readiness as the kubelet would,
@@ -294,17 +303,7 @@ func TestChartKeepsSecretsOutOfConfigMapsAnnotationsAndLogs(t *testing.T) {
 	keyBody := strings.Join(strings.Split(strings.TrimSpace(string(key)), "\n")[1:2], "")
 	sentinels := map[string]string{"bearer token": token, "client key": keyBody}
 
-	values := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(values, []byte(secretValues), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := exec.Command(helm, "template", release, chartDir, "-f", values, "--namespace", ns).Output()
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
-	if _, err := kc.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	manifest := renderRelease(t, ctx, kc, helm, release, ns, secretValues)
 	hosts := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "premiscale-hosts", Namespace: ns}, Data: map[string][]byte{}}
 	for k, f := range map[string]string{"cacert.pem": pki.caFile, "clientcert.pem": pki.clientCert, "clientkey.pem": pki.clientKey} {
 		if hosts.Data[k], err = os.ReadFile(f); err != nil {
