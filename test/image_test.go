@@ -260,41 +260,12 @@ func unpackRootfs(r io.Reader, dir string) error {
 	}
 }
 
+// untarFile unpacks the tar archive at path into dir, as unpackRootfs does.
 func untarFile(archive, dir string) error {
 	f, err := os.Open(archive)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		p := filepath.Join(dir, filepath.FromSlash(h.Name))
-		if !strings.HasPrefix(p, filepath.Clean(dir)+string(os.PathSeparator)) {
-			return fmt.Errorf("archive entry %q escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		w, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(w, tr); err != nil {
-			return err
-		}
-		_ = w.Close()
-	}
+	return unpackRootfs(f, dir)
 }
