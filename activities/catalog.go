@@ -38,16 +38,22 @@ type Catalog struct {
 	// kept holds earlier revisions of groups (KeepRevisions), by group
 	// and revision.
 	kept map[string]map[string]config.Group
+	// hostOrder and groupOrder are the configured names, in config order.
+	hostOrder, groupOrder []string
+	orphans               config.Orphans
 }
 
 // NewCatalog indexes a loaded (defaulted and validated) configuration.
 func NewCatalog(cfg *config.Config) *Catalog {
-	c := &Catalog{Installation: cfg.Controller.Installation, hosts: map[string]config.Host{}, groups: map[string]config.Group{}, kube: cfg.Controller.Kubernetes}
+	c := &Catalog{Installation: cfg.Controller.Installation, hosts: map[string]config.Host{}, groups: map[string]config.Group{},
+		kube: cfg.Controller.Kubernetes, orphans: cfg.Autoscale.Orphans}
 	for _, h := range cfg.Autoscale.Hosts {
 		c.hosts[h.Name] = h
+		c.hostOrder = append(c.hostOrder, h.Name)
 	}
 	for _, g := range cfg.Autoscale.Groups {
 		c.groups[g.Name] = g
+		c.groupOrder = append(c.groupOrder, g.Name)
 	}
 	return c
 }

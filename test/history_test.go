@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,11 +76,7 @@ func TestGroupHistoryFromARealRunReplays(t *testing.T) {
 	}
 	t.Logf("recorded %d events", len(hist.Events))
 
-	replayer, err := worker.NewReplayer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
+	if err := worker.Replay(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of a fresh history failed: %v", err)
 	}
 	if name := os.Getenv("RECORD_HISTORY"); name != "" {
@@ -116,10 +113,30 @@ func testDriverGroup(name string, lo, hi int) config.Group {
 // the groups on the test driver, started and ready to scale.
 func startInProcess(tb testing.TB, ctx context.Context, prom config.Prometheus, groups ...config.Group) (*starter.Starter, client.Client) {
 	tb.Helper()
+	cfg := testDriverConfig(groups...)
+	cfg.Controller.Prometheus = prom
+	return startInProcessConfig(tb, ctx, cfg, nil)
+}
+
+// testDriverConfig is the configuration startInProcess runs: the groups on
+// the test driver's one host.
+func testDriverConfig(groups ...config.Group) *config.Config {
 	// The test driver's node is 16 CPUs and 3 GiB, and its own "test"
 	// domain claims 8 GiB: overcommit so that placement finds room.
 	hosts := []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}}
-	return startInProcessOn(tb, ctx, prom, hosts, groups...)
+	return &config.Config{Version: config.Version, Autoscale: config.Autoscale{Hosts: hosts, Groups: groups}}
+}
+
+// startInProcessOrphans is startInProcess whose worker collects orphans as
+// o says (o may hold durations below what validation allows).
+func startInProcessOrphans(tb testing.TB, ctx context.Context, o config.Orphans, groups ...config.Group) (*starter.Starter, client.Client) {
+	tb.Helper()
+	return startInProcessTuned(tb, ctx, testDriverConfig(groups...), nil, testLogger(tb), withOrphans(o))
+}
+
+// withOrphans is a startInProcessTuned tune that sets the orphan settings.
+func withOrphans(o config.Orphans) func(*config.Config) {
+	return func(c *config.Config) { c.Autoscale.Orphans = o }
 }
 
 // startInProcessOn is startInProcess with the given hosts.
@@ -137,12 +154,26 @@ func startInProcessOn(tb testing.TB, ctx context.Context, prom config.Prometheus
 // without defaults), with kube as the workers' Kubernetes API.
 func startInProcessConfig(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface) (*starter.Starter, client.Client) {
 	tb.Helper()
-	return startInProcessLogged(tb, ctx, cfg, kube, slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError})))
+	return startInProcessLogged(tb, ctx, cfg, kube, testLogger(tb))
+}
+
+// testLogger logs errors to the test's log.
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLogWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // startInProcessLogged is startInProcessConfig logging (server, client,
 // worker and activities) to logger.
 func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface, logger *slog.Logger) (*starter.Starter, client.Client) {
+	tb.Helper()
+	return startInProcessTuned(tb, ctx, cfg, kube, logger, nil)
+}
+
+// startInProcessTuned is startInProcessLogged with tune, when not nil,
+// applied to the configuration after validation and before the worker
+// reads it: for settings tests shorten below what validation allows (an
+// orphan grace period of seconds).
+func startInProcessTuned(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface, logger *slog.Logger, tune func(*config.Config)) (*starter.Starter, client.Client) {
 	tb.Helper()
 	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
 	if err != nil {
@@ -166,6 +197,9 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 	}
 	const queue = "in-process"
 	cfg.Controller.Temporal.TaskQueue = queue
+	if tune != nil {
+		tune(cfg)
+	}
 	pr, err := activities.NewPrometheus(cfg.Controller.Prometheus)
 	if err != nil {
 		tb.Fatal(err)
@@ -192,8 +226,9 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 // the server the longest history (the run that went through the most) as
 // workflows/testdata/<prefix>_<type>_history.json, which the workflows
 // package then replays (whole and cut before every task) in its unit tests.
-// Call it at the end of a test whose path the replay tests should cover.
-func recordHistories(t testing.TB, c client.Client, prefix string) {
+// Call it at the end of a test whose path the replay tests should cover;
+// only, when given, limits it to those workflow types.
+func recordHistories(t testing.TB, c client.Client, prefix string, only ...string) {
 	t.Helper()
 	if os.Getenv("RECORD_HISTORIES") != "1" {
 		return
@@ -218,6 +253,9 @@ func recordHistories(t testing.TB, c client.Client, prefix string) {
 				h.Events = append(h.Events, ev)
 			}
 			typ := info.GetType().GetName()
+			if len(only) > 0 && !slices.Contains(only, typ) {
+				continue
+			}
 			if len(h.Events) > len(best[typ].GetEvents()) {
 				best[typ] = h
 			}
@@ -304,12 +342,8 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 		}
 		hist.Events = append(hist.Events, ev)
 	}
-	replayer, err := worker.NewReplayer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := replayer.ReplayWorkflowHistory(sdklog.NewStructuredLogger(logger), hist); err != nil {
+	if err := worker.Replay(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of the run that continued as new: %v", err)
 	}
 	if os.Getenv("RECORD_HISTORIES") == "1" {

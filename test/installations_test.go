@@ -34,8 +34,9 @@ func TestTwoInstallationsOnOneHostNeverTouchEachOther(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const group = "twin"
-	a, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
-	b, _ := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 3))
+	collect := config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
+	a, _ := startInProcessOrphans(t, ctx, collect, testDriverGroup(group, 0, 3))
+	b, _ := startInProcessOrphans(t, ctx, collect, testDriverGroup(group, 0, 3))
 	if a.Config.Controller.Installation == b.Config.Controller.Installation {
 		t.Fatal("both installations have the same identity")
 	}
@@ -68,7 +69,6 @@ func TestTwoInstallationsOnOneHostNeverTouchEachOther(t *testing.T) {
 	}
 
 	for _, s := range []*starter.Starter{a, b} {
-		s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
 		if err := s.EnsureOrphanCollector(ctx); err != nil {
 			t.Fatal(err)
 		}

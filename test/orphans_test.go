@@ -86,7 +86,9 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const group = "coll"
-	s, hc := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 4))
+	const grace = 4 * time.Second
+	s, hc := startInProcessOrphans(t, ctx, config.Orphans{Action: config.OrphansDelete, GracePeriod: grace, ScanInterval: time.Second, DeleteUnconfiguredGroups: true},
+		testDriverGroup(group, 0, 4))
 	t.Cleanup(func() { recordHistories(t, hc, "orphans") })
 	if _, err := s.Scale(ctx, group, 2); err != nil {
 		t.Fatal(err)
@@ -139,8 +141,6 @@ func TestOrphanCollectorDeletesOwnedOrphansAfterGraceOnly(t *testing.T) {
 		_ = run(t, env, a.DeleteVolume, activities.DeleteVolumeInput{Host: host, VM: leftover}, nil)
 	})
 
-	const grace = 4 * time.Second
-	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: grace, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
 	started := time.Now()
 	if err := s.EnsureOrphanCollector(ctx); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,11 @@ func TestGroupRemovedFromTheConfigIsKeptThenDeletedWhenAsked(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	s, c := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup("stay", 0, 3), testDriverGroup("gone", 0, 3))
+	// One worker plays both controllers' (it keeps "gone" configured, which
+	// only protects gone's VMs further); it collects orphans as the
+	// restarted controller asks.
+	s, c := startInProcessOrphans(t, ctx, config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second},
+		testDriverGroup("stay", 0, 3), testDriverGroup("gone", 0, 3))
 	for _, g := range []string{"stay", "gone"} {
 		if _, err := s.Scale(ctx, g, 1); err != nil {
 			t.Fatal(err)

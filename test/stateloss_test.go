@@ -72,8 +72,8 @@ func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 		t.Fatalf("before the loss: members %v", old)
 	}
 
-	s, _ := startInProcessConfig(t, ctx, newConfig(), nil)
-	s.Config.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}
+	s, _ := startInProcessTuned(t, ctx, newConfig(), nil, testLogger(t),
+		withOrphans(config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second, DeleteUnconfiguredGroups: true}))
 	if err := s.EnsureOrphanCollector(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"log/slog"
 
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -104,4 +107,43 @@ func WatchHosts(ctx context.Context, c client.Client, cfg *config.Config, cat *a
 		},
 	}
 	w.Run(ctx)
+}
+
+// Replay replays h with PremiScale's workflows (NewReplayer) under the
+// workflow ID the history ran as, which the workflows check (a group's,
+// the orphan collector's) and which a history does not record: it is
+// derived from the workflow type and, for a group, the group's name in
+// its input. The run ID is the history's own, as a worker sees it. It
+// returns the replayer's error: nil when the current code reproduces h's
+// commands.
+func Replay(logger log.Logger, h *historypb.History) error {
+	r, err := NewReplayer()
+	if err != nil {
+		return err
+	}
+	return r.ReplayWorkflowHistoryWithOptions(logger, h, sdkworker.ReplayWorkflowHistoryOptions{
+		OriginalExecution: workflow.Execution{ID: OriginalWorkflowID(h)},
+	})
+}
+
+// OriginalWorkflowID is the ID PremiScale gives the workflow whose history
+// h is: GroupWorkflowID of the group in a GroupWorkflow's input, the
+// orphan collector's fixed ID, or "replay" for the workflows that do not
+// read theirs.
+func OriginalWorkflowID(h *historypb.History) string {
+	start := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
+	switch start.GetWorkflowType().GetName() {
+	case workflows.GroupWorkflowName:
+		var in struct {
+			Spec struct {
+				Name string `json:"name"`
+			} `json:"spec"`
+		}
+		if p := start.GetInput().GetPayloads(); len(p) > 0 && converter.GetDefaultDataConverter().FromPayload(p[0], &in) == nil {
+			return workflows.GroupWorkflowID(in.Spec.Name)
+		}
+	case workflows.OrphanWorkflowName:
+		return workflows.OrphanWorkflowID
+	}
+	return "replay"
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -257,6 +258,11 @@ type OrphanStatus struct {
 	LastError  string     `json:"lastError,omitempty"`
 	// Deleted are the most recent deletions, newest last.
 	Deleted []Orphan `json:"deleted"`
+	// Refused names what the last spec asked beyond this worker's
+	// configuration (the stricter value was kept).
+	Refused []string `json:"refused,omitempty"`
+	// Rounds counts the scans of this run.
+	Rounds int `json:"rounds"`
 }
 
 // keptDeletions bounds OrphanStatus.Deleted.
@@ -265,47 +271,116 @@ const keptDeletions = 50
 // OrphanCollector scans every host each ScanInterval and deletes the
 // PremiScale domains and volumes that stayed orphans for GracePeriod:
 //
-//	scan: members -> ListOwned on every host -> members again -> FindOrphans
-//	age:  AgeOrphans (unscanned hosts keep their clocks)
-//	act:  DueOrphans -> undefine domain | delete volume if no domain uses it
+//	policy: OrphanPolicy (local) -> ApplyOrphanPolicy(requested spec)
+//	scan:   members -> ListOwned on every host -> members again -> FindOrphans
+//	age:    AgeOrphans (unscanned hosts keep their clocks)
+//	act:    DueOrphans -> undefine domain | delete volume if no domain uses it
+//
+// Its input and spec signals only ask: each round it reads the worker's own
+// orphan settings and keeps the stricter of both (hosts, configured groups,
+// whether to delete, grace period, scan interval), reporting in
+// OrphanStatus.Refused what was asked beyond them. A fresh start that asks
+// beyond them, or one under an ID other than OrphanWorkflowID, fails with
+// ErrTypeRefused before touching anything.
 //
 // Members are read before and after the scan, so a VM created or removed
 // meanwhile is not an orphan; a round whose members cannot all be read does
 // nothing. Deletions go through the ownership-checked activities, so a
 // domain without PremiScale's mark is never touched. It ends when a spec
-// without Delete arrives.
+// without Delete arrives, or when the worker's configuration does not
+// delete orphans.
 func OrphanCollector(ctx workflow.Context, in OrphanInput) error {
 	st := OrphanStatus{Spec: in.Spec, Orphans: []Orphan{}, Unscanned: []string{}, Deleted: in.Deleted}
 	firstSeen := in.FirstSeen
 	if err := workflow.SetQueryHandler(ctx, QueryOrphans, func() (OrphanStatus, error) { return st, nil }); err != nil {
 		return err
 	}
+	info := workflow.GetInfo(ctx)
+	authority := workflow.GetVersion(ctx, changeOrphansWorkerPolicy, workflow.DefaultVersion, 1) >= 1
+	if authority && info.WorkflowExecution.ID != OrphanWorkflowID {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"workflow ID %q: the orphan collector runs only as %s; refusing", info.WorkflowExecution.ID, OrphanWorkflowID), ErrTypeRefused, nil)
+	}
+	// requested is the spec last asked for; fresh is true until the input
+	// of a run that no earlier run continued has been checked.
+	requested, asked, fresh := in.Spec, true, info.ContinuedExecutionRunID == ""
 	specs := workflow.GetSignalChannel(ctx, SignalOrphanSpec)
 	drain := func() {
 		var s OrphanSpec
 		for specs.ReceiveAsync(&s) {
-			st.Spec = s
+			requested, asked = s, true
+			if !authority {
+				st.Spec = s
+			}
 		}
 	}
 	logger := workflow.GetLogger(ctx)
 	for round := 0; ; round++ {
 		drain()
-		if !st.Spec.Delete {
+		if !requested.Delete {
 			logger.Info("orphan deletion is off; collector ends")
 			return nil
 		}
+		if authority {
+			pol, err := orphanPolicy(ctx)
+			if err != nil {
+				st.LastError = "read this worker's orphan policy: " + rootCause(err)
+				waitOrphanRound(ctx, specs, max(st.Spec.ScanInterval, minOrphanScanInterval))
+				continue
+			}
+			eff, refused := ApplyOrphanPolicy(requested, pol)
+			if len(refused) > 0 && fresh {
+				return temporal.NewNonRetryableApplicationError(
+					"orphan collector input refused: "+strings.Join(refused, "; "), ErrTypeRefused, nil)
+			}
+			if asked {
+				st.Refused, asked = refused, false
+				if len(refused) > 0 {
+					logger.Warn("orphan spec asks beyond this worker's configuration; keeping the stricter", "refused", refused)
+				}
+			}
+			fresh = false
+			st.Spec = eff
+			if !eff.Delete {
+				logger.Info("this worker's configuration does not delete orphans; collector ends")
+				return nil
+			}
+		}
 		firstSeen = collectOrphans(ctx, &st, firstSeen)
+		st.Rounds++
 		if round+1 >= orphanRounds || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			drain()
-			return workflow.NewContinueAsNewError(ctx, OrphanWorkflowName, OrphanInput{Spec: st.Spec, FirstSeen: firstSeen, Deleted: st.Deleted})
+			next := st.Spec
+			if authority {
+				next = requested
+			}
+			return workflow.NewContinueAsNewError(ctx, OrphanWorkflowName, OrphanInput{Spec: next, FirstSeen: firstSeen, Deleted: st.Deleted})
 		}
-		timerCtx, cancel := workflow.WithCancel(ctx)
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(workflow.NewTimer(timerCtx, st.Spec.ScanInterval), func(workflow.Future) {})
-		sel.AddReceive(specs, func(workflow.ReceiveChannel, bool) {})
-		sel.Select(ctx)
-		cancel()
+		waitOrphanRound(ctx, specs, st.Spec.ScanInterval)
 	}
+}
+
+// waitOrphanRound waits for the next round: interval, or a spec signal.
+func waitOrphanRound(ctx workflow.Context, specs workflow.ReceiveChannel, interval time.Duration) {
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(workflow.NewTimer(timerCtx, interval), func(workflow.Future) {})
+	sel.AddReceive(specs, func(workflow.ReceiveChannel, bool) {})
+	sel.Select(ctx)
+	cancel()
+}
+
+// orphanPolicy reads the worker's orphan settings (a local activity: the
+// worker's own configuration, no I/O).
+func orphanPolicy(ctx workflow.Context) (activities.OrphanPolicy, error) {
+	var a *activities.Libvirt
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	var pol activities.OrphanPolicy
+	err := workflow.ExecuteLocalActivity(lctx, a.OrphanPolicy).Get(ctx, &pol)
+	return pol, err
 }
 
 // collectOrphans runs one round and returns the new first-seen clocks.

@@ -132,10 +132,6 @@ func replayHistory(t *testing.T, h *historypb.History, n int) {
 }
 
 func replay(t *testing.T, h *historypb.History) error {
-	r, err := worker.NewReplayer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError + 1})))
-	return r.ReplayWorkflowHistory(logger, h)
+	return worker.Replay(logger, h)
 }
