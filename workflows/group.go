@@ -140,6 +140,10 @@ const ErrTypeInvalidSpec = "InvalidSpec"
 // GroupWorkflowID is the workflow ID of a group's workflow.
 func GroupWorkflowID(group string) string { return "premiscale/group/" + group }
 
+// changeGroupChecksItsID: a group workflow refuses to run under an ID
+// other than its group's GroupWorkflowID.
+const changeGroupChecksItsID = "group-checks-its-id"
+
 // GroupSpec is a group's configuration as the workflow uses it.
 type GroupSpec struct {
 	Name string `json:"name"`
@@ -436,6 +440,14 @@ type group struct {
 //	    +--------------------------------------------+
 func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	g := &group{spec: in.Spec, logger: workflow.GetLogger(ctx)}
+	if workflow.GetVersion(ctx, changeGroupChecksItsID, workflow.DefaultVersion, 1) >= 1 {
+		// Anyone who reaches the frontend can start a group workflow: one
+		// under another ID would be a second group of the same name.
+		if id := workflow.GetInfo(ctx).WorkflowExecution.ID; id != GroupWorkflowID(in.Spec.Name) {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"workflow ID %q: group %q runs only as %s; refusing", id, in.Spec.Name, GroupWorkflowID(in.Spec.Name)), ErrTypeRefused, nil)
+		}
+	}
 	if in.State == nil {
 		// A new group's spec may come from anyone who can start a workflow.
 		if err := in.Spec.Validate(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
@@ -281,6 +282,8 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	env.SetWorkerOptions(sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{&workflows.SignalOrder{}}})
+	// Every group of these tests is spec()'s "web".
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.GroupWorkflowID("web")})
 	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
 	var a *activities.Libvirt
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).After(f.cloneDelay).Return(f.CloneVolume)
@@ -1196,6 +1199,29 @@ func TestGroupStartedWithAnInvalidSpecFails(t *testing.T) {
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeInvalidSpec || !containsAll(err.Error(), "spec.max", "spec.hosts") {
 		t.Fatalf("err = %v, want %s naming spec.max and spec.hosts", err, workflows.ErrTypeInvalidSpec)
+	}
+}
+
+// TestGroupStartedUnderAnotherIDRefuses: a second workflow of group web,
+// started by hand under another ID (with members of its own, say), ends
+// refused before it creates or touches anything.
+func TestGroupStartedUnderAnotherIDRefuses(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.GroupWorkflowID("web-shadow")})
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("group workflow did not end")
+	}
+	err := env.GetWorkflowError()
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeRefused || !ae.NonRetryable() || !containsAll(err.Error(), `"premiscale/group/web-shadow"`, "premiscale/group/web;") {
+		t.Fatalf("err = %v, want a non-retryable %s naming both IDs", err, workflows.ErrTypeRefused)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) != 0 {
+		t.Errorf("the refused group called %v", f.calls)
 	}
 }
 
