@@ -93,10 +93,24 @@ func (s *Server) group(id string) (config.Group, error) {
 	return config.Group{}, status.Errorf(codes.NotFound, "node group %q not found (PremiScale groups in clusterAutoscaler mode are node groups)", id)
 }
 
-func nodeGroup(g config.Group) *protos.NodeGroup {
+// bounds are a group's min and max in force: a schedule window's while
+// one governs, the configured ones otherwise.
+type bounds struct {
+	min, max int
+	schedule string // the governing schedule, if any
+}
+
+// configured are the bounds of g's configuration.
+func configured(g config.Group) bounds { return bounds{min: g.Min, max: g.Max} }
+
+func nodeGroup(g config.Group, b bounds) *protos.NodeGroup {
+	why := ""
+	if b.schedule != "" {
+		why = fmt.Sprintf(" (schedule %s; configured %d..%d)", b.schedule, g.Min, g.Max)
+	}
 	return &protos.NodeGroup{
-		Id: g.Name, MinSize: int32(g.Min), MaxSize: int32(g.Max),
-		Debug: fmt.Sprintf("premiscale group %s: min %d, max %d, hosts %s", g.Name, g.Min, g.Max, strings.Join(g.Hosts, ",")),
+		Id: g.Name, MinSize: int32(b.min), MaxSize: int32(b.max),
+		Debug: fmt.Sprintf("premiscale group %s: min %d, max %d%s, hosts %s", g.Name, b.min, b.max, why, strings.Join(g.Hosts, ",")),
 	}
 }
 
@@ -142,11 +156,35 @@ func (s *Server) update(ctx context.Context, id, update string, arg any) error {
 	return nil
 }
 
-// NodeGroups lists the groups in clusterAutoscaler mode.
-func (s *Server) NodeGroups(context.Context, *protos.NodeGroupsRequest) (*protos.NodeGroupsResponse, error) {
+// NodeGroups lists the groups in clusterAutoscaler mode with the bounds in
+// force, so that the autoscaler plans within an open schedule window
+// instead of asking for sizes the group refuses. The bounds come from the
+// summaries the groups publish (one visibility listing, no workflow woken);
+// when they cannot be read, the configured bounds are reported (the
+// group's Updates still refuse what a window forbids).
+func (s *Server) NodeGroups(ctx context.Context, _ *protos.NodeGroupsRequest) (*protos.NodeGroupsResponse, error) {
+	groups := s.groups()
+	inForce := map[string]bounds{}
+	if len(groups) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		sums, err := s.Starter.Summaries(ctx)
+		if err != nil {
+			s.Log.Warn("node groups: reporting configured bounds, the groups' summaries cannot be read", "error", err)
+		}
+		for _, sum := range sums {
+			if sum.Max > 0 {
+				inForce[sum.Group] = bounds{min: sum.Min, max: sum.Max, schedule: sum.Schedule}
+			}
+		}
+	}
 	out := &protos.NodeGroupsResponse{}
-	for _, g := range s.groups() {
-		out.NodeGroups = append(out.NodeGroups, nodeGroup(g))
+	for _, g := range groups {
+		b, ok := inForce[g.Name]
+		if !ok {
+			b = configured(g)
+		}
+		out.NodeGroups = append(out.NodeGroups, nodeGroup(g, b))
 	}
 	return out, nil
 }
@@ -170,14 +208,14 @@ func (s *Server) NodeGroupForNode(ctx context.Context, req *protos.NodeGroupForN
 	if err != nil {
 		return none, nil
 	}
-	members, err := s.members(ctx, g.Name)
+	m, err := s.members(ctx, g.Name)
 	if err != nil {
 		return nil, err
 	}
-	if !members[id] {
+	if !m.ids[id] {
 		return none, nil
 	}
-	return &protos.NodeGroupForNodeResponse{NodeGroup: nodeGroup(g)}, nil
+	return &protos.NodeGroupForNodeResponse{NodeGroup: nodeGroup(g, m.bounds)}, nil
 }
 
 // membershipTTL is how long NodeGroupForNode reuses a group's member list:
@@ -186,25 +224,29 @@ func (s *Server) NodeGroupForNode(ctx context.Context, req *protos.NodeGroupForN
 const membershipTTL = time.Second
 
 type membership struct {
-	at  time.Time
-	ids map[string]bool // provider IDs
+	at     time.Time
+	ids    map[string]bool // provider IDs
+	bounds bounds          // in force when read
 }
 
 // members are the provider IDs of the group's members (provisioning,
-// running or decommissioning), read by a status Query at most once per
-// membershipTTL.
-func (s *Server) members(ctx context.Context, group string) (map[string]bool, error) {
+// running or decommissioning) and its bounds in force, read by a status
+// Query at most once per membershipTTL.
+func (s *Server) members(ctx context.Context, group string) (membership, error) {
 	s.mu.Lock()
 	m, ok := s.membership[group]
 	s.mu.Unlock()
 	if ok && time.Since(m.at) < membershipTTL {
-		return m.ids, nil
+		return m, nil
 	}
 	st, err := s.status(ctx, group)
 	if err != nil {
-		return nil, err
+		return membership{}, err
 	}
-	m = membership{at: time.Now(), ids: map[string]bool{}}
+	m = membership{at: time.Now(), ids: map[string]bool{}, bounds: bounds{min: st.Min, max: st.Max}}
+	if st.Schedule != nil {
+		m.bounds.schedule = st.Schedule.Schedule
+	}
 	for _, mem := range st.Members {
 		if mem.ProviderID != "" {
 			m.ids[mem.ProviderID] = true
@@ -216,7 +258,7 @@ func (s *Server) members(ctx context.Context, group string) (map[string]bool, er
 	}
 	s.membership[group] = m
 	s.mu.Unlock()
-	return m.ids, nil
+	return m, nil
 }
 
 // GPULabel names the (unused) GPU label.
