@@ -14,20 +14,17 @@ import (
 // controller.stateDir, beside the history it names.
 const InstallationFile = "installation"
 
-// ResolveInstallation fills in controller.installation when it is not set.
-// With the embedded server the identity is generated once (by the
-// controller) and kept in the state dir beside the history: a fresh state
-// dir is a new installation, and the VMs of the old one are never touched
-// (reported, never reused, destroyed or deleted as orphans). With a
-// Temporal cluster it is "<namespace>.<taskQueue>", which every worker of
-// the installation shares, and which a fresh namespace changes likewise.
+// ResolveInstallation fills in controller.installation when it is not set
+// and the embedded server keeps the history. The identity is generated
+// once (by the controller) and kept in the state dir beside the history: a
+// fresh state dir is a new installation, and the VMs of the old one are
+// never touched (reported, never reused, destroyed or deleted as orphans).
+// With a Temporal cluster it leaves the identity unset: the identity is
+// kept in the cluster, where every worker finds it
+// (starter.ResolveInstallation).
 func (c *Config) ResolveInstallation(controller bool) error {
 	ctl := &c.Controller
-	if ctl.Installation != "" {
-		return nil
-	}
-	if !c.UsesEmbedded() {
-		ctl.Installation = installationName(ctl.Temporal.Namespace + "." + ctl.Temporal.TaskQueue)
+	if ctl.Installation != "" || !c.UsesEmbedded() {
 		return nil
 	}
 	path := filepath.Join(ctl.StateDir, InstallationFile)
@@ -45,11 +42,9 @@ func (c *Config) ResolveInstallation(controller bool) error {
 	case !controller:
 		return fmt.Errorf("controller.installation: not set and %s does not exist; start the controller first, or set it", path)
 	}
-	var id [6]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return fmt.Errorf("controller.installation: %w", err)
+	if ctl.Installation, err = NewInstallation(); err != nil {
+		return err
 	}
-	ctl.Installation = "ps-" + hex.EncodeToString(id[:])
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("controller.installation: %w", err)
@@ -59,6 +54,27 @@ func (c *Config) ResolveInstallation(controller bool) error {
 		return fmt.Errorf("controller.installation: %w", err)
 	}
 	return f.Close()
+}
+
+// LegacyInstallation is the identity a Temporal cluster's installation
+// had before identities were kept in the cluster:
+// "<namespace>.<taskQueue>", the same for every installation left on the
+// defaults.
+func (c *Config) LegacyInstallation() string {
+	return installationName(c.Controller.Temporal.Namespace + "." + c.Controller.Temporal.TaskQueue)
+}
+
+// IsInstallation reports whether s is a valid installation identity.
+func IsInstallation(s string) bool { return installationRE.MatchString(s) }
+
+// NewInstallation generates a fresh installation identity: "ps-" and 12
+// random hex digits.
+func NewInstallation() (string, error) {
+	var id [6]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fmt.Errorf("controller.installation: %w", err)
+	}
+	return "ps-" + hex.EncodeToString(id[:]), nil
 }
 
 // installationName makes s an installation identity: lower case, with

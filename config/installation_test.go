@@ -38,15 +38,12 @@ func TestInstallationIsGeneratedOnceWithTheStateOrDerivedFromTheNamespace(t *tes
 		t.Errorf("a fresh state dir kept the identity %q (%v)", fresh.Controller.Installation, err)
 	}
 
-	cluster := func(ns string) string {
-		c := &Config{Controller: Controller{Temporal: Temporal{Address: "temporal:7233", Namespace: ns}}}
-		c.ApplyDefaults()
-		if err := c.ResolveInstallation(false); err != nil {
-			t.Fatal(err)
-		}
-		return c.Controller.Installation
+	cluster := &Config{Controller: Controller{Temporal: Temporal{Address: "temporal:7233", Namespace: "Prod_1"}}}
+	cluster.ApplyDefaults()
+	if err := cluster.ResolveInstallation(true); err != nil || cluster.Controller.Installation != "" {
+		t.Errorf("with a Temporal cluster: %q %v; want it left to the cluster", cluster.Controller.Installation, err)
 	}
-	if a, b := cluster("Prod_1"), cluster("prod-2"); a != "prod-1.premiscale" || a == b {
-		t.Errorf("cluster identities %q and %q, want prod-1.premiscale and another", a, b)
+	if l := cluster.LegacyInstallation(); l != "prod-1.premiscale" {
+		t.Errorf("legacy identity %q, want prod-1.premiscale", l)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,6 +118,24 @@ func TestTwoWorkersOnASeparateTemporalServer(t *testing.T) {
 			t.Fatalf("pollers on the activity queue: %v, want both workers", resp.GetPollers())
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+
+	// One installation: the controller and both workers resolved the same
+	// identity, generated once and kept in the Temporal server.
+	var identities []string
+	for _, p := range append([]*controller{ctl}, workers...) {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`msg=installation id=(\S+)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s logged no installation", p.log)
+		}
+		identities = append(identities, string(m[1]))
+	}
+	if !strings.HasPrefix(identities[0], "ps-") || identities[1] != identities[0] || identities[2] != identities[0] {
+		t.Errorf("controller and workers resolved installations %v, want one generated identity", identities)
 	}
 
 	// Scale out; kill the worker that holds a started activity.

@@ -160,7 +160,6 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	if err := cfg.ResolveInstallation(controller); err != nil {
 		return err
 	}
-	logger.Info("installation", "id", cfg.Controller.Installation)
 
 	tel, err := telemetry.New(logger)
 	if err != nil {
@@ -208,6 +207,10 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	}
 	defer c.Close()
 	dialed.Store(&c)
+	if err := starter.ResolveInstallation(ctx, c, cfg); err != nil {
+		return err
+	}
+	logger.Info("installation", "id", cfg.Controller.Installation)
 
 	if r.worker {
 		hosts := activities.NewHosts(logger)
