@@ -41,12 +41,13 @@ type Catalog struct {
 	// hostOrder and groupOrder are the configured names, in config order.
 	hostOrder, groupOrder []string
 	orphans               config.Orphans
+	cfg                   *config.Config
 }
 
 // NewCatalog indexes a loaded (defaulted and validated) configuration.
 func NewCatalog(cfg *config.Config) *Catalog {
 	c := &Catalog{Installation: cfg.Controller.Installation, hosts: map[string]config.Host{}, groups: map[string]config.Group{},
-		kube: cfg.Controller.Kubernetes, orphans: cfg.Autoscale.Orphans}
+		kube: cfg.Controller.Kubernetes, orphans: cfg.Autoscale.Orphans, cfg: cfg}
 	for _, h := range cfg.Autoscale.Hosts {
 		c.hosts[h.Name] = h
 		c.hostOrder = append(c.hostOrder, h.Name)
@@ -107,6 +108,15 @@ func (c *Catalog) Member(group, revision, vm string) (config.Group, error) {
 			"group %s: the workflow carries configuration revision %q and this worker has %q (nor did it run with it before); run every worker with the same configuration file (the controller hands the group its new revision when it restarts)", group, revision, rev)
 	}
 	return g, nil
+}
+
+// Config is the configuration the catalog was made from (nil for a nil
+// catalog), for checks that need a whole group as the starter sees it.
+func (c *Catalog) Config() *config.Config {
+	if c == nil {
+		return nil
+	}
+	return c.cfg
 }
 
 // Kubernetes is the worker's cluster settings (API server endpoint, CA

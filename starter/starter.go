@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -122,74 +121,6 @@ func TLSConfig(t config.TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-// HistoryLimit is a group's history length for continue-as-new: spread
-// over [3000, 4000) by a hash of its name, so that groups started together
-// (and ticking alike) do not all continue as new in the same minute. Below
-// 4096, where the server starts suggesting continue-as-new, so the spread
-// holds.
-func HistoryLimit(group string) int {
-	h := fnv.New32a()
-	h.Write([]byte(group))
-	return 3000 + int(h.Sum32()%1000)
-}
-
-// SpecFromConfig turns a configured group into the workflow's GroupSpec.
-func SpecFromConfig(cfg *config.Config, g config.Group) workflows.GroupSpec {
-	spec := workflows.GroupSpec{
-		Name:                   g.Name,
-		Revision:               g.Revision(),
-		Min:                    g.Min,
-		Max:                    g.Max,
-		Desired:                g.Min,
-		Template:               g.Template,
-		EvaluationInterval:     g.Scaling.EvaluationInterval,
-		Scaling:                g.Scaling,
-		Placement:              g.Placement,
-		HostFailureGracePeriod: g.HostFailureGracePeriod,
-		UnhealthyGracePeriod:   g.UnhealthyGracePeriod,
-		CleanupTimeout:         g.CleanupTimeout,
-		HistoryLimit:           HistoryLimit(g.Name),
-	}
-	if cfg.Controller.HostWatch.On() {
-		spec.ResyncInterval = cfg.Controller.HostWatch.ResyncInterval
-	}
-	for _, sc := range g.Schedules {
-		spec.Schedules = append(spec.Schedules, sc.Name)
-	}
-	spec.WarmPool = g.WarmPool
-	if r := g.Refresh; (r.Mode != "" && r.Mode != config.RefreshManual) || r.MinHealthy != "" || r.Batch != 0 ||
-		len(r.Checkpoints) > 0 || r.CheckpointDelay != nil {
-		spec.Refresh = &r // only when set: the spec of a group without stays as it was
-	}
-	if g.Desired != nil {
-		spec.Desired = *g.Desired
-	}
-	if k := g.Kubernetes; k.Join != config.JoinNone && k.Join != "" {
-		kc := cfg.Controller.Kubernetes
-		spec.Kubernetes = &workflows.KubernetesSpec{
-			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: k.Taints,
-			ReadyTimeout: k.ReadyTimeout, Drain: k.Drain,
-			APIServerEndpoint: kc.APIServerEndpoint, CACertHashes: kc.CACertHashes, TokenTTL: kc.TokenTTL,
-		}
-	}
-	for _, name := range g.Hosts {
-		if h, ok := cfg.Host(name); ok {
-			reserved, _ := config.ParseSize(h.Reserved.Memory) // validated; empty is 0
-			spec.Hosts = append(spec.Hosts, activities.HostRef{
-				Name:                h.Name,
-				ReservedMemoryBytes: reserved, ReservedCPUs: h.Reserved.CPUs,
-				CPUOvercommit: h.CPUOvercommit, MemoryOvercommit: h.MemoryOvercommit,
-			})
-		}
-	}
-	for _, h := range cfg.Autoscale.Hosts {
-		if !slices.Contains(g.Hosts, h.Name) {
-			spec.RetiredHosts = append(spec.RetiredHosts, activities.HostRef{Name: h.Name})
-		}
-	}
-	return spec
-}
-
 // Starter acts on group workflows for one configuration.
 type Starter struct {
 	Client client.Client
@@ -202,7 +133,7 @@ type Starter struct {
 func (s *Starter) EnsureGroups(ctx context.Context) error {
 	var errs []error
 	for _, g := range s.Config.Autoscale.Groups {
-		spec := SpecFromConfig(s.Config, g)
+		spec := workflows.SpecFromConfig(s.Config, g)
 		_, err := s.Client.SignalWithStartWorkflow(ctx, workflows.GroupWorkflowID(g.Name), workflows.SignalSpec, spec,
 			client.StartWorkflowOptions{
 				ID:        workflows.GroupWorkflowID(g.Name),

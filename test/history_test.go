@@ -298,16 +298,23 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	spec := starter.SpecFromConfig(s.Config, s.Config.Autoscale.Groups[0])
+	// The group has checked its start against the worker's configuration
+	// (its first task) before the configuration changes under it.
+	if _, err := s.WaitSettled(ctx, group, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// Observing each second (no host watcher, so no resync interval to
+	// sleep on once quiet), so that the history grows past the limit; the
+	// worker reads the same configuration, so it takes the spec.
+	off := false
+	s.Config.Controller.HostWatch.Enabled = &off
+	spec := workflows.SpecFromConfig(s.Config, s.Config.Autoscale.Groups[0])
 	spec.HistoryLimit = 60
-	// Observing each second (not sleeping on the resync interval once
-	// quiet), so that the history grows past the limit.
-	spec.ResyncInterval = 0
 	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, spec); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Scale(ctx, group, 2); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v (the group's workflow: %v)", err, c.GetWorkflow(ctx, workflows.GroupWorkflowID(group), "").Get(ctx, nil))
 	}
 	for {
 		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), firstRun)
@@ -317,7 +324,7 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
 			break
 		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			t.Fatalf("first run ended %s, want continued as new", st)
+			t.Fatalf("first run ended %s (%v), want continued as new", st, c.GetWorkflow(ctx, workflows.GroupWorkflowID(group), firstRun).Get(ctx, nil))
 		}
 		if ctx.Err() != nil {
 			t.Fatal("the group never continued as new")

@@ -34,8 +34,7 @@ func TestGroupRemovedFromTheConfigIsKeptThenDeletedWhenAsked(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	// One worker plays both controllers' (it keeps "gone" configured, which
-	// only protects gone's VMs further); it collects orphans as the
+	// One worker plays both controllers'; it collects orphans as the
 	// restarted controller asks.
 	s, c := startInProcessOrphans(t, ctx, config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second},
 		testDriverGroup("stay", 0, 3), testDriverGroup("gone", 0, 3))
@@ -55,11 +54,12 @@ func TestGroupRemovedFromTheConfigIsKeptThenDeletedWhenAsked(t *testing.T) {
 		purgeGroup(t, lv, testPool, "gone")
 	})
 
-	// The controller restarts without "gone" (same server and worker).
-	next := *s.Config
+	// The controller restarts without "gone" (same server and worker: the
+	// worker's configuration is the same file, changed in place).
+	next := s.Config
 	next.Autoscale.Groups = []config.Group{s.Config.Autoscale.Groups[0]}
 	next.Autoscale.Orphans = config.Orphans{Action: config.OrphansDelete, GracePeriod: 2 * time.Second, ScanInterval: time.Second}
-	s2 := &starter.Starter{Client: c, Config: &next}
+	s2 := &starter.Starter{Client: c, Config: next}
 	waitFor(t, 30*time.Second, "gone listed as removed", func() bool {
 		removed, err := s2.RemovedGroups(ctx)
 		return err == nil && slices.Equal(removed, []string{"gone"})

@@ -10,6 +10,7 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
@@ -36,6 +37,10 @@ func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activi
 	}
 	w.RegisterActivity(kube)
 	w.RegisterActivity(&activities.Groups{Client: c})
+	auth := &Authority{Catalog: lv.Catalog}
+	w.RegisterActivityWithOptions(auth.CheckGroupSpec, activity.RegisterOptions{Name: workflows.CheckGroupSpecName})
+	w.RegisterActivityWithOptions(auth.CheckRemove, activity.RegisterOptions{Name: workflows.CheckRemoveName})
+	w.RegisterActivityWithOptions(auth.CheckWindow, activity.RegisterOptions{Name: workflows.CheckWindowName})
 	return w
 }
 

@@ -130,6 +130,10 @@ const evaluationTimeout = time.Minute
 // DefaultHistoryLimit is the history length at which a group continues as new.
 const DefaultHistoryLimit = 5000
 
+// MinHistoryLimit is the least history limit a spec may set: below it a
+// group would continue as new nearly every pass.
+const MinHistoryLimit = 50
+
 // maxEvents is how many recent events a group keeps for status.
 const maxEvents = 20
 
@@ -467,6 +471,18 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 	if err := g.registerHandlers(ctx); err != nil {
 		return err
 	}
+	// After the handlers, which must be in place before the workflow's
+	// first blocking call, or an Update sent with the start is rejected.
+	if in.State == nil && workflow.GetInfo(ctx).ContinuedExecutionRunID == "" &&
+		workflow.GetVersion(ctx, changeGroupSpecFromWorker, workflow.DefaultVersion, 1) >= 1 {
+		refused, err := checkSpec(ctx, in.Spec)
+		if err != nil {
+			return err
+		}
+		if len(refused) > 0 {
+			return temporal.NewNonRetryableApplicationError(refusedSpec(refused), ErrTypeRefused, nil)
+		}
+	}
 	scaleCh := workflow.GetSignalChannel(ctx, SignalScale)
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
@@ -778,6 +794,17 @@ func (g *group) applySpec(ctx workflow.Context, spec GroupSpec) {
 	if err := spec.Validate(); err != nil {
 		g.event(ctx, "spec refused, keeping the current one: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
+	}
+	if workflow.GetVersion(ctx, changeGroupSpecFromWorker, workflow.DefaultVersion, 1) >= 1 {
+		refused, err := checkSpec(ctx, spec)
+		if err != nil {
+			g.event(ctx, "spec not checked by a worker, keeping the current one: %s", rootCause(err))
+			return
+		}
+		if len(refused) > 0 {
+			g.event(ctx, "%s; keeping the current one", refusedSpec(refused))
+			return
+		}
 	}
 	before, oldRevision := g.current(), g.spec.Revision
 	g.spec = spec

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
@@ -285,6 +286,21 @@ func newEnv(t *testing.T, f *fakeLibvirt, bootDelay ...time.Duration) *testsuite
 	// Every group of these tests is spec()'s "web".
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.GroupWorkflowID("web")})
 	worker.Register(env, &activities.Libvirt{}, &activities.Prometheus{})
+	// A worker whose configuration is every spec the test hands the group
+	// (configuredWorker makes one that disagrees).
+	env.RegisterActivityWithOptions(func(context.Context, workflows.GroupSpec) (workflows.SpecCheck, error) {
+		return workflows.SpecCheck{}, nil
+	},
+		activity.RegisterOptions{Name: workflows.CheckGroupSpecName})
+	// ...and that no longer has the group, deleting unconfigured groups'
+	// VMs (removedWorker makes one that says otherwise).
+	env.RegisterActivityWithOptions(func(context.Context, workflows.RemoveCheckInput) (workflows.RemoveCheck, error) {
+		return workflows.RemoveCheck{DeleteVMs: true}, nil
+	}, activity.RegisterOptions{Name: workflows.CheckRemoveName})
+	// ...and whose schedules are every window the test opens.
+	env.RegisterActivityWithOptions(func(context.Context, workflows.WindowCheckInput) (workflows.WindowCheck, error) {
+		return workflows.WindowCheck{}, nil
+	}, activity.RegisterOptions{Name: workflows.CheckWindowName})
 	var a *activities.Libvirt
 	env.OnActivity(a.CloneVolume, mock.Anything, mock.Anything).After(f.cloneDelay).Return(f.CloneVolume)
 	env.OnActivity(a.DefineDomain, mock.Anything, mock.Anything).Return(f.DefineDomain)
@@ -1189,6 +1205,83 @@ func TestSpecSignalThatFailsValidationIsRefused(t *testing.T) {
 		},
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+// configuredWorker makes env's worker check specs against want, as a
+// worker whose configuration makes want of the group does.
+func configuredWorker(env *testsuite.TestWorkflowEnvironment, want workflows.GroupSpec) {
+	env.OnActivity(workflows.CheckGroupSpecName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, got workflows.GroupSpec) (workflows.SpecCheck, error) {
+			return workflows.SpecCheck{Refused: workflows.DiffSpecs(got, want)}, nil
+		})
+}
+
+// TestSpecSignalBeyondTheWorkersConfigurationIsRefused: a spec signal
+// that passes validation but is not what the worker's configuration makes
+// of the group (max 1000 where it says 3, a forced drain) is refused with
+// every differing field named, and the group keeps its spec; the
+// configured spec, sent again, is taken.
+func TestSpecSignalBeyondTheWorkersConfigurationIsRefused(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	configured := spec(1, 0, 3, "h1")
+	configuredWorker(env, configured)
+	steps(env,
+		func() {
+			forged := configured
+			forged.Max, forged.Desired = 1000, 50
+			forged.Template.VCPUs = 64
+			env.SignalWorkflow(workflows.SignalSpec, forged)
+		},
+		func() {
+			st := status(t, env)
+			if st.Max != 3 || st.Desired != 1 || st.Running != 1 || st.Provisioning != 0 {
+				t.Errorf("after a forged spec: max %d desired %d running %d provisioning %d, want the configured 3, 1, 1, 0", st.Max, st.Desired, st.Running, st.Provisioning)
+			}
+			var refused string
+			for _, e := range st.Events {
+				if strings.Contains(e.Message, "refused by this worker") {
+					refused = e.Message
+				}
+			}
+			if !containsAll(refused, "max: 1000, this worker's configuration has 3", "desired: 50", `"vcpus":64`) {
+				t.Errorf("no event names every refused field: %q", refused)
+			}
+			env.SignalWorkflow(workflows.SignalSpec, configured)
+		},
+		func() {
+			for _, e := range status(t, env).Events {
+				if strings.Contains(e.Message, "refused") && e.At.After(env.Now().Add(-time.Minute)) {
+					t.Errorf("the configured spec was refused: %s", e.Message)
+				}
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: configured})
+}
+
+// TestGroupStartedWithASpecTheWorkerDoesNotConfigureFails: a fresh group
+// whose input is not what the worker's configuration makes of it (a group
+// it does not configure, or other bounds) ends refused before any
+// activity.
+func TestGroupStartedWithASpecTheWorkerDoesNotConfigureFails(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	configured := spec(1, 0, 3, "h1")
+	configuredWorker(env, configured)
+	forged := configured
+	forged.Max, forged.Desired = 1000, 1000
+	env.ExecuteWorkflow(workflows.GroupWorkflowName, workflows.GroupInput{Spec: forged})
+	err := env.GetWorkflowError()
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeRefused || !containsAll(err.Error(), "max: 1000", "desired: 1000") {
+		t.Fatalf("err = %v, want %s naming max and desired", err, workflows.ErrTypeRefused)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) != 0 {
+		t.Errorf("the refused group called %v", f.calls)
+	}
 }
 
 func TestGroupStartedWithAnInvalidSpecFails(t *testing.T) {

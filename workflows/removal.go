@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
@@ -27,10 +30,60 @@ type RemoveRequest struct {
 //	     +------spec----------+
 //	configured --remove{deleteVMs}--> removed (delete): desired 0 --no members--> ended
 
-// remove marks the group removed from the configuration.
+// changeRemoveFromWorker: a remove signal is checked by the worker
+// (CheckRemoveName): refused for a group its configuration has, and its
+// DeleteVMs taken only if the worker's
+// autoscale.orphans.deleteUnconfiguredGroups is on.
+const changeRemoveFromWorker = "remove-from-worker"
+
+// CheckRemoveName is the registered name of the worker's local activity
+// that answers, for a remove signal, whether the worker configures the
+// group and whether it deletes unconfigured groups' VMs: input
+// RemoveCheckInput, output RemoveCheck (worker.Authority).
+const CheckRemoveName = "CheckRemove"
+
+// RemoveCheckInput names the group a remove signal is for.
+type RemoveCheckInput struct {
+	Group string `json:"group"`
+}
+
+// RemoveCheck is what the worker's configuration says of a group's
+// removal.
+type RemoveCheck struct {
+	// Configured: the group is in the worker's autoscale.groups, so it is
+	// not removed.
+	Configured bool `json:"configured"`
+	// DeleteVMs is autoscale.orphans.deleteUnconfiguredGroups.
+	DeleteVMs bool `json:"deleteVMs"`
+}
+
+// remove marks the group removed from the configuration, as far as the
+// worker's configuration agrees (changeRemoveFromWorker).
 func (g *group) remove(ctx workflow.Context, req RemoveRequest) {
 	if g.st.Removed && g.st.RemoveDeletesVMs == req.DeleteVMs {
 		return
+	}
+	if workflow.GetVersion(ctx, changeRemoveFromWorker, workflow.DefaultVersion, 1) >= 1 {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: quickActivityTimeout,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+		})
+		var chk RemoveCheck
+		if err := workflow.ExecuteLocalActivity(lctx, CheckRemoveName, RemoveCheckInput{Group: g.spec.Name}).Get(ctx, &chk); err != nil {
+			g.event(ctx, "remove not checked by a worker, ignored: %s", rootCause(err))
+			return
+		}
+		if chk.Configured {
+			g.event(ctx, "remove refused: group %s is in this worker's configuration (autoscale.groups)", g.spec.Name)
+			return
+		}
+		if req.DeleteVMs && !chk.DeleteVMs {
+			g.event(ctx, "remove asked to delete the VMs, refused: this worker's autoscale.orphans.deleteUnconfiguredGroups is off; keeping them")
+			req.DeleteVMs = false
+			if g.st.Removed && !g.st.RemoveDeletesVMs {
+				return
+			}
+		}
 	}
 	g.st.Removed, g.st.RemoveDeletesVMs = true, req.DeleteVMs
 	if req.DeleteVMs {

@@ -2,9 +2,11 @@ package workflows_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/premiscale/premiscale/workflows"
@@ -83,4 +85,63 @@ func TestGroupConfiguredAgainIsManagedAgain(t *testing.T) {
 		},
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: spec(1, 0, 3, "h1")})
+}
+
+// removedWorker makes env's worker answer remove signals with chk.
+func removedWorker(env *testsuite.TestWorkflowEnvironment, chk workflows.RemoveCheck) {
+	env.OnActivity(workflows.CheckRemoveName, mock.Anything, mock.Anything).Return(chk, nil)
+}
+
+// TestRemoveOfAGroupTheWorkerConfiguresIsRefused: a remove signal asking
+// to delete every VM of a group the worker's configuration still has (a
+// forged one: the controller sends it only for groups it no longer has)
+// changes nothing but an event; the group keeps scaling.
+func TestRemoveOfAGroupTheWorkerConfiguresIsRefused(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	removedWorker(env, workflows.RemoveCheck{Configured: true, DeleteVMs: true})
+	steps(env,
+		func() { env.SignalWorkflow(workflows.SignalRemove, workflows.RemoveRequest{DeleteVMs: true}) },
+		func() {
+			st := status(t, env)
+			if st.Removed || st.Desired != 2 || st.Running != 2 {
+				t.Errorf("after a forged remove: removed %v desired %d running %d; want not removed, 2, 2", st.Removed, st.Desired, st.Running)
+			}
+			if !slices.ContainsFunc(st.Events, func(e workflows.Event) bool {
+				return strings.Contains(e.Message, "remove refused: group web is in this worker's configuration")
+			}) {
+				t.Errorf("no refusal among the events %v", st.Events)
+			}
+			setDesired(t, env, 3)
+		},
+		func() {
+			if got := f.running(); len(got) != 3 {
+				t.Errorf("running %v after a scale to 3: the group stopped scaling", got)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
+}
+
+// TestRemoveKeepsTheVMsUnlessTheWorkerDeletesUnconfiguredGroups: a remove
+// asking to delete the VMs, where the worker's
+// autoscale.orphans.deleteUnconfiguredGroups is off, removes the group but
+// keeps its VMs.
+func TestRemoveKeepsTheVMsUnlessTheWorkerDeletesUnconfiguredGroups(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	removedWorker(env, workflows.RemoveCheck{})
+	steps(env,
+		func() { env.SignalWorkflow(workflows.SignalRemove, workflows.RemoveRequest{DeleteVMs: true}) },
+		func() {
+			st := status(t, env)
+			if !st.Removed || st.RemoveDeletesVMs {
+				t.Errorf("status removed=%v deletes=%v, want removed, keeping its VMs", st.Removed, st.RemoveDeletesVMs)
+			}
+			if got := f.running(); len(got) != 2 {
+				t.Errorf("running %v, want both VMs kept", got)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: spec(2, 0, 3, "h1")})
 }

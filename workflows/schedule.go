@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -199,10 +200,58 @@ func (g *group) checkWindow(w policy.Window) error {
 	return nil
 }
 
+// changeWindowFromWorker: a schedule window is opened only as the worker's
+// configuration has its schedule (CheckWindowName): the same min, max,
+// desired, order and duration. Before, any window of a configured
+// schedule's name was taken.
+const changeWindowFromWorker = "window-from-worker"
+
+// CheckWindowName is the registered name of the worker's local activity
+// that compares a window with the group's schedule of that name in the
+// worker's configuration: input WindowCheckInput, output WindowCheck
+// (worker.Authority).
+const CheckWindowName = "CheckWindow"
+
+// WindowCheckInput is a window a group is asked to open.
+type WindowCheckInput struct {
+	Group  string        `json:"group"`
+	Window policy.Window `json:"window"`
+}
+
+// WindowCheck lists what in the window differs from the configured
+// schedule (none: it matches).
+type WindowCheck struct {
+	Refused []string `json:"refused,omitempty"`
+}
+
+// checkWindowWithWorker asks the worker whether w is what its
+// configuration has for the schedule; an error only when no worker can
+// answer for good.
+func (g *group) checkWindowWithWorker(ctx workflow.Context, w policy.Window) ([]string, error) {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: quickActivityTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	var out WindowCheck
+	err := workflow.ExecuteLocalActivity(lctx, CheckWindowName, WindowCheckInput{Group: g.spec.Name, Window: w}).Get(ctx, &out)
+	return out.Refused, err
+}
+
 // registerScheduleUpdate registers UpdateScheduleWindow.
 func (g *group) registerScheduleUpdate(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateScheduleWindow,
 		func(ctx workflow.Context, w policy.Window) (ScheduleWindowResult, error) {
+			if workflow.GetVersion(ctx, changeWindowFromWorker, workflow.DefaultVersion, 1) >= 1 {
+				refused, err := g.checkWindowWithWorker(ctx, w)
+				if err == nil && len(refused) > 0 {
+					err = fmt.Errorf("not as this worker's configuration has it: %s", strings.Join(refused, "; "))
+				}
+				if err != nil {
+					g.event(ctx, "schedule %s: window refused: %s", w.Schedule, rootCause(err))
+					return ScheduleWindowResult{}, temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("group %s: schedule %s: window refused: %s", g.spec.Name, w.Schedule, rootCause(err)), "InvalidWindow", nil)
+				}
+			}
 			now := workflow.Now(ctx)
 			known := slices.ContainsFunc(g.st.Windows, func(o policy.Window) bool {
 				return o.Schedule == w.Schedule && o.Start.Equal(w.Start)

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -193,4 +194,47 @@ func TestScheduledWindowStartsWhenTheScheduleFiredFor(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWindowNotAsTheWorkerConfiguresItIsRefused: a window of a configured
+// schedule whose values are not the worker's (min 50 for a schedule
+// configured with 4: sent by hand) fails, named, and changes no bound.
+func TestWindowNotAsTheWorkerConfiguresItIsRefused(t *testing.T) {
+	f := newFake("h1")
+	env := newEnv(t, f)
+	env.OnActivity(workflows.CheckWindowName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in workflows.WindowCheckInput) (workflows.WindowCheck, error) {
+			if in.Window.Min != nil && *in.Window.Min != 4 {
+				return workflows.WindowCheck{Refused: []string{fmt.Sprintf("min %d, configured 4", *in.Window.Min)}}, nil
+			}
+			return workflows.WindowCheck{}, nil
+		})
+	sp := spec(1, 1, 60, "h1")
+	sp.Schedules = []string{"day"}
+	var failed error
+	completed := false
+	steps(env,
+		func() {
+			env.UpdateWorkflow(workflows.UpdateScheduleWindow, "forged", &testsuite.TestUpdateCallback{
+				OnAccept: func() {}, OnReject: func(err error) { t.Errorf("validator rejected: %v", err) },
+				OnComplete: func(_ any, err error) { completed, failed = true, err },
+			}, policy.Window{Schedule: "day", Start: env.Now(), Until: env.Now().Add(time.Hour), Min: intp(50)})
+		},
+		func() {
+			if !completed || failed == nil || !strings.Contains(failed.Error(), "min 50, configured 4") {
+				t.Errorf("forged window: completed %v, %v; want it failed naming min", completed, failed)
+			}
+			st := status(t, env)
+			if st.Min != 1 || st.Desired != 1 || len(st.Windows) != 0 || st.Running != 1 {
+				t.Errorf("after the forged window: min %d desired %d windows %d running %d; want 1, 1, 0, 1", st.Min, st.Desired, len(st.Windows), st.Running)
+			}
+			openWindow(env, policy.Window{Schedule: "day", Start: env.Now(), Until: env.Now().Add(time.Hour), Min: intp(4)}, nil, nil)
+		},
+		func() {
+			if st := status(t, env); st.Min != 4 || st.Running != 4 {
+				t.Errorf("the configured window: min %d running %d, want 4, 4", st.Min, st.Running)
+			}
+		},
+	)
+	runGroup(t, env, workflows.GroupInput{Spec: sp})
 }

@@ -66,8 +66,8 @@ func (s GroupSpec) Validate() error {
 			bad(d.name, "%s is negative", d.d)
 		}
 	}
-	if s.HistoryLimit < 0 {
-		bad("historyLimit", "%d is negative", s.HistoryLimit)
+	if s.HistoryLimit != 0 && (s.HistoryLimit < MinHistoryLimit || s.HistoryLimit > DefaultHistoryLimit) {
+		bad("historyLimit", "%d is outside [%d, %d] (0: the default)", s.HistoryLimit, MinHistoryLimit, DefaultHistoryLimit)
 	}
 	if w := s.WarmPool; w != nil {
 		for _, f := range []struct {

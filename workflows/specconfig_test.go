@@ -1,8 +1,10 @@
-package starter
+package workflows_test
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/premiscale/premiscale/workflows"
 )
 
 // Groups created together continue as new at history lengths spread over
@@ -10,9 +12,9 @@ import (
 func TestHistoryLimitSpreadsGroups(t *testing.T) {
 	buckets := make([]int, 10)
 	for i := range 1000 {
-		l := HistoryLimit(fmt.Sprintf("group-%d", i))
+		l := workflows.HistoryLimit(fmt.Sprintf("group-%d", i))
 		if l < 3000 || l >= 4000 {
-			t.Fatalf("HistoryLimit(group-%d) = %d, outside [3000, 4000)", i, l)
+			t.Fatalf("workflows.HistoryLimit(group-%d) = %d, outside [3000, 4000)", i, l)
 		}
 		buckets[(l-3000)/100]++
 	}
