@@ -50,6 +50,12 @@ func TestCancelledProvisioningCompensatesOnlyAfterTheStepInFlightStopped(t *test
 	const queue = "cancel-test"
 	w := sdkworker.New(c, queue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.ProvisionVM, workflow.RegisterOptions{Name: workflows.ProvisionVMName})
+	// ProvisionVM runs only as a child of its group's workflow: this
+	// stand-in starts it as the group does, then waits.
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.ProvisionInput) error {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: "provision-cancel"})
+		return workflow.ExecuteChildWorkflow(cctx, workflows.ProvisionVMName, in).Get(ctx, nil)
+	}, workflow.RegisterOptions{Name: "GroupStandIn"})
 	reg := func(name string, fn any) { w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
 	reg("CloneVolume", func(ctx context.Context, in activities.CloneVolumeInput) (activities.CloneVolumeOutput, error) {
 		close(cloneStarted)
@@ -72,9 +78,8 @@ func TestCancelledProvisioningCompensatesOnlyAfterTheStepInFlightStopped(t *test
 	}
 	t.Cleanup(w.Stop)
 
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "provision-cancel", TaskQueue: queue}, workflows.ProvisionVMName,
-		workflows.ProvisionInput{Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}})
-	if err != nil {
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.GroupWorkflowID("web"), TaskQueue: queue}, "GroupStandIn",
+		workflows.ProvisionInput{Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -82,7 +87,8 @@ func TestCancelledProvisioningCompensatesOnlyAfterTheStepInFlightStopped(t *test
 	case <-ctx.Done():
 		t.Fatal("clone never started")
 	}
-	if err := c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
+	run := c.GetWorkflow(ctx, "provision-cancel", "")
+	if err := c.CancelWorkflow(ctx, run.GetID(), ""); err != nil {
 		t.Fatal(err)
 	}
 	err = run.Get(ctx, nil)

@@ -108,16 +108,18 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 	ourHost := map[string]any{"name": "testhost", "uri": "qemu+tcp://attacker.example/system", "pool": "default"}
 	evilTemplate := map[string]any{"memory": "64MiB", "domainType": "qemu", "extraDevicesXML": rootFS}
 
-	// 1. ProvisionVM started straight through the frontend.
+	// 1. ProvisionVM started straight through the frontend: refused, as
+	// its group's workflow did not start it (and its activities would
+	// refuse each of these, as 2 shows).
 	provisions := []struct {
 		name  string
 		input map[string]any
 		want  string
 	}{
-		{"foreign URI", map[string]any{"group": group, "vm": group + "-901", "host": evilHost, "revision": rev, "template": evilTemplate}, activities.ErrTypeUnknownHost},
-		{"unknown group", map[string]any{"group": "evil", "vm": "evil-1", "host": ourHost, "revision": rev, "template": evilTemplate}, activities.ErrTypeUnknownGroup},
-		{"template with the host's root filesystem", map[string]any{"group": group, "vm": group + "-902", "host": ourHost, "template": evilTemplate}, activities.ErrTypeConfigMismatch},
-		{"a name that is not the group's", map[string]any{"group": group, "vm": "victim", "host": ourHost, "revision": rev}, activities.ErrTypeUnknownGroup},
+		{"foreign URI", map[string]any{"group": group, "vm": group + "-901", "host": evilHost, "revision": rev, "template": evilTemplate}, workflows.ErrTypeRefused},
+		{"unknown group", map[string]any{"group": "evil", "vm": "evil-1", "host": ourHost, "revision": rev, "template": evilTemplate}, workflows.ErrTypeRefused},
+		{"template with the host's root filesystem", map[string]any{"group": group, "vm": group + "-902", "host": ourHost, "template": evilTemplate}, workflows.ErrTypeRefused},
+		{"a name that is not the group's", map[string]any{"group": group, "vm": "victim", "host": ourHost, "revision": rev}, workflows.ErrTypeRefused},
 	}
 	for _, p := range provisions {
 		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "hostile-" + strings.ReplaceAll(p.name, " ", "-"), TaskQueue: queue},
@@ -142,6 +144,9 @@ func TestHostileClientGetsNoHypervisorThroughTemporal(t *testing.T) {
 		want string
 	}{
 		{hostileCall{"CloneVolume", map[string]any{"host": evilHost, "group": group, "vm": group + "-903", "revision": rev}}, activities.ErrTypeUnknownHost},
+		{hostileCall{"CloneVolume", map[string]any{"host": ourHost, "group": "evil", "vm": "evil-1", "revision": rev}}, activities.ErrTypeUnknownGroup},
+		{hostileCall{"CloneVolume", map[string]any{"host": ourHost, "group": group, "vm": group + "-908"}}, activities.ErrTypeConfigMismatch},
+		{hostileCall{"CloneVolume", map[string]any{"host": ourHost, "group": group, "vm": "victim", "revision": rev}}, activities.ErrTypeUnknownGroup},
 		{hostileCall{"ListDomains", map[string]any{"host": evilHost}}, activities.ErrTypeUnknownHost},
 		{hostileCall{"HostInventory", map[string]any{"host": evilHost}}, activities.ErrTypeUnknownHost},
 		{hostileCall{"UndefineDomain", map[string]any{"host": evilHost, "group": group, "vm": group + "-1"}}, activities.ErrTypeUnknownHost},
@@ -279,9 +284,40 @@ func TestForgedDecommissionLeavesNodesItDoesNotOwnAlone(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "type: "+activities.ErrTypeNotOwned+",") {
-				t.Errorf("forged DecommissionVM of %s (drain %v): err = %v, want it refused with %s", name, withDrain, err, activities.ErrTypeNotOwned)
+			if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "type: "+workflows.ErrTypeRefused+",") {
+				t.Errorf("forged DecommissionVM of %s (drain %v): err = %v, want it refused with %s (not started by the group)", name, withDrain, err, workflows.ErrTypeRefused)
 			}
+		}
+	}
+	// The same Node steps, scheduled by the attacker's own workflow and
+	// worker straight on PremiScale's task queue: each activity checks
+	// ownership itself.
+	w := sdkworker.New(c, "hostile-nodes", sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(hostileWorkflow, workflow.RegisterOptions{Name: "Hostile"})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var calls []hostileCall
+	for _, pid := range victims {
+		calls = append(calls,
+			hostileCall{"CordonNode", map[string]any{"providerId": pid}},
+			hostileCall{"DrainNode", map[string]any{"providerId": pid, "timeout": int64(30 * time.Second), "force": true, "deleteEmptyDirData": true, "gracePeriodSeconds": 0}},
+			hostileCall{"DeleteNode", map[string]any{"providerId": pid}},
+			hostileCall{"UncordonNode", map[string]any{"providerId": pid}},
+		)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "hostile-node-activities", TaskQueue: "hostile-nodes"}, "Hostile", queue, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	if err := run.Get(ctx, &errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, call := range calls {
+		if !strings.Contains(errs[i], "type: "+activities.ErrTypeNotOwned+",") {
+			t.Errorf("%s %v: err = %q, want it refused with %s", call.Activity, call.Input, errs[i], activities.ErrTypeNotOwned)
 		}
 	}
 	for name := range victims {

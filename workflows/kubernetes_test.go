@@ -118,7 +118,7 @@ func kubeSpec(onTimeout string) *workflows.KubernetesSpec {
 func TestProvisionWaitsForNodeReadyThenDeletesToken(t *testing.T) {
 	var calls kubeCalls
 	env := kubeEnv(t, &calls, 3, nil)
-	env.ExecuteWorkflow(workflows.ProvisionVMName, workflows.ProvisionInput{
+	runAsGroupChild(env, workflows.ProvisionVMName, workflows.ProvisionInput{
 		Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(config.DrainAbort), UUID: "u-1",
 	})
 	if err := env.GetWorkflowError(); err != nil {
@@ -142,7 +142,7 @@ func TestProvisionOverVolumesNotItsOwnRemovesNothing(t *testing.T) {
 		t.Run(tt.step, func(t *testing.T) {
 			calls := kubeCalls{fail: map[string]error{tt.step: taken}}
 			env := kubeEnv(t, &calls, 0, nil)
-			env.ExecuteWorkflow(workflows.ProvisionVMName, workflows.ProvisionInput{
+			runAsGroupChild(env, workflows.ProvisionVMName, workflows.ProvisionInput{
 				Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(config.DrainAbort), UUID: "u-1",
 			})
 			if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "(type: "+activities.ErrTypeNameTaken) {
@@ -159,7 +159,7 @@ func TestProvisionPastReadyTimeoutFailsAndCleansUpEverything(t *testing.T) {
 	var calls kubeCalls
 	env := kubeEnv(t, &calls, -1, nil)
 	start := env.Now()
-	env.ExecuteWorkflow(workflows.ProvisionVMName, workflows.ProvisionInput{
+	runAsGroupChild(env, workflows.ProvisionVMName, workflows.ProvisionInput{
 		Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(config.DrainAbort), UUID: "u-1",
 	})
 	err := env.GetWorkflowError()
@@ -177,7 +177,7 @@ func TestProvisionPastReadyTimeoutFailsAndCleansUpEverything(t *testing.T) {
 func TestDecommissionDrainsThenRemoves(t *testing.T) {
 	var calls kubeCalls
 	env := kubeEnv(t, &calls, 0, nil)
-	env.ExecuteWorkflow(workflows.DecommissionVMName, workflows.DecommissionInput{
+	runAsGroupChild(env, workflows.DecommissionVMName, workflows.DecommissionInput{
 		Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(config.DrainAbort), ProviderID: "premiscale://web/u-1",
 	})
 	if err := env.GetWorkflowError(); err != nil {
@@ -200,7 +200,7 @@ func TestDrainTimeoutAbortsOrForcesAsConfigured(t *testing.T) {
 		t.Run(tt.onTimeout, func(t *testing.T) {
 			var calls kubeCalls
 			env := kubeEnv(t, &calls, 0, timeout)
-			env.ExecuteWorkflow(workflows.DecommissionVMName, workflows.DecommissionInput{
+			runAsGroupChild(env, workflows.DecommissionVMName, workflows.DecommissionInput{
 				Group: "web", VM: "web-1", Host: activities.HostRef{Name: "h1"}, Kubernetes: kubeSpec(tt.onTimeout), ProviderID: "premiscale://web/u-1",
 			})
 			err := env.GetWorkflowError()

@@ -101,6 +101,11 @@ type ProvisionOutput struct {
 // A warm VM (in.Warm) waits for its console line after it runs, if one is
 // configured, and once up (its node cordoned, if it joins) is parked.
 func ProvisionVM(ctx workflow.Context, in ProvisionInput) (out ProvisionOutput, err error) {
+	// Before anything else, the metrics included: a forged group name
+	// makes no series.
+	if err := startedByGroup(ctx, in.Group); err != nil {
+		return ProvisionOutput{}, err
+	}
 	start, step := workflow.Now(ctx), "clone"
 	defer func() { finished(ctx, MetricProvisionDuration, MetricProvisionFailures, in.Group, step, start, err) }()
 	compensating := false
@@ -226,6 +231,11 @@ type DecommissionInput struct {
 // join tokens, delete its volumes. Every step is idempotent, so a
 // decommissioning may be repeated at will.
 func DecommissionVM(ctx workflow.Context, in DecommissionInput) (err error) {
+	// Before anything else, the metrics included: a forged group name
+	// makes no series.
+	if err := startedByGroup(ctx, in.Group); err != nil {
+		return err
+	}
 	start, step := workflow.Now(ctx), "drain"
 	defer func() {
 		finished(ctx, MetricDecommissionDuration, MetricDecommissionFailures, in.Group, step, start, err)

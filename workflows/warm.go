@@ -130,6 +130,9 @@ type ParkInput struct {
 //
 //	[drain] -> park -> done
 func ParkVM(ctx workflow.Context, in ParkInput) error {
+	if err := startedByGroup(ctx, in.Group); err != nil {
+		return err
+	}
 	step := "drain"
 	if err := workflow.SetQueryHandler(ctx, QueryStep, func() (string, error) { return step, nil }); err != nil {
 		return err
@@ -217,6 +220,11 @@ type ActivateOutput struct {
 //
 //	wake -> wait running -> [node Ready -> uncordon] -> done
 func ActivateVM(ctx workflow.Context, in ActivateInput) (out ActivateOutput, err error) {
+	// Before anything else, the metrics included: a forged group name
+	// makes no series.
+	if err := startedByGroup(ctx, in.Group); err != nil {
+		return ActivateOutput{}, err
+	}
 	start, step := workflow.Now(ctx), "wake"
 	defer func() { finished(ctx, MetricActivateDuration, MetricActivateFailures, in.Group, step, start, err) }()
 	if err := workflow.SetQueryHandler(ctx, QueryStep, func() (string, error) { return step, nil }); err != nil {
