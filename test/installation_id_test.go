@@ -23,7 +23,8 @@ import (
 // address set, as a deployment against a real cluster has it): the
 // processes of one installation, starting together, all resolve one fresh
 // identity, and find it again after a restart; another task queue (another
-// installation in the same namespace) gets another; an installation whose
+// installation in the same namespace) gets another, as does a second
+// server left on the same defaults; an installation whose
 // group workflows already run (one from before identities were kept in
 // the cluster) keeps the identity its VMs were marked with. Before, every
 // installation on the defaults was "default.premiscale".
@@ -75,6 +76,26 @@ func TestInstallationOnATemporalClusterIsGeneratedOnceAndShared(t *testing.T) {
 	}
 	if other := resolve("premiscale-2"); other == first || !strings.HasPrefix(other, "ps-") {
 		t.Errorf("another installation (task queue premiscale-2) resolved %q; want its own, not %q", other, first)
+	}
+	// Another cluster, left on the same defaults (namespace default, task
+	// queue premiscale): before, both were default.premiscale.
+	srv2, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(t.TempDir(), "temporal.db"), Port: freePort(t), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv2.Stop() })
+	c2, err := client.Dial(client.Options{HostPort: srv2.Address(), Logger: sdklog.NewStructuredLogger(logger)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c2.Close)
+	cfg2 := &config.Config{Version: config.Version, Controller: config.Controller{Temporal: config.Temporal{Address: srv2.Address()}}}
+	cfg2.ApplyDefaults()
+	if err := starter.ResolveInstallation(ctx, c2, cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if cfg2.Controller.Installation == first || !strings.HasPrefix(cfg2.Controller.Installation, "ps-") {
+		t.Errorf("a second cluster on the same defaults resolved %q; want its own, not %q", cfg2.Controller.Installation, first)
 	}
 
 	// An installation from before: its group workflow runs (no worker
