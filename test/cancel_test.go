@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,12 +11,10 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/premiscale/premiscale/activities"
-	"github.com/premiscale/premiscale/internal/embedded"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -32,16 +29,7 @@ func TestCancelledProvisioningCompensatesOnlyAfterTheStepInFlightStopped(t *test
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(t.TempDir(), "temporal.db"), Port: freePort(t), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	c, err := client.Dial(client.Options{HostPort: srv.Address(), Logger: sdklog.NewStructuredLogger(logger)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	_, c := startServer(t, ctx, logger)
 
 	var mu sync.Mutex
 	var steps []string
@@ -91,7 +79,7 @@ func TestCancelledProvisioningCompensatesOnlyAfterTheStepInFlightStopped(t *test
 	if err := c.CancelWorkflow(ctx, run.GetID(), ""); err != nil {
 		t.Fatal(err)
 	}
-	err = run.Get(ctx, nil)
+	err := run.Get(ctx, nil)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled provisioning ended with %v, want its cancellation error", err)
 	}

@@ -175,16 +175,7 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 // orphan grace period of seconds).
 func startInProcessTuned(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface, logger *slog.Logger, tune func(*config.Config)) (*starter.Starter, client.Client) {
 	tb.Helper()
-	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = srv.Stop() })
-	c, err := client.Dial(client.Options{HostPort: srv.Address(), Logger: sdklog.NewStructuredLogger(logger)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
+	_, c := startServer(tb, ctx, logger)
 	hosts := activities.NewHosts(logger)
 	hosts.Limits = activities.HostLimits(cfg)
 	tb.Cleanup(func() { _ = hosts.Close() })
@@ -220,6 +211,24 @@ func startInProcessTuned(tb testing.TB, ctx context.Context, cfg *config.Config,
 		tb.Fatal(err)
 	}
 	return s, c
+}
+
+// startServer starts an embedded Temporal server on a free port with its
+// database in the test's temporary directory, and a client of it; both
+// stop when the test ends.
+func startServer(tb testing.TB, ctx context.Context, logger *slog.Logger) (*embedded.Server, client.Client) {
+	tb.Helper()
+	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(tb.TempDir(), "temporal.db"), Port: freePort(tb), Logger: logger})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = srv.Stop() })
+	c, err := client.Dial(client.Options{HostPort: srv.Address(), Logger: sdklog.NewStructuredLogger(logger)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return srv, c
 }
 
 // recordHistories, with RECORD_HISTORIES=1, saves for each workflow type in

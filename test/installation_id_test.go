@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,10 +9,8 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/config"
-	"github.com/premiscale/premiscale/internal/embedded"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -32,16 +29,7 @@ func TestInstallationOnATemporalClusterIsGeneratedOnceAndShared(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := testLogger(t)
-	srv, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(t.TempDir(), "temporal.db"), Port: freePort(t), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	c, err := client.Dial(client.Options{HostPort: srv.Address(), Logger: sdklog.NewStructuredLogger(logger)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	srv, c := startServer(t, ctx, logger)
 	resolve := func(queue string) string {
 		t.Helper()
 		cfg := &config.Config{Version: config.Version, Controller: config.Controller{Temporal: config.Temporal{Address: srv.Address(), TaskQueue: queue}}}
@@ -79,16 +67,7 @@ func TestInstallationOnATemporalClusterIsGeneratedOnceAndShared(t *testing.T) {
 	}
 	// Another cluster, left on the same defaults (namespace default, task
 	// queue premiscale): before, both were default.premiscale.
-	srv2, err := embedded.Start(ctx, embedded.Options{DBPath: filepath.Join(t.TempDir(), "temporal.db"), Port: freePort(t), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv2.Stop() })
-	c2, err := client.Dial(client.Options{HostPort: srv2.Address(), Logger: sdklog.NewStructuredLogger(logger)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c2.Close)
+	srv2, c2 := startServer(t, ctx, logger)
 	cfg2 := &config.Config{Version: config.Version, Controller: config.Controller{Temporal: config.Temporal{Address: srv2.Address()}}}
 	cfg2.ApplyDefaults()
 	if err := starter.ResolveInstallation(ctx, c2, cfg2); err != nil {
