@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -76,6 +77,10 @@ type Options struct {
 	Logger    *slog.Logger // optional; server logs go here at warn+ level; nil discards them
 	// TLS, if set, makes the frontend serve mutual TLS.
 	TLS *TLS
+	// Access, if set (it needs TLS), authorizes every call to the frontend
+	// by the caller's certificate; unset, every client with a certificate
+	// may do anything.
+	Access *Access
 }
 
 // TLS is the frontend's mutual TLS. The three internal services still talk
@@ -215,6 +220,11 @@ func build(opts Options, sqlCfg, visCfg *config.SQL, address string, logger warn
 			temporal.WithLogger(logger),
 			temporal.WithDynamicConfigClient(dynamicConfig()),
 		}
+		if a := opts.Access; a != nil {
+			serverOpts = append(serverOpts,
+				temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper{workers: a.Workers} }),
+				temporal.WithAuthorizer(&authorizer{a: *a}))
+		}
 		if opts.TLS != nil {
 			serverOpts = append(serverOpts, temporal.WithTLSConfigFactory(&encryption.FixedTLSConfigProvider{
 				FrontendServerConfig: opts.TLS.Server,
@@ -280,6 +290,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.TLS != nil && (o.TLS.Server == nil || o.TLS.Client == nil) {
 		errs = append(errs, errors.New("embedded temporal: TLS needs both a server and a client configuration"))
+	}
+	if o.Access != nil && o.TLS == nil {
+		errs = append(errs, errors.New("embedded temporal: Access needs TLS: callers are told apart by their certificates"))
+	}
+	if o.Access != nil && o.Access.Namespace == "" {
+		a := *o.Access
+		a.Namespace = o.Namespace
+		o.Access = &a
 	}
 	if net.ParseIP(o.Host) == nil {
 		errs = append(errs, fmt.Errorf("embedded temporal: host %q is not an IP address", o.Host))

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,11 +28,17 @@ const (
 	ServerKeyFile  = "server.key"
 	ClientCertFile = "client.crt"
 	ClientKeyFile  = "client.key"
+	UICertFile     = "ui.crt"
+	UIKeyFile      = "ui.key"
 )
 
 // ControllerName is the common name of the controller's own client
-// certificate in a generated CA's directory.
+// certificate in a generated CA's directory (role worker).
 const ControllerName = "premiscale-controller"
+
+// UIName is the common name of the Temporal Web UI's client certificate in
+// a generated CA's directory (role reader).
+const UIName = "premiscale-ui"
 
 // Lifetimes of generated certificates; a server or client certificate is
 // renewed at start when less than RenewBefore of it is left.
@@ -43,9 +50,10 @@ const (
 
 // Ensure keeps a private CA in dir (created 0700 if missing), a server
 // certificate for names (DNS names or IP addresses; loopback and localhost
-// are always in it) and the controller's client certificate. Existing files
-// are reused; the server certificate is replaced when its names differ or it
-// nears expiry, the client certificate when it nears expiry. A CA that
+// are always in it), the controller's client certificate (role worker) and
+// the Web UI's (role reader). Existing files are reused; the server
+// certificate is replaced when its names differ or it nears expiry, a client
+// certificate when it nears expiry or lacks its role. A CA that
 // nears expiry is an error: replacing it would lock out every client
 // certificate issued from it.
 func Ensure(dir string, names []string, now time.Time) error {
@@ -69,36 +77,50 @@ func Ensure(dir string, names []string, now time.Time) error {
 	}
 	dns, ips := splitNames(append([]string{"localhost", "127.0.0.1", "::1"}, names...))
 	if cur, _, err := loadPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile)); err != nil || !fresh(cur, ca, now) || !sameNames(cur, dns, ips) {
-		if err := issue(ca, caKey, dir, "server", "premiscale-temporal", dns, ips, x509.ExtKeyUsageServerAuth, now); err != nil {
+		if err := issue(ca, caKey, dir, "server", "premiscale-temporal", "", dns, ips, x509.ExtKeyUsageServerAuth, now); err != nil {
 			return err
 		}
 	}
-	if cur, _, err := loadPair(filepath.Join(dir, ClientCertFile), filepath.Join(dir, ClientKeyFile)); err != nil || !fresh(cur, ca, now) {
-		if err := issue(ca, caKey, dir, "client", ControllerName, nil, nil, x509.ExtKeyUsageClientAuth, now); err != nil {
+	for _, c := range []struct {
+		cert, key, cn string
+		role          Role
+	}{
+		{ClientCertFile, ClientKeyFile, ControllerName, RoleWorker},
+		{UICertFile, UIKeyFile, UIName, RoleReader},
+	} {
+		cur, _, err := loadPair(filepath.Join(dir, c.cert), filepath.Join(dir, c.key))
+		if err == nil && fresh(cur, ca, now) && RoleOf(cur.Subject) == c.role {
+			continue
+		}
+		if err := issue(ca, caKey, dir, strings.TrimSuffix(c.cert, ".crt"), c.cn, c.role, nil, nil, x509.ExtKeyUsageClientAuth, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Issue signs a client certificate with common name name using the CA in
-// dir, and writes <name>.crt, <name>.key (0600) and ca.crt into out: what a
-// remote worker, the temporal CLI or the Temporal UI needs to connect.
-func Issue(dir, name, out string, now time.Time) error {
+// Issue signs a client certificate with common name name and role using
+// the CA in dir, and writes <name>.crt, <name>.key (0600) and ca.crt into
+// out: what a remote worker, the temporal CLI or a Temporal UI needs to
+// connect.
+func Issue(dir, name string, role Role, out string, now time.Time) error {
 	if name == "" || filepath.Base(name) != name || name == "ca" {
 		return fmt.Errorf("certificate name %q: must be a plain name (not ca, no '/')", name)
 	}
 	if abs(out) == abs(dir) {
 		return fmt.Errorf("output directory %s is the CA's own directory: choose another", out)
 	}
+	if _, err := ParseRole(string(role)); err != nil {
+		return err
+	}
 	ca, caKey, err := loadPair(filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile))
 	if err != nil {
-		return fmt.Errorf("generated CA in %s (start the controller once with controller.temporal.embedded.tls.enabled): %w", dir, err)
+		return fmt.Errorf("generated CA in %s (start the controller, or premiscale server, once to generate it): %w", dir, err)
 	}
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return err
 	}
-	if err := issue(ca, caKey, out, name, name, nil, nil, x509.ExtKeyUsageClientAuth, now); err != nil {
+	if err := issue(ca, caKey, out, name, name, role, nil, nil, x509.ExtKeyUsageClientAuth, now); err != nil {
 		return err
 	}
 	return writeFile(filepath.Join(out, CAFile), pemBlock("CERTIFICATE", ca.Raw), 0o644)
@@ -134,8 +156,8 @@ func newCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, err
 }
 
 // issue writes <base>.crt and <base>.key (0600) into dir: a certificate for
-// cn, signed by ca, for one use.
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, dir, base, cn string, dns []string, ips []net.IP, usage x509.ExtKeyUsage, now time.Time) error {
+// cn with role (none if ""), signed by ca, for one use.
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, dir, base, cn string, role Role, dns []string, ips []net.IP, usage x509.ExtKeyUsage, now time.Time) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -144,9 +166,13 @@ func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, dir, base, cn string, 
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
+	subject := pkix.Name{CommonName: cn, Organization: []string{"PremiScale"}}
+	if role != "" {
+		subject.OrganizationalUnit = []string{RolePrefix + string(role)}
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"PremiScale"}},
+		Subject:      subject,
 		DNSNames:     dns,
 		IPAddresses:  ips,
 		NotBefore:    now.Add(-time.Hour),

@@ -3,6 +3,7 @@ package mtls
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,7 +35,7 @@ func TestEnsureGeneratesACAAndCertificatesThatVerify(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("dir: %v %v, want mode 0700", fi, err)
 	}
-	for _, k := range []string{CAKeyFile, ServerKeyFile, ClientKeyFile} {
+	for _, k := range []string{CAKeyFile, ServerKeyFile, ClientKeyFile, UIKeyFile} {
 		if fi, err := os.Stat(filepath.Join(dir, k)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v, want mode 0600", k, fi, err)
 		}
@@ -52,8 +53,15 @@ func TestEnsureGeneratesACAAndCertificatesThatVerify(t *testing.T) {
 		t.Error("server certificate verifies for a name it was not given")
 	}
 	cl := readCert(t, filepath.Join(dir, ClientCertFile))
-	if cl.Subject.CommonName != ControllerName {
-		t.Errorf("client CN %q, want %q", cl.Subject.CommonName, ControllerName)
+	if cl.Subject.CommonName != ControllerName || RoleOf(cl.Subject) != RoleWorker {
+		t.Errorf("client CN %q role %q, want %q, worker", cl.Subject.CommonName, RoleOf(cl.Subject), ControllerName)
+	}
+	ui := readCert(t, filepath.Join(dir, UICertFile))
+	if ui.Subject.CommonName != UIName || RoleOf(ui.Subject) != RoleReader {
+		t.Errorf("UI CN %q role %q, want %q, reader", ui.Subject.CommonName, RoleOf(ui.Subject), UIName)
+	}
+	if _, err := ui.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("UI certificate: %v", err)
 	}
 	if _, err := cl.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("client certificate: %v", err)
@@ -118,21 +126,21 @@ func TestEnsureKeepsWhatIsValidAndRenewsWhatIsNot(t *testing.T) {
 func TestIssueWritesAClientCertificateFromTheCA(t *testing.T) {
 	dir, out := t.TempDir(), t.TempDir()
 	now := time.Now()
-	if err := Issue(dir, "alice", out, now); err == nil {
+	if err := Issue(dir, "alice", RoleOperator, out, now); err == nil {
 		t.Fatal("Issue without a CA succeeded")
 	}
 	if err := Ensure(dir, nil, now); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"", "ca", "../x", "a/b"} {
-		if err := Issue(dir, bad, out, now); err == nil {
+		if err := Issue(dir, bad, RoleOperator, out, now); err == nil {
 			t.Errorf("Issue(%q) succeeded", bad)
 		}
 	}
-	if err := Issue(dir, "server", dir, now); err == nil {
+	if err := Issue(dir, "server", RoleOperator, dir, now); err == nil {
 		t.Error("Issue into the CA's own directory succeeded (it would replace the server certificate)")
 	}
-	if err := Issue(dir, "alice", out, now); err != nil {
+	if err := Issue(dir, "alice", RoleOperator, out, now); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(filepath.Join(out, "alice.key")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -143,6 +151,12 @@ func TestIssueWritesAClientCertificateFromTheCA(t *testing.T) {
 	roots.AddCert(readCert(t, filepath.Join(dir, CAFile)))
 	if _, err := alice.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatal(err)
+	}
+	if got := RoleOf(alice.Subject); got != RoleOperator {
+		t.Errorf("alice's role %q, want operator", got)
+	}
+	if err := Issue(dir, "bob", Role("admin"), out, now); err == nil || !strings.Contains(err.Error(), "role") {
+		t.Errorf("Issue with role admin: %v", err)
 	}
 	if got := ClientIdentity(alice, []string{"bob", "alice"}); got != "alice" {
 		t.Errorf("ClientIdentity = %q", got)
@@ -160,5 +174,50 @@ func TestSplitNamesSortsIPsFromDNSNamesWithoutDuplicates(t *testing.T) {
 	// ::ffff:127.0.0.1 is 127.0.0.1.
 	if len(ips) != 2 || !ips[0].Equal(net.ParseIP("127.0.0.1")) || !ips[1].Equal(net.IPv6loopback) {
 		t.Errorf("ips %v", ips)
+	}
+}
+
+func TestRoleOfReadsOneRoleFromTheSubject(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ous  []string
+		want Role
+	}{
+		{"none", nil, ""},
+		{"worker", []string{"premiscale:worker"}, RoleWorker},
+		{"operator beside another unit", []string{"ops", "premiscale:operator"}, RoleOperator},
+		{"reader", []string{"premiscale:reader"}, RoleReader},
+		{"unknown role", []string{"premiscale:admin"}, ""},
+		{"two roles", []string{"premiscale:reader", "premiscale:worker"}, ""},
+		{"the same role twice", []string{"premiscale:reader", "premiscale:reader"}, RoleReader},
+		{"no prefix", []string{"worker"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := RoleOf(pkix.Name{OrganizationalUnit: tc.ous}); got != tc.want {
+				t.Errorf("RoleOf(%v) = %q, want %q", tc.ous, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnsureGivesAnOlderControllerCertificateItsRole(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	if err := Ensure(dir, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	// A client certificate from before roles: same CA, no role.
+	ca, caKey, err := loadPair(filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := issue(ca, caKey, dir, "client", ControllerName, "", nil, nil, x509.ExtKeyUsageClientAuth, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(dir, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if cl := readCert(t, filepath.Join(dir, ClientCertFile)); RoleOf(cl.Subject) != RoleWorker {
+		t.Errorf("controller certificate role %q after Ensure, want worker", RoleOf(cl.Subject))
 	}
 }
