@@ -405,23 +405,35 @@ type EmbeddedUI struct {
 	Host string `koanf:"host" json:"host"`
 	// Port is the UI's HTTP port (the dev server's 8233 by default).
 	Port int `koanf:"port" json:"port"`
+	// CertFile and KeyFile are the client certificate the UI reaches the
+	// frontend with, from embedded.tls.clientCAFile with the role reader
+	// (organizational unit premiscale:reader); required with your own CA.
+	// With the generated CA, the UI uses the reader certificate generated
+	// beside it.
+	CertFile string `koanf:"certFile" json:"certFile,omitempty"`
+	KeyFile  string `koanf:"keyFile" json:"keyFile,omitempty"`
 }
 
 // On reports whether the UI is served.
 func (u EmbeddedUI) On() bool { return u.Enabled == nil || *u.Enabled }
 
-// EmbeddedTLS serves the embedded frontend over mutual TLS: every client
-// (the controller itself, remote workers, the temporal CLI, the Temporal UI)
-// must present a certificate from the client CA.
+// EmbeddedTLS is the embedded frontend's mutual TLS: every client (the
+// controller itself, remote workers, the temporal CLI, the Temporal UI)
+// presents a certificate from the client CA, on loopback too, and the
+// certificate's role (an organizational unit premiscale:worker,
+// premiscale:operator or premiscale:reader) decides what it may do.
 type EmbeddedTLS struct {
-	Enabled bool `koanf:"enabled" json:"enabled"`
+	// Enabled may only be true (the default): the frontend always
+	// authenticates its clients. Kept so that older files still load.
+	Enabled *bool `koanf:"enabled" json:"enabled,omitempty"`
 	// CertFile, KeyFile and ClientCAFile are the frontend's certificate and
 	// key and the CA that client certificates must chain to, re-read when
 	// they change. Leave all three empty to use a private CA that the
 	// controller generates in <stateDir>/tls (keys 0600), with a server
 	// certificate for loopback, localhost, this machine's host name, Host and
-	// ServerNames, and a client certificate for the controller itself;
-	// `premiscale tls issue NAME` issues more client certificates from it.
+	// ServerNames, a client certificate for the controller itself (role
+	// worker) and one for the Web UI (role reader);
+	// `premiscale tls issue NAME --role ROLE` issues more from it.
 	CertFile     string `koanf:"certFile" json:"certFile,omitempty"`
 	KeyFile      string `koanf:"keyFile" json:"keyFile,omitempty"`
 	ClientCAFile string `koanf:"clientCAFile" json:"clientCAFile,omitempty"`
@@ -431,14 +443,14 @@ type EmbeddedTLS struct {
 	// AllowedClients are the client certificate names (common name, or a
 	// DNS or URI SAN) that may connect. Required with ClientCAFile; with the
 	// generated CA, empty means any certificate it issued, and the
-	// controller's own is always allowed.
+	// controller's own and the UI's are always allowed.
 	AllowedClients []string `koanf:"allowedClients" json:"allowedClients,omitempty"`
 }
 
 // Generated reports whether the embedded frontend serves TLS from the
 // private CA generated in the state directory.
 func (e EmbeddedTLS) Generated() bool {
-	return e.Enabled && e.CertFile == "" && e.KeyFile == "" && e.ClientCAFile == ""
+	return e.CertFile == "" && e.KeyFile == "" && e.ClientCAFile == ""
 }
 
 // GeneratedTLSDir is where, under controller.stateDir, the generated CA and
@@ -477,10 +489,16 @@ func (c *Config) GroupNames() []string {
 // TemporalAddress is the frontend address clients dial: the configured one, or
 // the embedded server's.
 func (c *Config) TemporalAddress() string {
-	t := c.Controller.Temporal
-	if t.Address != "" {
-		return t.Address
+	if a := c.Controller.Temporal.Address; a != "" {
+		return a
 	}
+	return c.TemporalAddressOfEmbedded()
+}
+
+// TemporalAddressOfEmbedded is the address a client on this machine dials
+// to reach the embedded server.
+func (c *Config) TemporalAddressOfEmbedded() string {
+	t := c.Controller.Temporal
 	host := t.Embedded.Host
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		// Listening on every address: dial this machine's loopback.
@@ -497,17 +515,44 @@ func (c *Config) TemporalAddress() string {
 // generated CA, that CA and the controller's client certificate from the
 // state directory.
 func (c *Config) ClientTLS() TLS {
-	t := c.Controller.Temporal
-	if c.UsesEmbedded() && t.Embedded.TLS.Generated() {
-		dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
-		return TLS{
-			Enabled:  true,
-			CAFile:   filepath.Join(dir, mtls.CAFile),
-			CertFile: filepath.Join(dir, mtls.ClientCertFile),
-			KeyFile:  filepath.Join(dir, mtls.ClientKeyFile),
-		}
+	if c.UsesEmbedded() {
+		return c.EmbeddedClientTLS()
 	}
-	return t.TLS
+	return c.Controller.Temporal.TLS
+}
+
+// EmbeddedClientTLS is the TLS this process uses to reach the embedded
+// frontend it runs (the controller, or `premiscale server` whatever its
+// address says): the generated CA and the controller's certificate, or
+// controller.temporal.tls with your own CA.
+func (c *Config) EmbeddedClientTLS() TLS {
+	t := c.Controller.Temporal
+	if !t.Embedded.TLS.Generated() {
+		return t.TLS
+	}
+	dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
+	return TLS{
+		Enabled:  true,
+		CAFile:   filepath.Join(dir, mtls.CAFile),
+		CertFile: filepath.Join(dir, mtls.ClientCertFile),
+		KeyFile:  filepath.Join(dir, mtls.ClientKeyFile),
+	}
+}
+
+// UIClientTLS is the TLS the embedded Web UI reaches the frontend with: a
+// certificate with the role reader.
+func (c *Config) UIClientTLS() TLS {
+	t := c.Controller.Temporal
+	if !t.Embedded.TLS.Generated() {
+		return TLS{Enabled: true, CAFile: t.TLS.CAFile, ServerName: t.TLS.ServerName, CertFile: t.Embedded.UI.CertFile, KeyFile: t.Embedded.UI.KeyFile}
+	}
+	dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
+	return TLS{
+		Enabled:  true,
+		CAFile:   filepath.Join(dir, mtls.CAFile),
+		CertFile: filepath.Join(dir, mtls.UICertFile),
+		KeyFile:  filepath.Join(dir, mtls.UIKeyFile),
+	}
 }
 
 // UsesEmbedded reports whether the controller runs the in-process Temporal server.

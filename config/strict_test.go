@@ -52,12 +52,14 @@ controller:
 		{"newline in a name", strings.Replace(withGroup(""), "name: web", `name: "web\ninstance-id: x"`, 1), "autoscale.groups[0].name"},
 		{"URI with a password", strings.Replace(withGroup(""), "qemu+tcp://10.0.0.1/system", "qemu+tcp://root:hunter2@10.0.0.1/system", 1),
 			"autoscale.hosts[0].uri: must not hold a password"},
-		{"embedded server on every address", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0}}\n", "controller.temporal.embedded.host: must be a loopback address"},
+		{"embedded server without TLS", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: false}}}\n", "controller.temporal.embedded.tls.enabled: cannot be false"},
+		{"UI without a reader certificate from your own CA", withGroup("") + "controller:\n  temporal: {embedded: {tls: {certFile: a, keyFile: b, clientCAFile: c, allowedClients: [x]}}, tls: {enabled: true, certFile: d, keyFile: e}}\n", "controller.temporal.embedded.ui.certFile: must name a client certificate with the role reader"},
+		{"UI certificate half given", withGroup("") + "controller:\n  temporal: {embedded: {ui: {certFile: a}}}\n", "controller.temporal.embedded.ui: certFile and keyFile must be set together"},
+		{"UI certificate with the generated CA", withGroup("") + "controller:\n  temporal: {embedded: {ui: {certFile: a, keyFile: b}}}\n", "controller.temporal.embedded.ui.certFile: only with your own CA"},
 		{"embedded TLS files half given", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0, tls: {enabled: true, certFile: a}}}\n", "controller.temporal.embedded.tls: certFile, keyFile and clientCAFile must be set together"},
 		{"embedded TLS from a CA without an allow-list", withGroup("") + "controller:\n  temporal: {embedded: {host: 0.0.0.0, tls: {enabled: true, certFile: a, keyFile: b, clientCAFile: c}}, tls: {enabled: true, certFile: d, keyFile: e}}\n", "controller.temporal.embedded.tls.allowedClients: must list"},
 		{"embedded TLS from a CA, controller without a certificate", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true, certFile: a, keyFile: b, clientCAFile: c, allowedClients: [x]}}}\n", "controller.temporal.tls: must be enabled with certFile"},
 		{"generated embedded TLS with client TLS", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true}}, tls: {enabled: true}}\n", "controller.temporal.tls.enabled: leave controller.temporal.tls unset"},
-		{"embedded TLS settings while disabled", withGroup("") + "controller:\n  temporal: {embedded: {tls: {serverNames: [a.example]}}}\n", "controller.temporal.embedded.tls.enabled: must be true"},
 		{"bad generated server name", withGroup("") + "controller:\n  temporal: {embedded: {tls: {enabled: true, serverNames: [\"a b\"]}}}\n", "controller.temporal.embedded.tls.serverNames[0]"},
 		{"Temporal UI on every address", withGroup("") + "controller:\n  temporal: {embedded: {ui: {host: 0.0.0.0}}}\n", "controller.temporal.embedded.ui.host: must be a loopback address"},
 		{"Temporal UI on the frontend's port", withGroup("") + "controller:\n  temporal: {embedded: {port: 7300, ui: {port: 7300}}}\n", "controller.temporal.embedded.ui.port"},
@@ -82,11 +84,12 @@ controller:
 	}
 }
 
-// TestEmbeddedServerOnEveryAddressLoadsWithTLS: a non-loopback embedded
-// frontend is accepted once it serves mutual TLS, and the controller's
-// client then uses the generated CA and certificate in the state dir.
+// TestEmbeddedServerOnEveryAddressLoadsWithTLS: the embedded frontend
+// serves mutual TLS without a setting (older files that say enabled: true
+// still load), on any address; the controller's client uses the generated
+// CA and certificate in the state dir, and the UI the reader certificate.
 func TestEmbeddedServerOnEveryAddressLoadsWithTLS(t *testing.T) {
-	cfg, err := load(writeConfig(t, withGroup("")+"controller:\n  stateDir: /var/lib/ps\n  temporal: {embedded: {host: 0.0.0.0, port: 7300, tls: {enabled: true, serverNames: [ctl.example, 10.0.0.4]}}}\n"), noEnv, nil)
+	cfg, err := load(writeConfig(t, withGroup("")+"controller:\n  stateDir: /var/lib/ps\n  temporal: {embedded: {host: 0.0.0.0, port: 7300, tls: {serverNames: [ctl.example, 10.0.0.4]}}}\n"), noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,12 +100,21 @@ func TestEmbeddedServerOnEveryAddressLoadsWithTLS(t *testing.T) {
 	if !ct.Enabled || ct.CAFile != "/var/lib/ps/tls/ca.crt" || ct.CertFile != "/var/lib/ps/tls/client.crt" || ct.KeyFile != "/var/lib/ps/tls/client.key" {
 		t.Errorf("client TLS %+v", ct)
 	}
-	cfg, err = load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {tls: {enabled: true, certFile: s.crt, keyFile: s.key, clientCAFile: ca.crt, allowedClients: [ops]}}, tls: {enabled: true, caFile: ca.crt, certFile: c.crt, keyFile: c.key}}\n"), noEnv, nil)
+	if ut := cfg.UIClientTLS(); ut.CertFile != "/var/lib/ps/tls/ui.crt" || ut.KeyFile != "/var/lib/ps/tls/ui.key" || ut.CAFile != "/var/lib/ps/tls/ca.crt" {
+		t.Errorf("UI TLS %+v", ut)
+	}
+	if _, err := load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {tls: {enabled: true}}}\n"), noEnv, nil); err != nil {
+		t.Errorf("an older file with tls.enabled: true: %v", err)
+	}
+	cfg, err = load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {tls: {certFile: s.crt, keyFile: s.key, clientCAFile: ca.crt, allowedClients: [ops]}, ui: {certFile: u.crt, keyFile: u.key}}, tls: {enabled: true, caFile: ca.crt, certFile: c.crt, keyFile: c.key}}\n"), noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ct := cfg.ClientTLS(); ct.CertFile != "c.crt" {
 		t.Errorf("with given files the client TLS is controller.temporal.tls, got %+v", ct)
+	}
+	if ut := cfg.UIClientTLS(); ut.CertFile != "u.crt" || ut.CAFile != "ca.crt" {
+		t.Errorf("with given files the UI TLS is its certificate and controller.temporal.tls's CA, got %+v", ut)
 	}
 }
 

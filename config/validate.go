@@ -448,11 +448,8 @@ func ParseSize(s string) (uint64, error) {
 func (v *validator) embedded(t Temporal) {
 	e := t.Embedded
 	ip := net.ParseIP(e.Host)
-	switch {
-	case ip == nil:
+	if ip == nil {
 		v.add("controller.temporal.embedded.host", "must be an IP address, got %q", e.Host)
-	case !ip.IsLoopback() && !e.TLS.Enabled:
-		v.add("controller.temporal.embedded.host", "must be a loopback address (127.0.0.1 or ::1) unless controller.temporal.embedded.tls.enabled is true, got %q: without TLS the embedded Temporal server authenticates nobody, and whoever reaches it can scale, pause and read every group", e.Host)
 	}
 	if e.Port < 1 || e.Port > 65535 {
 		v.add("controller.temporal.embedded.port", "must be in [1, 65535], got %d", e.Port)
@@ -465,15 +462,12 @@ func (v *validator) embedded(t Temporal) {
 			v.add("controller.temporal.embedded.ui.port", "must be in [1, 65535] and not the frontend's port, got %d", e.UI.Port)
 		}
 	}
+	if (e.UI.CertFile == "") != (e.UI.KeyFile == "") {
+		v.add("controller.temporal.embedded.ui", "certFile and keyFile must be set together")
+	}
 	const p = "controller.temporal.embedded.tls"
-	if !e.TLS.Enabled {
-		if t.TLS.Enabled {
-			v.add("controller.temporal.tls.enabled", "the embedded server serves TLS only with controller.temporal.embedded.tls.enabled; enable that, or set controller.temporal.address, or disable TLS")
-		}
-		if e.TLS.CertFile != "" || e.TLS.KeyFile != "" || e.TLS.ClientCAFile != "" || len(e.TLS.ServerNames) > 0 || len(e.TLS.AllowedClients) > 0 {
-			v.add(p+".enabled", "must be true when other %s settings are given", p)
-		}
-		return
+	if e.TLS.Enabled != nil && !*e.TLS.Enabled {
+		v.add(p+".enabled", "cannot be false: the embedded frontend always requires client certificates, on loopback too (its generated CA and certificates need no setup); remove the setting")
 	}
 	for i, n := range e.TLS.ServerNames {
 		if net.ParseIP(n) == nil && (!dns1123RE.MatchString(n) || len(n) > 253) {
@@ -484,7 +478,13 @@ func (v *validator) embedded(t Temporal) {
 		if t.TLS.Enabled {
 			v.add("controller.temporal.tls.enabled", "leave controller.temporal.tls unset with the generated CA of controller.temporal.embedded.tls: the controller uses the client certificate generated beside it")
 		}
+		if e.UI.CertFile != "" {
+			v.add("controller.temporal.embedded.ui.certFile", "only with your own CA (controller.temporal.embedded.tls.clientCAFile): with the generated CA the UI uses the reader certificate generated beside it")
+		}
 		return
+	}
+	if e.UI.On() && e.UI.CertFile == "" {
+		v.add("controller.temporal.embedded.ui.certFile", "must name a client certificate with the role reader (organizational unit premiscale:reader) from %s.clientCAFile, and keyFile its key: the UI may only read; or set controller.temporal.embedded.ui.enabled: false", p)
 	}
 	if e.TLS.CertFile == "" || e.TLS.KeyFile == "" || e.TLS.ClientCAFile == "" {
 		v.add(p, "certFile, keyFile and clientCAFile must be set together (or all left empty to generate a CA in controller.stateDir)")

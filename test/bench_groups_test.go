@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -115,7 +113,7 @@ autoscale:
 	m := &groupsController{c: c, n: n, port: port}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+		cl, err := c.dial()
 		if err == nil {
 			m.client = cl
 			break

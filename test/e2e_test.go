@@ -21,10 +21,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/test/k8s"
 	"github.com/premiscale/premiscale/workflows"
 )
@@ -183,7 +184,7 @@ func (c *controller) checkLogForPanics() {
 // Closed workflows are read once per controller.
 func (c *controller) checkWorkflowTasks(port int) {
 	c.t.Helper()
-	cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	cl, err := c.dial()
 	if err != nil {
 		c.t.Fatalf("history check: dial: %v", err)
 	}
@@ -249,12 +250,36 @@ func (c *controller) recordHistories(port int, prefix string) {
 	if os.Getenv("RECORD_HISTORIES") != "1" {
 		return
 	}
-	cl, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	cl, err := c.dial()
 	if err != nil {
 		c.t.Fatalf("record histories: dial: %v", err)
 	}
 	defer cl.Close()
 	recordHistories(c.t, cl, prefix)
+}
+
+// dial connects to the Temporal frontend the controller's config names,
+// with the certificate it gives the controller (for the embedded server,
+// the one generated in its state dir), the way its CLI does.
+func (c *controller) dial() (client.Client, error) {
+	cfg, err := config.Load(c.config, nil)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return starter.Dial(ctx, cfg, slog.New(slog.DiscardHandler))
+}
+
+// mustDial is dial that fails the test.
+func (c *controller) mustDial() client.Client {
+	c.t.Helper()
+	cl, err := c.dial()
+	if err != nil {
+		c.t.Fatalf("dial the controller's Temporal frontend: %v", err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
 }
 
 func (c *controller) dumpLog() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,23 +15,28 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/mtls"
+	"github.com/premiscale/premiscale/workflows"
 )
 
-// TestEmbeddedFrontendServesMutualTLSOnEveryAddress: with
-// embedded.tls.enabled and no certificate files, the real binary listens on
-// 0.0.0.0 with a CA it generates in the state dir; its own worker and CLI
-// connect with the generated client certificate, and a certificate issued
-// by `premiscale tls issue` gets in, while a plaintext client, a client
-// without a certificate and one with a certificate from another CA are
-// refused. With allowedClients set, only those names (and the controller
-// itself) get in.
-func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
+// TestEmbeddedFrontendAuthenticatesAndAuthorizesEveryClient: on its
+// defaults (loopback, no TLS settings) the real binary serves mutual TLS
+// from a CA it generates in the state dir; its own worker and CLI connect
+// with the generated controller certificate, while a plaintext client, a
+// client without a certificate and one with another CA's certificate are
+// refused on loopback. Certificates issued by `premiscale tls issue` carry
+// a role: an operator runs `premiscale scale` and `status` from its own
+// config but cannot start a scan, start a group workflow or terminate one;
+// a reader cannot signal. On 0.0.0.0 the same holds through the machine's
+// other addresses; with allowedClients set, only those names (and the
+// controller itself) get in.
+func TestEmbeddedFrontendAuthenticatesAndAuthorizesEveryClient(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
 	port := freePort(t)
 	cfgPath, logPath := writeE2EConfig(t, "tlsweb", port)
@@ -48,7 +54,6 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	setTLS("")
 	c := &controller{t: t, config: cfgPath, log: logPath}
 	c.start() // waits for `premiscale status` to answer: the CLI uses the generated client certificate
 	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
@@ -59,7 +64,7 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	dir := filepath.Join(filepath.Dir(cfgPath), "state", config.GeneratedTLSDir)
-	for _, f := range []string{mtls.CAKeyFile, mtls.ServerKeyFile, mtls.ClientKeyFile} {
+	for _, f := range []string{mtls.CAKeyFile, mtls.ServerKeyFile, mtls.ClientKeyFile, mtls.UIKeyFile} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -68,27 +73,34 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
 		}
 	}
-	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "listen=0.0.0.0:") {
-		t.Errorf("the log does not state the real listen address 0.0.0.0")
-	}
 
-	// `premiscale tls issue` for a remote user.
+	// Certificates for a remote operator and a reader.
 	issued := t.TempDir()
-	if out, _, err := c.cli("tls", "issue", "alice", "-o", issued); err != nil || !strings.Contains(out, "alice.crt") {
+	out, _, err := c.cli("tls", "issue", "alice", "-o", issued)
+	if err != nil || !strings.Contains(out, "alice.crt") || !strings.Contains(out, "role operator") ||
+		!strings.Contains(out, "TEMPORAL_TLS_CLIENT_CERT_PATH="+filepath.Join(issued, "alice.crt")) {
 		t.Fatalf("tls issue: %q %v", out, err)
 	}
 	if fi, err := os.Stat(filepath.Join(issued, "alice.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("alice.key: %v %v, want mode 0600", fi, err)
+	}
+	c.mustCLI("tls", "issue", "carol", "--role", "reader", "-o", issued)
+	if _, stderr, err := c.cli("tls", "issue", "dave", "--role", "admin", "-o", issued); err == nil || !strings.Contains(stderr, "--role") {
+		t.Errorf("tls issue --role admin: %v %s", err, stderr)
 	}
 	roots := x509.NewCertPool()
 	caPEM, err := os.ReadFile(filepath.Join(issued, mtls.CAFile))
 	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("issued ca.crt: %v", err)
 	}
-	alice, err := tls.LoadX509KeyPair(filepath.Join(issued, "alice.crt"), filepath.Join(issued, "alice.key"))
-	if err != nil {
-		t.Fatal(err)
+	load := func(name string) tls.Certificate {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(issued, name+".crt"), filepath.Join(issued, name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pair
 	}
+	alice, carol := load("alice"), load("carol")
 	// A certificate from another CA, trusting ours for the server.
 	otherDir := t.TempDir()
 	if err := mtls.Ensure(otherDir, nil, time.Now()); err != nil {
@@ -101,16 +113,64 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := describe(addr, nil); err == nil {
-		t.Error("a plaintext client was let in")
+		t.Error("a plaintext client was let in on loopback")
 	}
 	if err := describe(addr, &tls.Config{RootCAs: roots}); err == nil {
-		t.Error("a client without a certificate was let in")
+		t.Error("a client without a certificate was let in on loopback")
 	}
 	if err := describe(addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{stranger}}); err == nil {
 		t.Error("a client with another CA's certificate was let in")
 	}
 	if err := describe(addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{alice}}); err != nil {
 		t.Errorf("alice's issued certificate was refused: %v", err)
+	}
+
+	// The operator's own config: the address and her certificate.
+	aliceCfg := filepath.Join(t.TempDir(), "alice.yaml")
+	ab := strings.Replace(string(base), "  temporal:\n", fmt.Sprintf("  temporal:\n    address: %q\n    tls: {enabled: true, caFile: %s, certFile: %s, keyFile: %s}\n",
+		addr, filepath.Join(issued, mtls.CAFile), filepath.Join(issued, "alice.crt"), filepath.Join(issued, "alice.key")), 1)
+	if err := os.WriteFile(aliceCfg, []byte(ab), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	op := &controller{t: t, config: aliceCfg, log: filepath.Join(t.TempDir(), "alice.log")}
+	if out, stderr, err := op.cli("scale", "tlsweb", "3"); err != nil {
+		t.Fatalf("operator scale: %v\n%s%s", err, out, stderr)
+	}
+	if st := op.waitSettled("tlsweb", 3, time.Minute); st.Desired != 3 {
+		t.Fatalf("status through the operator's certificate %+v", st)
+	}
+	_, stderr, err := op.cli("status", "--orphans")
+	if err == nil || !strings.Contains(stderr, "refused:") || !strings.Contains(stderr, "alice (role operator)") {
+		t.Errorf("operator's orphan scan (starts a workflow): %v\n%s", err, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ac := dialWith(t, addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{alice}})
+	_, err = ac.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.GroupWorkflowID("forged"), TaskQueue: config.DefaultTaskQueue}, workflows.GroupWorkflowName)
+	wantDenied(t, "operator starts a group workflow", err)
+	wantDenied(t, "operator terminates a group workflow", ac.TerminateWorkflow(ctx, workflows.GroupWorkflowID("tlsweb"), "", "test"))
+	rc := dialWith(t, addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{carol}})
+	if _, err := rc.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID("tlsweb"), ""); err != nil {
+		t.Errorf("reader describes: %v", err)
+	}
+	wantDenied(t, "reader signals", rc.SignalWorkflow(ctx, workflows.GroupWorkflowID("tlsweb"), "", workflows.SignalScale, workflows.DesiredRequest{Desired: 5}))
+	if st := c.status("tlsweb"); st.Desired != 3 {
+		t.Errorf("desired %d after the refused calls, want 3", st.Desired)
+	}
+
+	// On every address, the same certificates.
+	c.kill(syscall.SIGTERM)
+	setTLS("")
+	c.start()
+	// The CLI may get an answer a moment before the controller logs that
+	// its server is up.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "listen=0.0.0.0:") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the log does not state the real listen address 0.0.0.0")
+		}
 	}
 	// Other clients reach it on this machine's other addresses, by its
 	// host name, which the generated server certificate carries.
@@ -131,10 +191,7 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 	if _, _, err := c.cli("tls", "issue", "bob", "-o", issued); err != nil {
 		t.Fatal(err)
 	}
-	bob, err := tls.LoadX509KeyPair(filepath.Join(issued, "bob.crt"), filepath.Join(issued, "bob.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob := load("bob")
 	if err := describe(addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{alice}}); err == nil {
 		t.Error("alice was let in although allowedClients lists only bob")
 	}
@@ -143,6 +200,31 @@ func TestEmbeddedFrontendServesMutualTLSOnEveryAddress(t *testing.T) {
 	}
 	c.mustCLI("scale", "tlsweb", "1")
 	c.waitSettled("tlsweb", 1, time.Minute)
+}
+
+// dialWith connects to the frontend at addr over tc.
+func dialWith(t *testing.T, addr string, tc *tls.Config) client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.DialContext(ctx, client.Options{HostPort: addr, ConnectionOptions: client.ConnectionOptions{TLS: tc},
+		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// wantDenied fails unless err is the frontend's permission denied.
+func wantDenied(t *testing.T, what string, err error) {
+	t.Helper()
+	var pd *serviceerror.PermissionDenied
+	if !errors.As(err, &pd) {
+		t.Errorf("%s: %v, want permission denied", what, err)
+		return
+	}
+	t.Logf("%s: refused: %s", what, pd.Reason)
 }
 
 // describe asks the frontend at addr for the default namespace, over tc

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,8 +17,6 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 )
 
 // TestMetricsFollowTheGroupInPrometheus: the real binary serves /readyz,
@@ -52,17 +49,13 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	c := &controller{t: t, config: cfgPath, log: logPath, cmd: cmd, exited: make(chan error, 1)}
 	go func() { c.exited <- cmd.Wait() }()
 	t.Cleanup(func() { c.kill(syscall.SIGKILL) })
-	tc, err := client.NewLazyClient(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
 	notReady := ""
 	deadline := time.Now().Add(time.Minute)
 	for {
 		code, text := get(base + "/readyz")
 		if code == http.StatusOK {
 			// Ready: the worker must poll right now, on both kinds of task.
+			tc := c.mustDial()
 			for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
 				resp, err := tc.DescribeTaskQueue(context.Background(), "premiscale", kind)
 				if err != nil || len(resp.GetPollers()) == 0 {

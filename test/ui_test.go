@@ -2,19 +2,23 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
+	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -40,11 +44,7 @@ func TestTemporalUIShowsTheGroupAndItsVMChildInABrowser(t *testing.T) {
 	c.mustCLI("scale", group, "1")
 	c.waitSettled(group, 1, time.Minute)
 
-	tc, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := c.mustDial()
 	id := workflows.GroupWorkflowID(group)
 	desc, err := tc.DescribeWorkflowExecution(context.Background(), id, "")
 	if err != nil {
@@ -68,6 +68,53 @@ func TestTemporalUIShowsTheGroupAndItsVMChildInABrowser(t *testing.T) {
 	waitPage(t, bctx, page+"/history", id, "running")
 	waitPage(t, bctx, page+"/relationships", child)
 	t.Logf("the UI at %s shows %s running and its child %s", page, id, child)
+
+	// Read-only: the list shows the group; the UI's own API reads the
+	// workflow but refuses to terminate or signal it, as its buttons would.
+	waitPage(t, bctx, fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", uiPort), id)
+	api := "/api/v1/namespaces/default/workflows/" + url.PathEscape(id)
+	statuses, err := chromedp.Run(bctx, chromedp.Evaluate[[]int](fmt.Sprintf(`(async () => {
+		const csrf = decodeURIComponent((document.cookie.match(/_csrf=([^;]+)/) || [])[1] || "");
+		const call = (method, path, body) => fetch(path, {method, credentials: "same-origin",
+			headers: {"Content-Type": "application/json", "X-CSRF-TOKEN": csrf}, body}).then(r => r.status);
+		return [
+			await call("GET", %[1]q),
+			await call("POST", %[1]q + "/terminate", JSON.stringify({reason: "ui test"})),
+			await call("POST", %[1]q + "/signal/" + %[2]q, JSON.stringify({input: {payloads: []}})),
+		];
+	})()`, api, workflows.SignalScale), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("call the UI's API from the page: %v", err)
+	}
+	if len(statuses) != 3 || statuses[0] != 200 {
+		t.Fatalf("the UI's API answered %v; want the read (first) to succeed", statuses)
+	}
+	for i, what := range []string{"terminate", "signal"} {
+		if st := statuses[i+1]; st < 400 || st == 404 {
+			t.Errorf("the UI's %s answered %d, want a refusal", what, st)
+		}
+	}
+	desc, err = tc.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("the group workflow after the UI's refused calls: %v %v", desc.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+	// Behind the UI, its certificate may only read: the frontend refuses
+	// the same calls made with it directly.
+	state := filepath.Join(filepath.Dir(cfgPath), "state", config.GeneratedTLSDir)
+	uiCert, err := tls.LoadX509KeyPair(filepath.Join(state, mtls.UICertFile), filepath.Join(state, mtls.UIKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if ca, err := os.ReadFile(filepath.Join(state, mtls.CAFile)); err != nil || !roots.AppendCertsFromPEM(ca) {
+		t.Fatalf("ca.crt: %v", err)
+	}
+	uc := dialWith(t, fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{uiCert}})
+	wantDenied(t, "the UI's certificate terminates", uc.TerminateWorkflow(context.Background(), id, "", "ui test"))
+	wantDenied(t, "the UI's certificate signals", uc.SignalWorkflow(context.Background(), id, "", workflows.SignalScale, workflows.DesiredRequest{Desired: 2}))
+	if st := c.status(group); st.Desired != 1 {
+		t.Errorf("desired %d after the UI's refused calls, want 1", st.Desired)
+	}
 }
 
 // waitPage opens page in the browser and waits until its text holds every

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/workflows"
@@ -47,12 +44,17 @@ func TestTwoWorkersOnASeparateTemporalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// Every process reads the same file; the server ignores the address.
-	b = bytes.Replace(b, []byte("  temporal:\n"), fmt.Appendf(nil, "  temporal:\n    address: %q\n", addr), 1)
+	dir := t.TempDir()
+	// Every process reads the same file; the server ignores the address
+	// and serves mutual TLS from the CA it generates in the state dir.
+	// The workers and the controller reach it with a certificate issued
+	// from that CA with the role worker, once the server has made it.
+	certs := filepath.Join(dir, "certs")
+	b = bytes.Replace(b, []byte("  temporal:\n"), fmt.Appendf(nil, "  temporal:\n    address: %q\n    tls: {enabled: true, caFile: %s/ca.crt, certFile: %s/workers.crt, keyFile: %s/workers.key}\n",
+		addr, certs, certs, certs), 1)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	proc := func(name string, args ...string) *controller {
 		log := filepath.Join(dir, name+".log")
 		return &controller{t: t, config: cfg, log: log, args: append(args, "--log-file", log)}
@@ -72,6 +74,10 @@ func TestTwoWorkersOnASeparateTemporalServer(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	issuer := proc("issue")
+	if out, stderr, err := issuer.cli("tls", "issue", "workers", "--role", "worker", "-o", certs); err != nil {
+		t.Fatalf("tls issue: %v\n%s%s", err, out, stderr)
+	}
 	workers := []*controller{proc("worker-a", "worker"), proc("worker-b", "worker")}
 	for _, w := range workers {
 		w.spawn()
@@ -84,11 +90,7 @@ func TestTwoWorkersOnASeparateTemporalServer(t *testing.T) {
 		t.Cleanup(p.checkLogForPanics)
 	}
 
-	cl, err := client.Dial(client.Options{HostPort: addr, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := ctl.mustDial()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// Both workers poll the queue (and the controller does not).

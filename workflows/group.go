@@ -144,6 +144,13 @@ const ErrTypeInvalidSpec = "InvalidSpec"
 // GroupWorkflowID is the workflow ID of a group's workflow.
 func GroupWorkflowID(group string) string { return "premiscale/group/" + group }
 
+// IsGroupWorkflowID reports whether id is GroupWorkflowID of some group
+// name (one path segment): the workflows operators may signal and Update.
+func IsGroupWorkflowID(id string) bool {
+	name, ok := strings.CutPrefix(id, GroupWorkflowID(""))
+	return ok && name != "" && !strings.Contains(name, "/")
+}
+
 // changeGroupChecksItsID: a group workflow refuses to run under an ID
 // other than its group's GroupWorkflowID.
 const changeGroupChecksItsID = "group-checks-its-id"

@@ -43,6 +43,14 @@ func ScheduleID(group, schedule string) string {
 	return GroupWorkflowID(group) + "/schedule/" + schedule
 }
 
+// IsScheduleID reports whether id is ScheduleID of some group and schedule
+// names: the schedules operators may pause, unpause and trigger.
+func IsScheduleID(id string) bool {
+	rest, ok := strings.CutPrefix(id, GroupWorkflowID(""))
+	group, name, ok2 := strings.Cut(rest, "/schedule/")
+	return ok && ok2 && group != "" && name != "" && !strings.Contains(group, "/") && !strings.Contains(name, "/")
+}
+
 // ScheduledWindowInput is what a schedule's action starts ScheduledWindow
 // with: the group, and the window's schedule, order and values as
 // configured when the schedule was last ensured.

@@ -238,3 +238,29 @@ func TestWindowNotAsTheWorkerConfiguresItIsRefused(t *testing.T) {
 	)
 	runGroup(t, env, workflows.GroupInput{Spec: sp})
 }
+
+func TestOperableIDsAreExactlyGroupWorkflowsAndTheirSchedules(t *testing.T) {
+	for _, tc := range []struct {
+		id              string
+		group, schedule bool
+	}{
+		{workflows.GroupWorkflowID("demo"), true, false},
+		{workflows.ScheduleID("demo", "business-hours"), false, true},
+		{"premiscale/group/", false, false},
+		{"premiscale/group/demo/extra", false, false},
+		{"premiscale/orphans", false, false},
+		{"premiscale/installation/premiscale", false, false},
+		{workflows.ProvisionWorkflowID("demo", "demo-1"), false, false},
+		{"premiscale/group//schedule/x", false, false},
+		{"premiscale/group/demo/schedule/", false, false},
+		{"premiscale/group/demo/schedule/x/y", false, false},
+		{"other/premiscale/group/demo", false, false},
+	} {
+		if got := workflows.IsGroupWorkflowID(tc.id); got != tc.group {
+			t.Errorf("workflows.IsGroupWorkflowID(%q) = %v", tc.id, got)
+		}
+		if got := workflows.IsScheduleID(tc.id); got != tc.schedule {
+			t.Errorf("workflows.IsScheduleID(%q) = %v", tc.id, got)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 		logger.Warn(warning)
 	}
 	db := filepath.Join(cfg.Controller.StateDir, TemporalDBFile)
-	etls, err := embeddedTLS(cfg, logger)
+	etls, access, err := embeddedTLS(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +86,7 @@ func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 		Namespace: t.Namespace,
 		Logger:    logger,
 		TLS:       etls,
+		Access:    access,
 	})
 	if err != nil {
 		return nil, err
@@ -95,12 +96,12 @@ func startEmbedded(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 			logger.Warn("stopping embedded temporal server", "error", err)
 		}
 	}
-	logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db, "mtls", etls != nil)
+	logger.Info("embedded temporal server started", "listen", net.JoinHostPort(t.Embedded.Host, strconv.Itoa(t.Embedded.Port)), "address", srv.Address(), "db", db)
 	ui := t.Embedded.UI
 	if !ui.On() {
 		return stopServer, nil
 	}
-	ct := cfg.ClientTLS()
+	ct := cfg.UIClientTLS()
 	u, err := embedded.StartUI(ctx, embedded.UIOptions{
 		Host: ui.Host, Port: ui.Port, Frontend: srv.Address(), Namespace: t.Namespace,
 		CAFile: ct.CAFile, CertFile: ct.CertFile, KeyFile: ct.KeyFile,
@@ -357,14 +358,11 @@ func privateStateDir(dir string) (warning string, err error) {
 	return warning, nil
 }
 
-// embeddedTLS is the embedded frontend's mutual TLS, or nil without
-// controller.temporal.embedded.tls. With the generated CA, the CA and the
-// certificates are created (or renewed) in <stateDir>/tls first.
-func embeddedTLS(cfg *config.Config, logger *slog.Logger) (*embedded.TLS, error) {
+// embeddedTLS is the embedded frontend's mutual TLS and who may do what on
+// it. With the generated CA, the CA and the certificates are created (or
+// renewed) in <stateDir>/tls first.
+func embeddedTLS(cfg *config.Config, logger *slog.Logger) (*embedded.TLS, *embedded.Access, error) {
 	e := cfg.Controller.Temporal.Embedded
-	if !e.TLS.Enabled {
-		return nil, nil
-	}
 	srv := mtls.Server{
 		CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, ClientCAFile: e.TLS.ClientCAFile,
 		AllowedClients: e.TLS.AllowedClients, Field: "controller.temporal.embedded.tls", Log: logger,
@@ -379,34 +377,42 @@ func embeddedTLS(cfg *config.Config, logger *slog.Logger) (*embedded.TLS, error)
 			names = append(names, h)
 		}
 		if err := mtls.Ensure(dir, names, time.Now()); err != nil {
-			return nil, fmt.Errorf("controller.temporal.embedded.tls: generate certificates in %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("controller.temporal.embedded.tls: generate certificates in %s: %w", dir, err)
 		}
 		srv.CertFile = filepath.Join(dir, mtls.ServerCertFile)
 		srv.KeyFile = filepath.Join(dir, mtls.ServerKeyFile)
 		srv.ClientCAFile = filepath.Join(dir, mtls.CAFile)
 		if len(srv.AllowedClients) > 0 {
-			srv.AllowedClients = append(slices.Clone(srv.AllowedClients), mtls.ControllerName)
+			srv.AllowedClients = append(slices.Clone(srv.AllowedClients), mtls.ControllerName, mtls.UIName)
 		}
 		logger.Info("embedded temporal server: mutual TLS from the generated CA", "dir", dir, "server_names", names)
 	}
 	server, err := srv.Config()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	client, err := starter.TLSConfig(cfg.ClientTLS())
+	client, err := starter.TLSConfig(cfg.EmbeddedClientTLS())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if len(client.Certificates) == 0 {
+		return nil, nil, errors.New("controller.temporal.tls.certFile: the controller needs a client certificate for its own frontend")
+	}
+	leaf, err := x509.ParseCertificate(client.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("controller.temporal.tls.certFile: %w", err)
 	}
 	// The controller connects to its own frontend: its certificate must
 	// be one the frontend lets in, or every start would hang on it.
-	if len(srv.AllowedClients) > 0 && len(client.Certificates) > 0 {
-		leaf, err := x509.ParseCertificate(client.Certificates[0].Certificate[0])
-		if err != nil {
-			return nil, fmt.Errorf("controller.temporal.tls.certFile: %w", err)
-		}
-		if mtls.ClientIdentity(leaf, srv.AllowedClients) == "" {
-			return nil, fmt.Errorf("controller.temporal.tls.certFile: the controller's own certificate (CN %q) is not in controller.temporal.embedded.tls.allowedClients", leaf.Subject.CommonName)
-		}
+	if len(srv.AllowedClients) > 0 && mtls.ClientIdentity(leaf, srv.AllowedClients) == "" {
+		return nil, nil, fmt.Errorf("controller.temporal.tls.certFile: the controller's own certificate (CN %q) is not in controller.temporal.embedded.tls.allowedClients", leaf.Subject.CommonName)
 	}
-	return &embedded.TLS{Server: server, Client: client}, nil
+	access := &embedded.Access{
+		Namespace: cfg.Controller.Temporal.Namespace,
+		// The controller's own certificate is a worker's whatever it carries.
+		Workers:          []string{leaf.Subject.CommonName},
+		OperableWorkflow: workflows.IsGroupWorkflowID,
+		OperableSchedule: workflows.IsScheduleID,
+	}
+	return &embedded.TLS{Server: server, Client: client}, access, nil
 }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/starter"
@@ -58,6 +59,10 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "premiscale:", err)
+		// The frontend's refusal says why only in its reason.
+		if pd := (*serviceerror.PermissionDenied)(nil); errors.As(err, &pd) && pd.Reason != "" {
+			fmt.Fprintln(os.Stderr, "premiscale: refused:", pd.Reason)
+		}
 		os.Exit(1)
 	}
 }

@@ -21,7 +21,7 @@ type UIOptions struct {
 	Frontend  string // host:port of the Temporal frontend it talks to
 	Namespace string // the namespace it opens on
 	// CAFile, CertFile and KeyFile, if set, are the TLS the UI uses to reach
-	// a frontend that serves mutual TLS.
+	// a frontend that serves mutual TLS: a certificate with the role reader.
 	CAFile, CertFile, KeyFile string
 }
 
@@ -49,6 +49,10 @@ func StartUI(ctx context.Context, o UIOptions) (*UI, error) {
 		DefaultNamespace:    o.Namespace,
 		HideLogs:            true,
 		DisableNewsFetch:    true,
+		// Read-only: its certificate may only read anyway (Access), so
+		// buttons that would start, signal, reset or terminate are hidden
+		// and the UI server refuses such calls itself.
+		DisableWriteActions: true,
 		// Plain HTTP on loopback: the CSRF cookie cannot be Secure.
 		CORS: uiconfig.CORS{CookieInsecure: true},
 		TLS: uiconfig.TLS{
