@@ -348,9 +348,15 @@ type EmbeddedPostgres struct {
 	// needs CREATEDB, or create them beforehand) and their schemas set up
 	// or upgraded at each start.
 	DSN string `koanf:"dsn" json:"-"`
+	// DSNFile holds the whole DSN instead (password and all, as the
+	// Secrets of PostgreSQL operators carry it: a key "uri"), read at start.
+	DSNFile string `koanf:"dsnFile" json:"dsnFile,omitempty"`
 	// PasswordFile holds the password (not in the DSN then), read at start.
 	PasswordFile string `koanf:"passwordFile" json:"passwordFile,omitempty"`
 }
+
+// Set reports whether the embedded server uses PostgreSQL.
+func (p EmbeddedPostgres) Set() bool { return p.DSN != "" || p.DSNFile != "" }
 
 // PostgresDSN is a parsed EmbeddedPostgres.DSN.
 type PostgresDSN struct {

@@ -189,3 +189,22 @@ func TestTemporalCLIVariablesApplyUnlessTheFileSetsThem(t *testing.T) {
 		t.Errorf("API key without TLS: err = %v", err)
 	}
 }
+
+func TestPostgresDSNFromAFile(t *testing.T) {
+	cfg, err := load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {postgres: {dsnFile: /run/secrets/pg/uri}}}\n"), noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Controller.Temporal.Embedded.Postgres.Set() {
+		t.Error("a dsnFile alone does not select PostgreSQL")
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"{dsn: \"postgres://u@h/d\", dsnFile: /f}", "controller.temporal.embedded.postgres.dsnFile: set dsn or dsnFile, not both"},
+		{"{passwordFile: /p}", "controller.temporal.embedded.postgres.passwordFile: needs controller.temporal.embedded.postgres.dsn or dsnFile"},
+	} {
+		_, err := load(writeConfig(t, withGroup("")+"controller:\n  temporal: {embedded: {postgres: "+tc.body+"}}\n"), noEnv, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}

@@ -84,7 +84,9 @@ func (c *Config) Validate() error {
 	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
 		v.add("controller.temporal.tls", "certFile and keyFile must be set together")
 	}
-	if pg := t.Embedded.Postgres; pg.DSN != "" {
+	if pg := t.Embedded.Postgres; pg.DSN != "" && pg.DSNFile != "" {
+		v.add("controller.temporal.embedded.postgres.dsnFile", "set dsn or dsnFile, not both")
+	} else if pg.DSN != "" {
 		d, err := ParsePostgresDSN(pg.DSN)
 		switch {
 		case err != nil:
@@ -92,8 +94,8 @@ func (c *Config) Validate() error {
 		case d.Password != "" && pg.PasswordFile != "":
 			v.add("controller.temporal.embedded.postgres.passwordFile", "set a password in the dsn or passwordFile, not both")
 		}
-	} else if pg.PasswordFile != "" {
-		v.add("controller.temporal.embedded.postgres.passwordFile", "needs controller.temporal.embedded.postgres.dsn")
+	} else if pg.PasswordFile != "" && pg.DSNFile == "" {
+		v.add("controller.temporal.embedded.postgres.passwordFile", "needs controller.temporal.embedded.postgres.dsn or dsnFile")
 	}
 	if t.Address == "" {
 		v.embedded(t)

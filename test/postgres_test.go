@@ -32,8 +32,8 @@ func requirePostgres(t *testing.T) string {
 // TestEmbeddedServerOnPostgreSQL: with a DSN configured, the embedded
 // server keeps its state in PostgreSQL (two databases it creates, with
 // their schemas), not in the SQLite file: a group scaled out survives a
-// SIGKILL of the controller with its workflow and members, and no
-// temporal.db appears in stateDir. A wrong password stops the start with
+// SIGKILL of the controller with its workflow and members (restarted with
+// the DSN from dsnFile), and no temporal.db appears in stateDir. A wrong password stops the start with
 // an error that names the database and not the password.
 func TestEmbeddedServerOnPostgreSQL(t *testing.T) {
 	lv := requireLibvirt(t, testDriverURI)
@@ -89,6 +89,16 @@ func TestEmbeddedServerOnPostgreSQL(t *testing.T) {
 	before := c.status(group)
 
 	c.kill(syscall.SIGKILL)
+	// Restarted with the whole DSN, password and all, in a file (as a
+	// PostgreSQL operator's Secret holds it): the same database.
+	dsnFile := filepath.Join(t.TempDir(), "uri")
+	if err := os.WriteFile(dsnFile, []byte(base+"/"+db+"?sslmode=disable\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	viaFile := fmt.Sprintf("embedded: {port: %d, postgres: {dsnFile: %s}}", port, dsnFile)
+	if err := os.WriteFile(cfgPath, bytes.Replace(body, []byte(plain), []byte(viaFile), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c.start()
 	st := c.waitSettled(group, 2, 2*time.Minute)
 	if st.Desired != 2 || len(st.Members) != 2 || !sameMembers(st, before) {

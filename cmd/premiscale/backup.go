@@ -19,7 +19,7 @@ func embeddedStateDir(gf *globalFlags) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if cfg.Controller.Temporal.Embedded.Postgres.DSN != "" {
+	if cfg.Controller.Temporal.Embedded.Postgres.Set() {
 		return "", errors.New("controller.temporal.embedded.postgres: the embedded server persists to PostgreSQL here; back up both databases (DATABASE and DATABASE_visibility) with pg_dump, and the state dir's other files with them")
 	}
 	return cfg.Controller.StateDir, nil

@@ -36,16 +36,29 @@ import (
 const TemporalDBFile = "temporal.db"
 
 // embeddedPostgres is the embedded server's PostgreSQL database, if a DSN
-// is configured (validated), with the password from passwordFile.
+// is configured (validated) or dsnFile names one, with the password from
+// passwordFile if given. Errors name the field and never repeat the DSN.
 func embeddedPostgres(c config.EmbeddedPostgres) (*embedded.Postgres, error) {
-	if c.DSN == "" {
+	if !c.Set() {
 		return nil, nil
 	}
-	d, err := config.ParsePostgresDSN(c.DSN)
+	dsn, field := c.DSN, "controller.temporal.embedded.postgres.dsn"
+	if c.DSNFile != "" {
+		field = "controller.temporal.embedded.postgres.dsnFile"
+		b, err := os.ReadFile(c.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		dsn = strings.TrimSpace(string(b))
+	}
+	d, err := config.ParsePostgresDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("controller.temporal.embedded.postgres.dsn: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	if c.PasswordFile != "" {
+		if d.Password != "" {
+			return nil, fmt.Errorf("controller.temporal.embedded.postgres.passwordFile: %s already holds a password; set one or the other", field)
+		}
 		b, err := os.ReadFile(c.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("controller.temporal.embedded.postgres.passwordFile: %w", err)
