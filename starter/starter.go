@@ -66,6 +66,13 @@ func DialWithMetrics(ctx context.Context, cfg *config.Config, logger *slog.Logge
 		MetricsHandler: metrics,
 	}
 	if ct := cfg.ClientTLS(); ct.Enabled {
+		if cfg.UsesEmbedded() && t.Embedded.TLS.Generated() {
+			if _, err := os.Stat(ct.CAFile); errors.Is(err, os.ErrNotExist) {
+				// The controller generates the CA at its first start.
+				return nil, fmt.Errorf("%w at %s (namespace %s): no controller has run on controller.stateDir %s yet (no %s); start `premiscale -c CONFIG`",
+					ErrUnreachable, opts.HostPort, opts.Namespace, cfg.Controller.StateDir, ct.CAFile)
+			}
+		}
 		tc, err := TLSConfig(ct)
 		if err != nil {
 			return nil, err

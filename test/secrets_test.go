@@ -21,6 +21,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -228,6 +229,12 @@ func TestStateDirDatabaseAndLogAreForTheControllersUserOnly(t *testing.T) {
 	}
 	for _, e := range entries {
 		want[filepath.Join(state, e.Name())] = 0o600
+		if e.IsDir() { // tls/, the generated CA: its keys are checked below
+			want[filepath.Join(state, e.Name())] = 0o700
+		}
+	}
+	for _, f := range []string{mtls.CAKeyFile, mtls.ServerKeyFile, mtls.ClientKeyFile, mtls.UIKeyFile} {
+		want[filepath.Join(state, config.GeneratedTLSDir, f)] = 0o600
 	}
 	for _, f := range []string{"temporal.db", "temporal.db-wal", config.InstallationFile} {
 		if _, ok := want[filepath.Join(state, f)]; !ok {
