@@ -166,8 +166,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	} else {
 		sqlCfg = sqliteConfig(opts.DBPath)
 		visCfg = sqlCfg
-		if err := ensureSchema(opts.DBPath); err != nil {
+		m, err := ensureSchema(opts.DBPath)
+		if err != nil {
 			return nil, err
+		}
+		if m.Backup != "" {
+			logger.l.Warn("embedded temporal: migrated the SQLite database to this server's schema", "db", opts.DBPath, "from", m.From, "to", m.To, "copy_before", m.Backup)
 		}
 	}
 	if err := registerNamespace(sqlCfg, opts.Namespace); err != nil {
@@ -322,19 +326,25 @@ func sqliteConfig(path string) *config.SQL {
 }
 
 // ensureSchema creates the database with Temporal's schema if path does not
-// exist. The schema is written to a temporary file that is renamed into place,
-// so a file at path always holds a complete schema. The temporary file uses the
-// rollback journal, so everything is in the main file when it is renamed.
-func ensureSchema(path string) error {
+// exist, or migrates an existing one to this server's schema
+// (migrateSQLite). A new schema is written to a temporary file that is
+// renamed into place, so a file at path always holds a complete schema. The
+// temporary file uses the rollback journal, so everything is in the main
+// file when it is renamed.
+func ensureSchema(path string) (sqliteMigration, error) {
 	_, err := os.Stat(path)
 	if err == nil {
-		return nil
+		m, err := migrateSQLite(path, time.Now())
+		if err != nil {
+			return m, fmt.Errorf("embedded temporal: sqlite %q: %w", path, err)
+		}
+		return m, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
+		return sqliteMigration{}, fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
 	}
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
+		return sqliteMigration{}, fmt.Errorf("embedded temporal: open sqlite %q: %w", path, err)
 	}
 	// A unique name: the plugin caches connections by file name for the life of the process.
 	tmp := fmt.Sprintf("%s.init-%d-%d", path, os.Getpid(), time.Now().UnixNano())
@@ -345,13 +355,17 @@ func ensureSchema(path string) error {
 	}
 	if err := sqliteschema.SetupSchema(cfg); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("embedded temporal: create schema in sqlite %q: %w", path, err)
+		return sqliteMigration{}, fmt.Errorf("embedded temporal: create schema in sqlite %q: %w", path, err)
+	}
+	if err := markSQLite(tmp, time.Now()); err != nil {
+		_ = os.Remove(tmp)
+		return sqliteMigration{}, fmt.Errorf("embedded temporal: record the schema version in sqlite %q: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("embedded temporal: create sqlite %q: %w", path, err)
+		return sqliteMigration{}, fmt.Errorf("embedded temporal: create sqlite %q: %w", path, err)
 	}
-	return nil
+	return sqliteMigration{To: sqliteschema.Version}, nil
 }
 
 // ensurePostgres creates the database of cfg if it is missing, then sets
