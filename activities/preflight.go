@@ -36,18 +36,22 @@ type Finding struct {
 // every finding, each an error (the groups cannot work there as
 // configured), a warning, or fine.
 type HostReport struct {
-	Host              string    `json:"host"`
-	Reachable         bool      `json:"reachable"`
-	LibvirtVersion    string    `json:"libvirtVersion,omitempty"`
-	Hypervisor        string    `json:"hypervisor,omitempty"`
-	HypervisorVersion string    `json:"hypervisorVersion,omitempty"`
-	CPUs              int       `json:"cpus,omitempty"`
-	MemoryBytes       uint64    `json:"memoryBytes,omitempty"`
-	Pool              string    `json:"pool"`
-	PoolCapacityBytes uint64    `json:"poolCapacityBytes,omitempty"`
-	PoolFreeBytes     uint64    `json:"poolFreeBytes,omitempty"`
-	Findings          []Finding `json:"findings"`
-	CheckedAt         time.Time `json:"checkedAt"`
+	Host              string `json:"host"`
+	Reachable         bool   `json:"reachable"`
+	LibvirtVersion    string `json:"libvirtVersion,omitempty"`
+	Hypervisor        string `json:"hypervisor,omitempty"`
+	HypervisorVersion string `json:"hypervisorVersion,omitempty"`
+	CPUs              int    `json:"cpus,omitempty"`
+	MemoryBytes       uint64 `json:"memoryBytes,omitempty"`
+	Pool              string `json:"pool"`
+	PoolCapacityBytes uint64 `json:"poolCapacityBytes,omitempty"`
+	PoolFreeBytes     uint64 `json:"poolFreeBytes,omitempty"`
+	// ClockSkewSeconds is how far the host's clock is ahead of this
+	// machine's (negative: behind), when ClockMeasured.
+	ClockSkewSeconds float64   `json:"clockSkewSeconds,omitempty"`
+	ClockMeasured    bool      `json:"clockMeasured,omitempty"`
+	Findings         []Finding `json:"findings"`
+	CheckedAt        time.Time `json:"checkedAt"`
 }
 
 // Worst is the report's most severe finding's severity.
@@ -79,8 +83,10 @@ type CheckHostInput struct {
 // group's base volume (present, its format and size), network or bridge,
 // whether the host runs the group's domain type (kvm needs /dev/kvm), and
 // whether the group's VMs fit (one VM at least, and its max across its
-// hosts). A problem is a finding, not an error: CheckHost fails only for
-// a host the worker does not have. Read-only, so safe to retry.
+// hosts), and how far the host's clock is from this machine's. A problem
+// is a finding, not an error: CheckHost fails only for a host the worker
+// does not have. It changes nothing but an empty probe volume it creates
+// and deletes (checkClock), so it is safe to retry.
 func (l *Libvirt) CheckHost(ctx context.Context, in CheckHostInput) (HostReport, error) {
 	h, err := l.Catalog.Host(in.Host)
 	if err != nil {
@@ -124,6 +130,7 @@ func (l *Libvirt) CheckHost(ctx context.Context, in CheckHostInput) (HostReport,
 	checkDomainTypes(lv, groups, &r)
 	if poolOK {
 		l.checkCapacity(ctx, h, groups, &r)
+		checkClock(lv, pool, &r)
 	}
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,8 @@ import (
 //	h3-big     a group whose one VM needs more memory than the host  -> capacity
 //	down       nothing listens                                       -> connect
 //
+// The healthy host's clock is measured (an empty probe volume's creation
+// time): within 2 s of this machine's, and no probe is left behind.
 // It exits 1 and its JSON says exactly that, each error on its host and
 // group; checking h1 alone exits 0.
 func TestHostsCheckReportsEachBrokenHost(t *testing.T) {
@@ -123,6 +126,23 @@ autoscale:
 		}
 		if r.Host == "h1" && (!r.Reachable || r.LibvirtVersion == "" || r.HypervisorVersion == "" || r.CPUs == 0 || r.PoolFreeBytes == 0) {
 			t.Errorf("h1's report lacks its versions or sizes: %+v", r)
+		}
+		if r.Host == "h1" {
+			// The same machine's clock: measured, and within the window.
+			clock := slices.IndexFunc(r.Findings, func(f activities.Finding) bool { return f.Check == "clock" })
+			if clock < 0 || r.Findings[clock].Severity != activities.SeverityOK || !r.ClockMeasured || math.Abs(r.ClockSkewSeconds) > activities.ClockSkewWarn.Seconds() {
+				t.Errorf("h1's clock: measured %v, skew %.3fs, findings %+v", r.ClockMeasured, r.ClockSkewSeconds, r.Findings)
+			}
+		}
+	}
+	// The probe volumes are gone again.
+	vols, _, err := lv1.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vols {
+		if strings.HasPrefix(v.Name, activities.ClockProbePrefix) {
+			t.Errorf("clock probe %s left in h1's pool", v.Name)
 		}
 	}
 

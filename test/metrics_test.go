@@ -23,8 +23,9 @@ import (
 // which answers ready only once its worker is among the task queue's
 // pollers (checked at that moment through Temporal); a real Prometheus
 // scrapes /metrics during a scale-out and a scale-in and sees the group's
-// gauges follow the VMs, PremiScale's provisioning histograms, and the
-// Temporal SDK's own metrics.
+// gauges follow the VMs, PremiScale's provisioning histograms, the
+// Temporal SDK's own metrics, and the host check the worker ran at start
+// (a host whose pool is missing has an error, in the log too).
 func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
 	const group = "metrics"
@@ -35,6 +36,14 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := strings.Replace(string(b), `metrics: {listen: "127.0.0.1:0"}`, fmt.Sprintf(`metrics: {listen: "127.0.0.1:%d", groupPollInterval: 1s}`, mport), 1)
+	// A second host whose pool does not exist, used by no group: the
+	// worker's host check at start reports it.
+	testhost := fmt.Sprintf(`    - {name: testhost, uri: "%s", pool: %s, cpuOvercommit: 16, memoryOvercommit: 16}`, testDriverURI, testPool)
+	if !strings.Contains(body, testhost) {
+		t.Fatalf("config lacks %q", testhost)
+	}
+	body = strings.Replace(body, testhost, testhost+fmt.Sprintf("\n    - {name: nopool, uri: %q, pool: no-such-pool}", testDriverURI), 1)
+	body = strings.Replace(body, "      min: 0\n", "      hosts: [testhost]\n      min: 0\n", 1)
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +103,13 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_decommission_duration_seconds_count{group=%q}`, group), 2)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_host_reachable{group=%q,host="testhost"}`, group), 1)
 	waitPromValue(t, papi, `premiscale_host_cpus{host="testhost"}`, 16) // the test driver's node
+	// The host check at start: the missing pool is an error, in the
+	// metrics and in the log; the group's host was checked too.
+	waitPromValue(t, papi, `premiscale_host_check_problems{host="nopool",severity="error"}`, 1)
+	waitPromValue(t, papi, `count(premiscale_host_check_timestamp_seconds{host="testhost"} > 0)`, 1)
+	if b, _ := os.ReadFile(logPath); !regexp.MustCompile(`level=ERROR msg="host check: storage pool \\"no-such-pool\\"[^\n]*host=nopool`).Match(b) {
+		t.Error("the log has no host check error for nopool's pool")
+	}
 
 	// The Temporal SDK's own metrics (worker and client) are there too.
 	_, text := get(base + "/metrics")

@@ -32,6 +32,10 @@ import (
 	"github.com/premiscale/premiscale/workflows"
 )
 
+// HostCheckInterval is how often a worker checks its hosts again after the
+// check at start.
+const HostCheckInterval = time.Hour
+
 // TemporalDBFile is the embedded server's SQLite file under controller.stateDir.
 const TemporalDBFile = "temporal.db"
 
@@ -244,7 +248,8 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 			// everything else works without.
 			logger.Warn("cannot keep template revisions for rollbacks", "error", err)
 		}
-		w := worker.New(c, t.TaskQueue, &activities.Libvirt{Hosts: hosts, Catalog: cat}, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
+		lv := &activities.Libvirt{Hosts: hosts, Catalog: cat}
+		w := worker.New(c, t.TaskQueue, lv, prom, &activities.Kubernetes{Client: kc, Hosts: hosts, Catalog: cat}, sdkworker.Options{})
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", t.TaskQueue, err)
 		}
@@ -254,6 +259,16 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		watched := make(chan struct{})
 		go func() { worker.WatchHosts(wctx, c, cfg, cat, logger); close(watched) }()
 		defer func() { stopWatch(); <-watched }()
+		// The preflight of `hosts check`, at start and every hour: in the
+		// log and in premiscale_host_check_* before a scale-out fails.
+		checks := telemetry.NewHostChecks(tel.Registry)
+		var names []string
+		for _, h := range cfg.Autoscale.Hosts {
+			names = append(names, h.Name)
+		}
+		checked := make(chan struct{})
+		go func() { worker.CheckHosts(wctx, lv, names, HostCheckInterval, checks.Set, logger); close(checked) }()
+		defer func() { stopWatch(); <-checked }()
 	} else {
 		logger.Info("no worker in this process: the group workflows run on 'premiscale worker' processes", "task_queue", t.TaskQueue)
 	}
