@@ -85,8 +85,8 @@ func TestHelmChartRendersValidObjectsAndAConfigThatLoads(t *testing.T) {
 					t.Fatalf("rendered document: %v\n%s", err, doc)
 				}
 				kinds[meta.Kind]++
-				if meta.APIVersion == "monitoring.coreos.com/v1" {
-					continue // the prometheus-operator's CRD, not in the API types
+				if meta.APIVersion == "monitoring.coreos.com/v1" || meta.APIVersion == "cert-manager.io/v1" {
+					continue // the prometheus-operator's and cert-manager's CRDs, not in the API types
 				}
 				obj, _, err := decoder.Decode(doc, nil, nil)
 				if err != nil {
@@ -367,5 +367,125 @@ func TestHelmValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), want) {
 			t.Errorf("helm template --set %s: %v, want refused with %q:\n%.300s", set, err, want, out)
 		}
+	}
+}
+
+// TestClusterAutoscalerCertManagerValuesMatchTheChart: with
+// clusterAutoscaler.certManager, the chart's two Certificates and the
+// upstream chart's overlay agree: the server certificate names the Service
+// the cloud config dials and lands in the Secret the controller mounts and
+// reads; the client certificate's CN is allowed, and it lands in the
+// namespace and Secret the overlay mounts where the cloud config reads it,
+// with the key names cert-manager writes.
+func TestClusterAutoscalerCertManagerValuesMatchTheChart(t *testing.T) {
+	helm := helmBinary(t)
+	vf := filepath.Join(chartDir, "ci", "autoscaler-cert-manager-values.yaml")
+	out, err := exec.Command(helm, "template", "premiscale", chartDir, "-f", vf, "--namespace", "premiscale").Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	type certificate struct {
+		Metadata struct{ Name, Namespace string }
+		Spec     struct {
+			SecretName string                      `json:"secretName"`
+			CommonName string                      `json:"commonName"`
+			DNSNames   []string                    `json:"dnsNames"`
+			Usages     []string                    `json:"usages"`
+			IssuerRef  struct{ Name, Kind string } `json:"issuerRef"`
+		}
+	}
+	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	var certs []certificate
+	var controller *appsv1.Deployment
+	var rendered string
+	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+		switch {
+		case bytes.Contains(doc, []byte("kind: Certificate")):
+			var c certificate
+			if err := yaml.Unmarshal(doc, &c); err != nil {
+				t.Fatal(err)
+			}
+			certs = append(certs, c)
+		case bytes.Contains(doc, []byte("kind: Deployment")), bytes.Contains(doc, []byte("kind: ConfigMap")):
+			obj, _, err := decoder.Decode(doc, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				if o.Labels["app.kubernetes.io/component"] == "controller" {
+					controller = o
+				}
+			case *corev1.ConfigMap:
+				if c, ok := o.Data["config.yaml"]; ok {
+					rendered = c
+				}
+			}
+		}
+	}
+	if len(certs) != 2 || controller == nil || rendered == "" {
+		t.Fatalf("rendered %d Certificates, controller %v, config %q", len(certs), controller != nil, rendered)
+	}
+	server, client := certs[0], certs[1]
+	if !slices.Contains(server.Spec.Usages, "server auth") {
+		server, client = client, server
+	}
+
+	var cloud struct{ Address, Cert, Key, Cacert string }
+	readYAML(t, "../deploy/cluster-autoscaler/cloud-config-cert-manager.yaml", &cloud)
+	host, _, _ := strings.Cut(cloud.Address, ":")
+	if !slices.Contains(server.Spec.DNSNames, host) {
+		t.Errorf("the cloud config dials %s; the server certificate names %v", host, server.Spec.DNSNames)
+	}
+	var secret string
+	for _, v := range controller.Spec.Template.Spec.Volumes {
+		if v.Name == "autoscaler-tls" && v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	if secret == "" || secret != server.Spec.SecretName {
+		t.Errorf("the controller mounts Secret %q; the server certificate goes into %q", secret, server.Spec.SecretName)
+	}
+	var cfg struct {
+		Controller struct {
+			ClusterAutoscaler struct {
+				CertFile, KeyFile, ClientCAFile string
+				AllowedClients                  []string `json:"allowedClients"`
+			} `json:"clusterAutoscaler"`
+		}
+	}
+	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Controller.ClusterAutoscaler
+	if got.CertFile != "/etc/premiscale/autoscaler-tls/tls.crt" || got.ClientCAFile != "/etc/premiscale/autoscaler-tls/ca.crt" ||
+		!slices.Contains(got.AllowedClients, client.Spec.CommonName) {
+		t.Errorf("the provider reads %+v; the client certificate's CN is %q", got, client.Spec.CommonName)
+	}
+
+	var overlay struct {
+		CloudConfigPath    string `json:"cloudConfigPath"`
+		ExtraVolumeSecrets map[string]struct {
+			Name      string `json:"name"`
+			MountPath string `json:"mountPath"`
+		} `json:"extraVolumeSecrets"`
+	}
+	readYAML(t, "../deploy/cluster-autoscaler/cert-manager-values.yaml", &overlay)
+	clientMount := ""
+	for _, v := range overlay.ExtraVolumeSecrets {
+		if v.Name == client.Spec.SecretName {
+			clientMount = v.MountPath
+		}
+	}
+	if clientMount == "" || client.Metadata.Namespace != "kube-system" {
+		t.Fatalf("the overlay mounts no Secret %q, or the client certificate is in %q, not kube-system where the README installs the autoscaler", client.Spec.SecretName, client.Metadata.Namespace)
+	}
+	for f, key := range map[string]string{cloud.Cert: "tls.crt", cloud.Key: "tls.key", cloud.Cacert: "ca.crt"} {
+		if f != clientMount+"/"+key {
+			t.Errorf("the cloud config reads %s; cert-manager writes %s/%s", f, clientMount, key)
+		}
+	}
+	if server.Spec.IssuerRef != client.Spec.IssuerRef || server.Spec.IssuerRef.Kind != "ClusterIssuer" {
+		t.Errorf("issuers %+v and %+v: one ClusterIssuer must sign both ends", server.Spec.IssuerRef, client.Spec.IssuerRef)
 	}
 }

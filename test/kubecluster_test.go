@@ -268,19 +268,38 @@ func waitPodsRunning(t *testing.T, ctx context.Context, c kubernetes.Interface, 
 // the Go module proxy, example/prometheus-operator-crd).
 const operatorVersion = "v0.93.1"
 
+// certManagerVersion is the cert-manager release whose Certificate CRD the
+// chart's Certificates are checked against (from its module on the Go
+// module proxy, deploy/crds).
+const certManagerVersion = "v1.21.2"
+
 // installServiceMonitorCRD installs the prometheus-operator's real
 // ServiceMonitor CRD, as a cluster with the operator has it.
 func installServiceMonitorCRD(t *testing.T, ctx context.Context, kc *k8s.Cluster) {
 	t.Helper()
-	out, err := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+operatorVersion).Output()
+	installModuleCRD(t, ctx, kc, "github.com/prometheus-operator/prometheus-operator@"+operatorVersion, "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml")
+}
+
+// installCertificateCRD installs cert-manager's real Certificate CRD, as a
+// cluster with cert-manager has it.
+func installCertificateCRD(t *testing.T, ctx context.Context, kc *k8s.Cluster) {
+	t.Helper()
+	installModuleCRD(t, ctx, kc, "github.com/cert-manager/cert-manager@"+certManagerVersion, "deploy/crds/cert-manager.io_certificates.yaml")
+}
+
+// installModuleCRD installs the CRD at path in module@version (fetched
+// through the Go module proxy) and waits until it is established.
+func installModuleCRD(t *testing.T, ctx context.Context, kc *k8s.Cluster, module, path string) {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", module).Output()
 	if err != nil {
-		t.Fatalf("go mod download prometheus-operator: %v", err)
+		t.Fatalf("go mod download %s: %v", module, err)
 	}
 	var mod struct{ Dir string }
 	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
 		t.Fatalf("go mod download: %v %s", err, out)
 	}
-	b, err := os.ReadFile(filepath.Join(mod.Dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"))
+	b, err := os.ReadFile(filepath.Join(mod.Dir, filepath.FromSlash(path)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,13 +337,15 @@ func installServiceMonitorCRD(t *testing.T, ctx context.Context, kc *k8s.Cluster
 // API server accepts the release, and every object helm renders for that
 // server passes the server's own validation with strict field checking
 // (unknown or duplicate fields refused) in a dry-run create. The
-// ServiceMonitor is checked against the prometheus-operator's real CRD.
+// ServiceMonitor is checked against the prometheus-operator's real CRD,
+// the Certificates against cert-manager's.
 func TestHelmChartInstallsOnARealAPIServer(t *testing.T) {
 	helm := helmBinary(t)
 	kc := realKube(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	installServiceMonitorCRD(t, ctx, kc)
+	installCertificateCRD(t, ctx, kc)
 	values, err := filepath.Glob(filepath.Join(chartDir, "ci", "*.yaml"))
 	if err != nil || len(values) < 3 {
 		t.Fatalf("ci values files: %v %v", values, err)
@@ -363,6 +384,9 @@ func TestHelmChartInstallsOnARealAPIServer(t *testing.T) {
 			t.Logf("validated by the API server: %v", kinds)
 			if name == "embedded" && kinds["ServiceMonitor"] != 1 {
 				t.Errorf("embedded values render %d ServiceMonitors on a cluster with the CRD, want 1", kinds["ServiceMonitor"])
+			}
+			if name == "autoscaler-cert-manager" && kinds["Certificate"] != 2 {
+				t.Errorf("cert-manager values render %d Certificates, want 2", kinds["Certificate"])
 			}
 		})
 	}

@@ -132,7 +132,7 @@ containers:
       {{- if $root.Values.temporal.tlsSecret }}
       - {name: temporal-tls, mountPath: /etc/premiscale/temporal-tls, readOnly: true}
       {{- end }}
-      {{- if and .controller $root.Values.clusterAutoscaler.tlsSecret }}
+      {{- if and .controller (include "premiscale.autoscalerTLSSecret" $root) }}
       - {name: autoscaler-tls, mountPath: /etc/premiscale/autoscaler-tls, readOnly: true}
       {{- end }}
       {{- if $root.Values.hostsSecret }}
@@ -156,9 +156,9 @@ volumes:
   - name: temporal-tls
     secret: {secretName: {{ $root.Values.temporal.tlsSecret }}, defaultMode: 0440}
   {{- end }}
-  {{- if and .controller $root.Values.clusterAutoscaler.tlsSecret }}
+  {{- if and .controller (include "premiscale.autoscalerTLSSecret" $root) }}
   - name: autoscaler-tls
-    secret: {secretName: {{ $root.Values.clusterAutoscaler.tlsSecret }}, defaultMode: 0440}
+    secret: {secretName: {{ include "premiscale.autoscalerTLSSecret" $root }}, defaultMode: 0440}
   {{- end }}
   {{- if $root.Values.hostsSecret }}
   - name: hosts
@@ -199,7 +199,7 @@ Service, the TLS Secret's files as mounted, the allowed clients). */}}
 {{- $ca := dict -}}
 {{- if hasKey $ctl "clusterAutoscaler" }}{{ $ca = get $ctl "clusterAutoscaler" }}{{ end -}}
 {{- if not (hasKey $ca "listen") }}{{ $_ := set $ca "listen" (printf "0.0.0.0:%d" (int .Values.clusterAutoscaler.port)) }}{{ end -}}
-{{- if .Values.clusterAutoscaler.tlsSecret -}}
+{{- if include "premiscale.autoscalerTLSSecret" . -}}
 {{- if not (hasKey $ca "certFile") }}{{ $_ := set $ca "certFile" "/etc/premiscale/autoscaler-tls/tls.crt" }}{{ end -}}
 {{- if not (hasKey $ca "keyFile") }}{{ $_ := set $ca "keyFile" "/etc/premiscale/autoscaler-tls/tls.key" }}{{ end -}}
 {{- if not (hasKey $ca "clientCAFile") }}{{ $_ := set $ca "clientCAFile" "/etc/premiscale/autoscaler-tls/ca.crt" }}{{ end -}}
@@ -209,4 +209,18 @@ Service, the TLS Secret's files as mounted, the allowed clients). */}}
 {{- $_ := set $cfg "controller" $ctl -}}
 {{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+The Secret with the externalgrpc provider's server certificate, key and
+client CA: clusterAutoscaler.tlsSecret, or the one cert-manager fills
+when clusterAutoscaler.certManager.enabled.
+*/}}
+{{- define "premiscale.autoscalerTLSSecret" -}}
+{{- $ca := .Values.clusterAutoscaler -}}
+{{- if $ca.tlsSecret -}}
+{{- $ca.tlsSecret -}}
+{{- else if and $ca.enabled $ca.certManager.enabled -}}
+{{- include "premiscale.fullname" . }}-externalgrpc-tls
+{{- end -}}
 {{- end -}}
