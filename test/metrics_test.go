@@ -110,6 +110,9 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	if b, _ := os.ReadFile(logPath); !regexp.MustCompile(`level=ERROR msg="host check: storage pool \\"no-such-pool\\"[^\n]*host=nopool`).Match(b) {
 		t.Error("the log has no host check error for nopool's pool")
 	}
+	if out := c.mustCLI("status"); !regexp.MustCompile(`(?m)^nopool +error +pool +storage pool "no-such-pool"`).MatchString(out) {
+		t.Errorf("status does not show nopool's missing pool:\n%s", out)
+	}
 
 	// The Temporal SDK's own metrics (worker and client) are there too.
 	_, text := get(base + "/metrics")

@@ -72,7 +72,12 @@ func newStatusCmd(gf *globalFlags) *cobra.Command {
 that group workflows publish in their memo, read with one listing of Temporal's
 visibility store (fast with thousands of groups; a summary can lag the group by
 up to a second). --live asks each group's workflow instead (JSON then holds
-members, events and checks). With GROUP, show that group's full status.`,
+members, events and checks). With GROUP, show that group's full status.
+
+The table of all groups ends with the problems the controller's own host
+checks found (at its start and hourly: pool, base volumes, networks,
+domain type, capacity, clock), read from its metrics listener
+(controller.metrics.listen, /hostchecks) when it is on this machine.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeGroups(gf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -136,6 +141,9 @@ members, events and checks). With GROUP, show that group's full status.`,
 					}
 				}
 				printStatus(out, all, false)
+				if reports, err := fetchHostChecks(cmd.Context(), s.Config.Controller.Metrics.Listen); err == nil {
+					printHostProblems(out, reports)
+				}
 				return nil
 			})
 		},

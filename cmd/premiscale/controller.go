@@ -262,6 +262,7 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 		// The preflight of `hosts check`, at start and every hour: in the
 		// log and in premiscale_host_check_* before a scale-out fails.
 		checks := telemetry.NewHostChecks(tel.Registry)
+		tel.ServeHostChecks(checks)
 		var names []string
 		for _, h := range cfg.Autoscale.Hosts {
 			names = append(names, h.Name)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/telemetry"
 )
 
 func newHostsCmd(gf *globalFlags) *cobra.Command {
@@ -219,4 +222,70 @@ func printHostReports(w io.Writer, reports []activities.HostReport) {
 		}
 	}
 	_ = tw.Flush()
+}
+
+// fetchHostChecks reads the last host checks of the controller whose
+// metrics listener is listen (telemetry.HostChecksPath), dialing loopback
+// for an unspecified address; an error when it is not on this machine, or
+// listens on a port chosen at start.
+func fetchHostChecks(ctx context.Context, listen string) ([]activities.HostReport, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" || port == "" {
+		return nil, fmt.Errorf("controller.metrics.listen %q: no fixed address", listen)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+telemetry.HostChecksPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	var reports []activities.HostReport
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reports); err != nil {
+		return nil, fmt.Errorf("%s: %w", req.URL, err)
+	}
+	return reports, nil
+}
+
+// printHostProblems lists the warnings and errors of reports, or says that
+// the hosts checked had none.
+func printHostProblems(out io.Writer, reports []activities.HostReport) {
+	if len(reports) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	problems := 0
+	for _, r := range reports {
+		for _, f := range r.Findings {
+			if f.Severity == activities.SeverityOK {
+				continue
+			}
+			if problems == 0 {
+				fmt.Fprintln(out)
+				fmt.Fprintln(w, "HOST\tSEVERITY\tCHECK\tFINDING")
+			}
+			problems++
+			check := f.Check
+			if f.Group != "" {
+				check += " (" + f.Group + ")"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Host, f.Severity, check, f.Message)
+		}
+	}
+	_ = w.Flush()
+	if problems == 0 {
+		fmt.Fprintf(out, "\nhosts: %d checked by the controller, no problems\n", len(reports))
+		return
+	}
+	fmt.Fprintf(out, "(the controller's host checks; premiscale hosts check HOST checks again from here)\n")
 }

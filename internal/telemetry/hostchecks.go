@@ -1,6 +1,10 @@
 package telemetry
 
 import (
+	"slices"
+	"strings"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/premiscale/premiscale/activities"
@@ -11,6 +15,9 @@ import (
 // catches a missing base volume, an inactive pool or a skewed clock before
 // the first scale-out fails on it.
 type HostChecks struct {
+	mu      sync.Mutex
+	reports map[string]activities.HostReport
+
 	problems *prometheus.GaugeVec
 	skew     *prometheus.GaugeVec
 	checked  *prometheus.GaugeVec
@@ -19,6 +26,7 @@ type HostChecks struct {
 // NewHostChecks registers the host-check gauges in reg.
 func NewHostChecks(reg prometheus.Registerer) *HostChecks {
 	h := &HostChecks{
+		reports: map[string]activities.HostReport{},
 		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "premiscale_host_check_problems",
 			Help: "Findings of the last check of the host, by severity (warn, error); premiscale hosts check HOST tells them."}, []string{"host", "severity"}),
 		skew: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "premiscale_host_clock_skew_seconds",
@@ -32,6 +40,9 @@ func NewHostChecks(reg prometheus.Registerer) *HostChecks {
 
 // Set exports one host's report.
 func (h *HostChecks) Set(r activities.HostReport) {
+	h.mu.Lock()
+	h.reports[r.Host] = r
+	h.mu.Unlock()
 	n := map[string]int{activities.SeverityWarn: 0, activities.SeverityError: 0}
 	for _, f := range r.Findings {
 		if _, ok := n[f.Severity]; ok {
@@ -45,4 +56,16 @@ func (h *HostChecks) Set(r activities.HostReport) {
 		h.skew.WithLabelValues(r.Host).Set(r.ClockSkewSeconds)
 	}
 	h.checked.WithLabelValues(r.Host).Set(float64(r.CheckedAt.UnixNano()) / 1e9)
+}
+
+// Reports are the last report of each host checked, by host name.
+func (h *HostChecks) Reports() []activities.HostReport {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]activities.HostReport, 0, len(h.reports))
+	for _, r := range h.reports {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b activities.HostReport) int { return strings.Compare(a.Host, b.Host) })
+	return out
 }

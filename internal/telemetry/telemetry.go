@@ -6,6 +6,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,18 @@ type Telemetry struct {
 
 	mu     sync.Mutex
 	checks []namedCheck
+	hosts  *HostChecks
+}
+
+// HostChecksPath serves the last host-check report of every host this
+// process checked, as JSON (what `premiscale status` shows).
+const HostChecksPath = "/hostchecks"
+
+// ServeHostChecks makes HostChecksPath serve h's reports.
+func (t *Telemetry) ServeHostChecks(h *HostChecks) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hosts = h
 }
 
 type namedCheck struct {
@@ -100,13 +113,25 @@ func (t *Telemetry) Ready(ctx context.Context) error {
 // wait longer than this (the chart's readiness probe waits 8 s).
 const ReadyTimeout = 5 * time.Second
 
-// Handler serves /metrics, /healthz (the process answers) and /readyz
-// (every readiness check passes; 503 with the failures otherwise).
+// Handler serves /metrics, /healthz (the process answers), /readyz
+// (every readiness check passes; 503 with the failures otherwise) and
+// HostChecksPath.
 func (t *Telemetry) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc(HostChecksPath, func(w http.ResponseWriter, _ *http.Request) {
+		t.mu.Lock()
+		h := t.hosts
+		t.mu.Unlock()
+		if h == nil {
+			http.Error(w, "no host checks in this process (no worker)", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(h.Reports())
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
