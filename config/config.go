@@ -536,13 +536,7 @@ func (c *Config) EmbeddedClientTLS() TLS {
 	if !t.Embedded.TLS.Generated() {
 		return t.TLS
 	}
-	dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
-	return TLS{
-		Enabled:  true,
-		CAFile:   filepath.Join(dir, mtls.CAFile),
-		CertFile: filepath.Join(dir, mtls.ClientCertFile),
-		KeyFile:  filepath.Join(dir, mtls.ClientKeyFile),
-	}
+	return c.generatedTLS(mtls.ClientCertFile, mtls.ClientKeyFile)
 }
 
 // UIClientTLS is the TLS the embedded Web UI reaches the frontend with: a
@@ -552,13 +546,14 @@ func (c *Config) UIClientTLS() TLS {
 	if !t.Embedded.TLS.Generated() {
 		return TLS{Enabled: true, CAFile: t.TLS.CAFile, ServerName: t.TLS.ServerName, CertFile: t.Embedded.UI.CertFile, KeyFile: t.Embedded.UI.KeyFile}
 	}
+	return c.generatedTLS(mtls.UICertFile, mtls.UIKeyFile)
+}
+
+// generatedTLS is a client TLS with the generated CA and the certificate
+// and key of that name in its directory.
+func (c *Config) generatedTLS(cert, key string) TLS {
 	dir := filepath.Join(c.Controller.StateDir, GeneratedTLSDir)
-	return TLS{
-		Enabled:  true,
-		CAFile:   filepath.Join(dir, mtls.CAFile),
-		CertFile: filepath.Join(dir, mtls.UICertFile),
-		KeyFile:  filepath.Join(dir, mtls.UIKeyFile),
-	}
+	return TLS{Enabled: true, CAFile: filepath.Join(dir, mtls.CAFile), CertFile: filepath.Join(dir, cert), KeyFile: filepath.Join(dir, key)}
 }
 
 // UsesEmbedded reports whether the controller runs the in-process Temporal server.

@@ -126,6 +126,24 @@ func update(ctx context.Context, t *testing.T, c client.Client, workflowID, name
 	}
 }
 
+// waitUntilAwaiting sends an Update the validator rejects: it returns once
+// the worker has run the workflow up to its Await. Stopping the worker
+// earlier would leave a started workflow task that only times out (10 s)
+// after a restart.
+func waitUntilAwaiting(ctx context.Context, t *testing.T, c client.Client, workflowID string) {
+	t.Helper()
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflowID, UpdateName: updateName, Args: []any{""},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "empty name") {
+		t.Fatalf("update with empty name = %v, want rejection by the validator", err)
+	}
+}
+
 func wantResult(ctx context.Context, t *testing.T, c client.Client, workflowID, want string) {
 	t.Helper()
 	var got string
@@ -175,19 +193,7 @@ func TestWorkflowsSurviveRestartOnSameDatabase(t *testing.T) {
 	if _, err := c.ExecuteWorkflow(ctx, wfOpts("waiting-across-restart"), greetWorkflow); err != nil {
 		t.Fatalf("start workflow: %v", err)
 	}
-	// A rejected Update returns once the worker has run the workflow up to its
-	// Await; stopping the worker earlier would leave a started workflow task
-	// that only times out (10 s) after the restart.
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: "waiting-across-restart", UpdateName: updateName, Args: []any{""},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, nil)
-	}
-	if err == nil || !strings.Contains(err.Error(), "empty name") {
-		t.Fatalf("update with empty name = %v, want rejection by the validator", err)
-	}
+	waitUntilAwaiting(ctx, t, c, "waiting-across-restart")
 	stopWorker()
 	if err := s.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
