@@ -14,6 +14,7 @@ import (
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/premiscale/premiscale/config"
 )
@@ -279,7 +280,7 @@ func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, e
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, explainDialError(err)
 		}
 		return lv, raw, nil
 	case <-time.After(timeout):
@@ -293,6 +294,18 @@ func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, e
 		}()
 		return nil, nil, fmt.Errorf("no answer within %s", timeout)
 	}
+}
+
+// explainDialError adds what to do to the errors of a dial whose cause an
+// operator cannot tell from the SSH library's words.
+func explainDialError(err error) error {
+	var keyErr *knownhosts.KeyError
+	if errors.As(err, &keyErr) && len(keyErr.Want) > 0 {
+		// The SSH client takes the host key type the server offers first;
+		// known_hosts lines of other types count as a mismatch.
+		return fmt.Errorf("%w (known_hosts has keys for this host, none of the type it offered or none equal: pin every key type it has, `ssh-keyscan HOST`, after checking them)", err)
+	}
+	return err
 }
 
 // rawDialer dials like go-libvirt's own dialer for the URI and keeps the

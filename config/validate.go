@@ -31,7 +31,6 @@ var (
 	logFormats   = []string{"text", "json"}
 	domainTypes  = []string{"kvm", "qemu"}
 	networkTypes = []string{NetworkNone, NetworkUser, NetworkNetwork, NetworkBridge}
-	transports   = []string{"", "unix", "tcp", "tls", "ssh", "libssh", "libssh2"}
 )
 
 // MinEvaluationInterval is the shortest evaluation interval accepted.
@@ -398,7 +397,7 @@ func (v *validator) uri(path, got string) {
 		return
 	}
 	if _, ok := u.User.Password(); ok {
-		v.add(path, "must not hold a password (it would be kept in plain text in the configuration and shown wherever the URI is): use SSH keys (qemu+ssh://), TLS client certificates (qemu+tls://), or libvirt's auth.conf (?authfile=/path/auth.conf)")
+		v.add(path, "must not hold a password (it would be kept in plain text in the configuration and shown wherever the URI is): use SSH keys (qemu+libssh://…?keyfile=…&known_hosts=…) or TLS client certificates (qemu+tls://…?pkipath=…)")
 		return
 	}
 	driver, transport, _ := strings.Cut(u.Scheme, "+")
@@ -406,12 +405,53 @@ func (v *validator) uri(path, got string) {
 		v.add(path, "not a libvirt URI (want e.g. qemu:///system or qemu+tcp://host/system)")
 		return
 	}
-	for _, t := range transports {
-		if transport == t {
-			return
+	read, ok := uriOptions[transport]
+	if !ok {
+		v.add(path, "unsupported transport %q (want one of unix, tcp, tls, ssh, libssh)", transport)
+		return
+	}
+	// go-libvirt, PremiScale's libvirt client, reads fewer options than
+	// libvirt's C client, and refuses or ignores the others: say so here,
+	// not at the first dial. Values are never repeated (they may be paths
+	// an operator does not want in logs, never secrets, but the rule holds).
+	for _, opt := range slices.Sorted(maps.Keys(u.Query())) {
+		if opt == "name" || slices.Contains(read, opt) {
+			continue
+		}
+		switch {
+		case transport == "ssh" && slices.Contains(uriOptions["libssh"], opt):
+			v.add(path, "?%s is not read by the ssh transport (it uses ~/.ssh of the user PremiScale runs as): use %s+libssh://… for known_hosts, known_hosts_verify and sshauth", opt, driver)
+		case transport == "libssh" && opt == "no_verify":
+			v.add(path, "?no_verify is refused by the libssh transport: pin the host's keys with known_hosts (ssh-keyscan HOST)")
+		default:
+			v.add(path, "?%s is not an option the %s transport reads (it reads %s)", opt, orUnix(transport), strings.Join(read, ", "))
 		}
 	}
-	v.add(path, "unsupported transport %q (want one of unix, tcp, tls, ssh, libssh)", transport)
+	if m := u.Query().Get("known_hosts_verify"); m != "" && !slices.Contains([]string{"normal", "auto", "ignore"}, m) {
+		v.add(path, "?known_hosts_verify must be normal, auto or ignore, got %q", m)
+	}
+	if m := strings.ToLower(u.Query().Get("mode")); m != "" && m != "legacy" && m != "auto" {
+		v.add(path, "?mode must be legacy or auto (direct is not supported), got %q", m)
+	}
+}
+
+// uriOptions is, per transport, the query options go-libvirt reads
+// (socket/dialers and connect_uri.go; ?name= is read by every transport).
+var uriOptions = map[string][]string{
+	"":        {"socket", "mode"},
+	"unix":    {"socket", "mode"},
+	"tcp":     {},
+	"tls":     {"pkipath", "no_verify"},
+	"ssh":     {"keyfile", "socket", "mode", "no_verify"},
+	"libssh":  {"keyfile", "socket", "mode", "known_hosts", "known_hosts_verify", "sshauth"},
+	"libssh2": {"keyfile", "socket", "mode", "known_hosts", "known_hosts_verify", "sshauth"},
+}
+
+func orUnix(transport string) string {
+	if transport == "" {
+		return "unix"
+	}
+	return transport
 }
 
 // ParseSize parses a size such as "512MiB", "2GiB", "1G" or "4096KiB" into
