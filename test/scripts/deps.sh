@@ -6,7 +6,8 @@
 # systemd for systemd-analyze and systemd-sysusers: nothing runs under it,
 # chromium for the Temporal UI test, driven headless, and postgresql: its
 # server binaries run a throwaway cluster for the embedded server's
-# PostgreSQL persistence).
+# PostgreSQL persistence), and openssh-server: its sshd plays an SSH host
+# of the production guide in a private namespace, never as a service.
 # A fast no-op when every package is already installed; otherwise runs
 # `apt-get update` once and installs only the missing packages. Needs root.
 set -euo pipefail
@@ -25,6 +26,7 @@ PACKAGES=(
   systemd
   chromium
   postgresql
+  openssh-server
 )
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }
@@ -50,5 +52,15 @@ fi
 log "installing missing packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2
+# No package may start its service here (openssh-server would leave sshd
+# on port 22): tests start what they use and stop it. policy-rc.d is
+# Debian's way to say so to invoke-rc.d; one that exists is left alone.
+policy=""
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\n# test/scripts/deps.sh: no service starts while it installs\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 log "done"
