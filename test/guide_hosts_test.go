@@ -22,6 +22,8 @@ var guideMachines = map[string][]string{
 	"each SSH host":                         {"kvm2"},
 	"each host":                             {"kvm1", "kvm2"},
 	"the machine that runs PremiScale":      {"ps"},
+	"a control-plane node of the cluster":   {"cp"},
+	"a checkout of PremiScale":              {"ps"},
 }
 
 // boxSetup makes a box's private directories: a copy of /etc (names of
@@ -278,6 +280,27 @@ func TestProductionGuideHostStepsOnPrivateHosts(t *testing.T) {
 	boxes.add("kvm1", true, false)
 	boxes.add("kvm2", true, true)
 	boxes.add("ps", false, false)
+	// The cluster's side: the test's real control plane's CA where a
+	// kubeadm control-plane node keeps it, and the chart in the checkout.
+	kc := realKube(t)
+	boxes.add("cp", false, false)
+	if err := os.MkdirAll(boxes.path("cp", "/etc/kubernetes/pki"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(boxes.path("cp", "/etc/kubernetes/pki/ca.crt"), kc.CAPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chart, err := filepath.Abs("../deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(chart, filepath.Join(boxes.xfer, "deploy")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(helmBinary(t), filepath.Join(boxes.bin, "helm")); err != nil {
+		t.Fatal(err)
+	}
+	var caHash string
 
 	ran := map[string]int{}
 	configWritten := false
@@ -285,7 +308,9 @@ func TestProductionGuideHostStepsOnPrivateHosts(t *testing.T) {
 		first, _, _ := strings.Cut(block, "\n")
 		role, ok := strings.CutPrefix(first, "# on ")
 		if !ok {
-			continue
+			if role, ok = strings.CutPrefix(first, "# in "); !ok {
+				continue
+			}
 		}
 		machines := machineOf(role)
 		if machines == nil {
@@ -312,15 +337,34 @@ func TestProductionGuideHostStepsOnPrivateHosts(t *testing.T) {
 			out := boxes.mustRun(m, block)
 			t.Logf("on %s: %s\n%s", m, first, out)
 			ran[m]++
+			if m == "cp" && strings.Contains(block, "/etc/kubernetes/pki/ca.crt") {
+				caHash = strings.TrimSpace(out)
+			}
 		}
 	}
-	for _, m := range []string{"ca", "kvm1", "kvm2", "ps"} {
+	for _, m := range []string{"ca", "kvm1", "kvm2", "ps", "cp"} {
 		if ran[m] == 0 {
 			t.Errorf("no block of the guide ran on %s", m)
 		}
 	}
 	if !configWritten {
 		t.Fatal("no block of the guide uses /etc/premiscale/config.yaml")
+	}
+	// The hash the guide computes is the one kubeadm join checks the
+	// cluster's CA against (the test's kubelets verify joins with it).
+	if caHash != kc.CAHash {
+		t.Errorf("the guide's CA hash is %q, the cluster's discovery hash is %q", caHash, kc.CAHash)
+	}
+	// The rendered RBAC is the chart's: the ServiceAccount and both roles
+	// with their bindings, in kube-system.
+	rbac, err := os.ReadFile(filepath.Join(boxes.xfer, "premiscale-rbac.yaml"))
+	if err != nil {
+		t.Fatalf("the guide's helm template wrote nothing: %v", err)
+	}
+	for _, want := range []string{"kind: ServiceAccount", "kind: ClusterRole\n", "kind: ClusterRoleBinding", "kind: Role\n", "kind: RoleBinding", "namespace: kube-system", "name: premiscale\n"} {
+		if !strings.Contains(string(rbac), want) {
+			t.Errorf("premiscale-rbac.yaml lacks %q:\n%s", want, rbac)
+		}
 	}
 
 	// The guide's checks, as written: exit 0, or 1 only for what this
