@@ -225,6 +225,24 @@ func (s *Starter) runningGroups(ctx context.Context) (map[string]*workflows.Grou
 	return out, nil
 }
 
+// PublishedSummaries returns the summaries the running group workflows
+// publish, by group, from one listing of Temporal's visibility store: no
+// workflow runs a task for it. A group whose workflow has not published
+// one yet is absent.
+func (s *Starter) PublishedSummaries(ctx context.Context) (map[string]workflows.GroupSummary, error) {
+	running, err := s.runningGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]workflows.GroupSummary, len(running))
+	for name, sum := range running {
+		if sum != nil {
+			out[name] = *sum
+		}
+	}
+	return out, nil
+}
+
 // Summaries returns every group's summary, the configured groups in the
 // configuration's order and then the removed groups whose workflow still
 // runs, by name. One listing of Temporal's visibility store reads them all

@@ -96,6 +96,9 @@ func TestMetricsFollowTheGroupInPrometheus(t *testing.T) {
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_group_members{group=%q,state="running"}`, group), 3)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_group_desired{group=%q}`, group), 3)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_group_max{group=%q}`, group), 5)
+	// Read from the group's published summary, with this worker among the
+	// workflow task queue's pollers.
+	waitPromValue(t, papi, fmt.Sprintf(`premiscale_group_status_up{group=%q}`, group), 1)
 	waitPromValue(t, papi, fmt.Sprintf(`premiscale_provision_duration_seconds_count{group=%q}`, group), 3)
 	c.mustCLI("scale", group, "1")
 	c.waitSettled(group, 1, time.Minute)

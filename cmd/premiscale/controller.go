@@ -333,20 +333,39 @@ func workerPolling(c client.Client, queue, identity string) func(context.Context
 	}
 }
 
-// groupSource reads the configured groups and their status for the group
-// gauges.
+// groupSource reads the configured groups, their published summaries and
+// status, and whether a worker serves them, for the group gauges.
 type groupSource struct{ s *starter.Starter }
 
-func (g groupSource) Groups(context.Context) (map[string][]string, error) {
-	out := map[string][]string{}
+func (g groupSource) Groups(context.Context) (map[string]telemetry.GroupInfo, error) {
+	out := map[string]telemetry.GroupInfo{}
 	for _, grp := range g.s.Config.Autoscale.Groups {
-		out[grp.Name] = grp.Hosts
+		out[grp.Name] = telemetry.GroupInfo{Hosts: grp.Hosts, Checks: len(grp.Scaling.Checks) > 0}
 	}
 	return out, nil
 }
 
+func (g groupSource) Summaries(ctx context.Context) (map[string]workflows.GroupSummary, error) {
+	return g.s.PublishedSummaries(ctx)
+}
+
 func (g groupSource) Status(ctx context.Context, group string) (workflows.GroupStatus, error) {
 	return g.s.Status(ctx, group)
+}
+
+// servedWithin is how recently a worker must have polled the workflow task
+// queue to count as serving it: a live worker's long poll returns within
+// about a minute and polls again at once.
+const servedWithin = 2 * time.Minute
+
+func (g groupSource) Served(ctx context.Context) (bool, error) {
+	resp, err := g.s.Client.DescribeTaskQueue(ctx, g.s.Config.Controller.Temporal.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(resp.GetPollers(), func(p *taskqueuepb.PollerInfo) bool {
+		return time.Since(p.GetLastAccessTime().AsTime()) < servedWithin
+	}), nil
 }
 
 // privateStateDir creates the state directory for the controller's user

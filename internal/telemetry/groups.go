@@ -3,6 +3,8 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,10 +12,10 @@ import (
 	"github.com/premiscale/premiscale/workflows"
 )
 
-// Groups exports each group's state as gauges, read from the group
-// workflows' status Query on an interval: a scrape never waits on Temporal,
-// and a thousand groups cost a thousand Queries per interval, not per
-// scrape.
+// Groups exports each group's state as gauges, read on an interval from
+// the summaries the group workflows publish (and the status Query of the
+// groups with metric checks): a scrape never waits on Temporal, and a
+// thousand groups without checks cost one listing per interval.
 type Groups struct {
 	desired, min, max, paused *prometheus.GaugeVec
 	members                   *prometheus.GaugeVec
@@ -45,7 +47,7 @@ func NewGroups(reg prometheus.Registerer) *Groups {
 		checkValue:    gv("premiscale_check_value", "The last value of a group's metric check.", "group", "check"),
 		checkFailing:  gv("premiscale_check_failing", "1 if a group's metric check failed at its last evaluation (no data, query error).", "group", "check"),
 		hostReachable: gv("premiscale_host_reachable", "0 if the group's last observation could not reach the host, else 1.", "group", "host"),
-		statusUp:      gv("premiscale_group_status_up", "1 if the group's status Query answered at the last poll.", "group"),
+		statusUp:      gv("premiscale_group_status_up", "1 if the group's state was read at the last poll (its summary, or its status Query for a group with checks) and a worker serves the groups.", "group"),
 		lastPoll: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "premiscale_group_status_last_poll_timestamp_seconds", Help: "When the groups' status was last read.",
 		}),
@@ -97,11 +99,27 @@ func (g *Groups) Forget(group string) {
 	}
 }
 
-// StatusSource reads groups' status: their names with their configured
-// hosts, and one group's status Query.
+// GroupInfo is what the configuration says of a group that its gauges
+// need: its hosts, and whether it has metric checks (whose values only
+// the status Query has).
+type GroupInfo struct {
+	Hosts  []string
+	Checks bool
+}
+
+// StatusSource reads groups' state for the gauges.
 type StatusSource interface {
-	Groups(ctx context.Context) (map[string][]string, error)
+	// Groups lists the configured groups.
+	Groups(ctx context.Context) (map[string]GroupInfo, error)
+	// Summaries lists the summaries the running group workflows publish in
+	// their memo: one visibility listing, no workflow task. A group with
+	// no summary (just started, or not running) is absent.
+	Summaries(ctx context.Context) (map[string]workflows.GroupSummary, error)
+	// Status is one group's status Query: a workflow task on a worker,
+	// and a replay of its history when the worker's cache lost it.
 	Status(ctx context.Context, group string) (workflows.GroupStatus, error)
+	// Served reports whether a worker polls the groups' workflow tasks.
+	Served(ctx context.Context) (bool, error)
 }
 
 // MaxStatusQueriesPerSecond bounds Run's status Queries: each one is a
@@ -110,18 +128,44 @@ type StatusSource interface {
 // the interval, a sweep takes one second per this many groups.
 const MaxStatusQueriesPerSecond = 20
 
-// Run polls every group's status each interval (at most
-// MaxStatusQueriesPerSecond) until ctx ends.
+// Run reads every group's state each interval until ctx ends. The
+// summaries come from one listing; only a group with metric checks (their
+// values are not in the summary) or without a summary is asked by status
+// Query, at most MaxStatusQueriesPerSecond. A group is up when its state
+// was read and a worker polls the groups' workflow tasks: a group that
+// nobody serves still lists its last summary, and is down.
 func (g *Groups) Run(ctx context.Context, src StatusSource, interval time.Duration, log *slog.Logger) {
 	known := map[string]bool{}
 	pace := time.NewTicker(time.Second / MaxStatusQueriesPerSecond)
 	defer pace.Stop()
+	warn := func(msg string, err error) {
+		if log != nil {
+			log.Warn(msg, "error", err)
+		}
+	}
 	for {
 		groups, err := src.Groups(ctx)
-		if err != nil && log != nil {
-			log.Warn("metrics: listing groups", "error", err)
+		if err != nil {
+			warn("metrics: listing groups", err)
 		}
-		for name, hosts := range groups {
+		sums, serr := src.Summaries(ctx)
+		if serr != nil {
+			warn("metrics: listing group summaries", serr)
+		}
+		served, perr := src.Served(ctx)
+		if perr != nil {
+			warn("metrics: describing the task queue", perr)
+		}
+		for _, name := range slices.Sorted(maps.Keys(groups)) {
+			info := groups[name]
+			if sum, ok := sums[name]; ok && !info.Checks {
+				g.Set(sum.Status(), info.Hosts)
+				if !served {
+					g.Down(name)
+				}
+				known[name] = true
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -134,7 +178,7 @@ func (g *Groups) Run(ctx context.Context, src StatusSource, interval time.Durati
 				g.Down(name)
 				continue
 			}
-			g.Set(st, hosts)
+			g.Set(st, info.Hosts)
 			known[name] = true
 		}
 		if err == nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,24 +94,39 @@ func TestGroupGaugesFollowTheStatus(t *testing.T) {
 	}
 }
 
-// countingSource has n groups and counts status Queries.
+// countingSource has n groups and counts status Queries. The first
+// summarized groups publish a summary; the first withChecks have checks.
 type countingSource struct {
-	n       int
-	queries atomic.Int64
+	n, summarized, withChecks int
+	unserved                  bool
+	queries                   atomic.Int64
+	asked                     sync.Map
 }
 
-func (s *countingSource) Groups(context.Context) (map[string][]string, error) {
-	out := map[string][]string{}
+func (s *countingSource) Groups(context.Context) (map[string]GroupInfo, error) {
+	out := map[string]GroupInfo{}
 	for i := range s.n {
-		out[fmt.Sprintf("g%d", i)] = []string{"h1"}
+		out[fmt.Sprintf("g%d", i)] = GroupInfo{Hosts: []string{"h1"}, Checks: i < s.withChecks}
+	}
+	return out, nil
+}
+
+func (s *countingSource) Summaries(context.Context) (map[string]workflows.GroupSummary, error) {
+	out := map[string]workflows.GroupSummary{}
+	for i := range s.summarized {
+		name := fmt.Sprintf("g%d", i)
+		out[name] = workflows.GroupSummary{Group: name, Desired: i, Running: i}
 	}
 	return out, nil
 }
 
 func (s *countingSource) Status(_ context.Context, group string) (workflows.GroupStatus, error) {
 	s.queries.Add(1)
-	return workflows.GroupStatus{Group: group}, nil
+	s.asked.Store(group, true)
+	return workflows.GroupStatus{Group: group, Checks: []policy.CheckResult{{Name: "cpu", Value: 0.5}}}, nil
 }
+
+func (s *countingSource) Served(context.Context) (bool, error) { return !s.unserved, nil }
 
 // Polling 1,000 groups every second sends at most
 // MaxStatusQueriesPerSecond Queries a second, not a thousand.
@@ -126,5 +142,51 @@ func TestGroupPollingIsPaced(t *testing.T) {
 	NewGroups(tel.Registry).Run(ctx, src, time.Second, nil)
 	if n := src.queries.Load(); n < 10 || n > 2*MaxStatusQueriesPerSecond+2 {
 		t.Errorf("%d status Queries in 2 s of polling 1,000 groups, want about %d", n, 2*MaxStatusQueriesPerSecond)
+	}
+}
+
+// Groups that publish a summary and have no checks are read from the
+// listing alone: only the groups with checks (whose values the summary
+// lacks) and those without a summary are asked by Query.
+func TestGroupGaugesComeFromSummariesWithoutQueries(t *testing.T) {
+	tel, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Close()
+	// g0..g1 have checks and summaries, g2..g499 summaries only, g500..g502 neither.
+	src := &countingSource{n: 503, summarized: 500, withChecks: 2}
+	g := NewGroups(tel.Registry)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	g.Run(ctx, src, 100*time.Millisecond, nil)
+	passes := testutil.ToFloat64(g.lastPoll)
+	if passes == 0 {
+		t.Fatal("no poll finished in 3 s")
+	}
+	for i := range 503 {
+		name := fmt.Sprintf("g%d", i)
+		_, asked := src.asked.Load(name)
+		if want := i < 2 || i >= 500; asked != want {
+			t.Errorf("%s asked by Query: %v, want %v", name, asked, want)
+		}
+		if got := testutil.ToFloat64(g.statusUp.WithLabelValues(name)); got != 1 {
+			t.Errorf("%s status_up = %v, want 1", name, got)
+		}
+	}
+	if got := testutil.ToFloat64(g.desired.WithLabelValues("g7")); got != 7 {
+		t.Errorf("g7 desired = %v, want its summary's 7", got)
+	}
+	if got := testutil.ToFloat64(g.checkValue.WithLabelValues("g1", "cpu")); got != 0.5 {
+		t.Errorf("g1's check value = %v, want the Query's 0.5", got)
+	}
+	// Nobody polls the groups' workflow tasks: the summaries still list,
+	// and every group is down.
+	src.unserved = true
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	g.Run(ctx2, src, 100*time.Millisecond, nil)
+	if got := testutil.ToFloat64(g.statusUp.WithLabelValues("g7")); got != 0 {
+		t.Errorf("g7 status_up = %v with no worker serving it, want 0", got)
 	}
 }
