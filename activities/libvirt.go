@@ -35,6 +35,9 @@ const (
 	ErrTypeInvalidConfig = "InvalidConfig"
 	// ErrTypeBootFailed: the domain stopped on its own while booting.
 	ErrTypeBootFailed = "BootFailed"
+	// ErrTypeReadyUnseen: nobody watched the console of a booting warm VM
+	// for a while (a worker was lost); its ready line may have gone by.
+	ErrTypeReadyUnseen = "ReadyUnseen"
 	// ErrTypeMissing: a resource an earlier step created has vanished.
 	ErrTypeMissing = "Missing"
 	// ErrTypeInUse: a volume to delete is still a disk of some domain.

@@ -105,11 +105,16 @@ type WaitConsoleInput struct {
 // warm VM's readiness signal), heartbeating while it waits; the caller's
 // StartToClose timeout bounds it. It reads the console through a
 // connection of its own (a stream holds its connection), taking the
-// console over from any other session. Output printed before it attached
-// is not seen: the caller starts it right after the domain starts, and a
-// retry after a lost worker may wait in vain until its timeout, after
-// which the provisioning is undone and made again. A domain that stops
-// meanwhile fails without retry (ErrTypeBootFailed).
+// console over from any other session. A domain that stops meanwhile fails
+// without retry (ErrTypeBootFailed).
+//
+// Output printed while nobody is attached is not seen: libvirt keeps no
+// console history. So the line, once seen, is marked on the domain
+// (metadata of consoleReadyURI), and an attempt that finds the mark
+// succeeds at once; a retry that finds none fails without retry
+// (ErrTypeReadyUnseen): between the attempts the console went unwatched,
+// its line may have gone by, and the VM is removed and made again at once
+// instead of being waited for in vain until the readiness timeout.
 func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) error {
 	ref := in.Domain
 	h, err := l.Catalog.Host(ref.Host)
@@ -134,6 +139,14 @@ func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) erro
 	if !found {
 		return nonRetryable(ErrTypeMissing, "host %s: domain %s is not defined", h.Name, ref.VM)
 	}
+	if consoleReady(lv, dom) {
+		return nil
+	}
+	if activity.IsActivity(ctx) {
+		if attempt := activity.GetInfo(ctx).Attempt; attempt > 1 {
+			return nonRetryable(ErrTypeReadyUnseen, "host %s: the console of %s went unwatched before attempt %d (a worker was lost, or its stream ended); its line %q may have gone by unseen", h.Name, ref.VM, attempt, in.Line)
+		}
+	}
 	m := newLineMatcher(in.Line)
 	streamDone := make(chan error, 1)
 	go func() {
@@ -144,6 +157,7 @@ func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) erro
 	for {
 		select {
 		case <-m.found:
+			markConsoleReady(ctx, lv, dom)
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -154,6 +168,7 @@ func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) erro
 			}
 			select {
 			case <-m.found:
+				markConsoleReady(ctx, lv, dom)
 				return nil
 			default:
 			}
@@ -161,6 +176,27 @@ func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) erro
 		case <-tick.C:
 			activity.RecordHeartbeat(ctx)
 		}
+	}
+}
+
+// consoleReadyURI is the namespace of the metadata WaitConsoleLine puts on
+// a domain once its console printed the line; PremiScale's ownership mark
+// is another element, left as it is.
+const consoleReadyURI = "https://premiscale.com/xmlns/libvirt/console-ready/v1alpha1"
+
+// consoleReady reports whether dom carries the mark of a seen ready line.
+func consoleReady(lv *libvirt.Libvirt, dom libvirt.Domain) bool {
+	_, err := lv.DomainGetMetadata(dom, int32(libvirt.DomainMetadataElement), libvirt.OptString{consoleReadyURI}, libvirt.DomainAffectCurrent)
+	return err == nil
+}
+
+// markConsoleReady marks dom's ready line as seen, for a retry of the
+// activity whose completion was lost. A failure is only logged: the line
+// was seen, and without the mark a retry replaces the VM, which is safe.
+func markConsoleReady(ctx context.Context, lv *libvirt.Libvirt, dom libvirt.Domain) {
+	err := lv.DomainSetMetadata(dom, int32(libvirt.DomainMetadataElement), libvirt.OptString{"<seen/>"}, libvirt.OptString{"psready"}, libvirt.OptString{consoleReadyURI}, libvirt.DomainAffectLive|libvirt.DomainAffectConfig)
+	if err != nil && activity.IsActivity(ctx) {
+		activity.GetLogger(ctx).Warn("marking the console line seen", "domain", dom.Name, "error", err)
 	}
 }
 

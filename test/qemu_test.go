@@ -28,10 +28,7 @@ const (
 )
 
 func TestTinyQEMUGuestBootsFromClonedOverlayAndIsTornDown(t *testing.T) {
-	dir := os.Getenv("TINY_GUEST_DIR")
-	if dir == "" {
-		t.Skip("TINY_GUEST_DIR not set: run through make test, which builds the tiny guest")
-	}
+	dir := tinyGuestDir(t)
 	for _, f := range []string{"vmlinuz", "initrd.img"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("tiny guest incomplete: %v (test/guest/build.sh builds it)", err)

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/workflows"
@@ -25,6 +27,9 @@ func tinyGuestDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("TINY_GUEST_DIR")
 	if dir == "" {
+		if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
+			t.Fatal("TINY_GUEST_DIR not set under PSTEST_REQUIRE_ALL")
+		}
 		t.Skip("TINY_GUEST_DIR not set: run through make test, which builds the tiny guest")
 	}
 	return dir
@@ -258,6 +263,64 @@ func TestWarmPoolSurvivesSIGKILLDuringActivationAndRefill(t *testing.T) {
 	if st := c.status(group); !slices.Equal(membersIn(st, workflows.MemberWarm), []string{"wpk-1", "wpk-2"}) {
 		t.Errorf("warm at the end %v, want [wpk-1 wpk-2]: VMs were deleted and made again instead of reused", membersIn(st, workflows.MemberWarm))
 	}
+}
+
+// TestWarmVMWhoseReadyLineWentByUnwatchedIsRemadeAtOnce: the controller
+// (the only worker) is SIGKILLed while a warming VM's WaitConsoleLine
+// watches its console, and stays down until the guest has printed its
+// ready line. libvirt keeps no console history, so the retry cannot see the
+// line: it must give the VM up at once (ReadyUnseen) and make another,
+// rather than wait the 10-minute readiness timeout for a line that went by.
+func TestWarmVMWhoseReadyLineWentByUnwatchedIsRemadeAtOnce(t *testing.T) {
+	const group = "wpu"
+	_, c, port, logDir := warmController(t, group, 1, `size: 1, state: hibernated, ready: {consoleLine: "PREMISCALE-GUEST-READY", timeout: 10m}`)
+	t.Cleanup(func() { c.recordHistories(port, "warmunseen") })
+	tc := c.mustDial()
+	vm := group + "-1"
+	deadline := time.Now().Add(3 * time.Minute)
+	for watching := false; !watching; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.dumpLog()
+			t.Fatalf("no WaitConsoleLine of %s started within 3 minutes", vm)
+		}
+		d, err := tc.DescribeWorkflowExecution(context.Background(), workflows.ProvisionWorkflowID(group, vm), "")
+		if err != nil {
+			continue
+		}
+		for _, a := range d.GetPendingActivities() {
+			if a.GetActivityType().GetName() == "WaitConsoleLine" && a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+				watching = true
+			}
+		}
+	}
+	if strings.Contains(consoleLog(logDir, vm), "PREMISCALE-GUEST-READY") {
+		t.Fatalf("%s printed its ready line before its console was watched (it takes ~8 s to boot)", vm)
+	}
+	c.kill(syscall.SIGKILL)
+	for !strings.Contains(consoleLog(logDir, vm), "PREMISCALE-GUEST-READY") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never printed its ready line:\n%s", vm, consoleLog(logDir, vm))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.start()
+	restarted := time.Now()
+	st := c.waitWarm(group, 0, 3*time.Minute)
+	warm := membersIn(st, workflows.MemberWarm)
+	if slices.Contains(warm, vm) {
+		t.Errorf("warm %v: %s, whose ready line nobody saw, was kept", warm, vm)
+	}
+	t.Logf("pool full again %s after the restart, with %v", time.Since(restarted).Round(time.Millisecond), warm)
+	if b, _ := os.ReadFile(c.log); !strings.Contains(string(b), "went unwatched") {
+		t.Errorf("the controller's log does not say why %s was given up (ReadyUnseen)", vm)
+	}
+	c.checkWorkflowTasks(port)
+}
+
+// consoleLog is what vm's serial console printed so far (consoleLog: true).
+func consoleLog(logDir, vm string) string {
+	b, _ := os.ReadFile(filepath.Join(logDir, vm+"-console.log"))
+	return string(b)
 }
 
 // TestWarmVMWhoseHostDiesIsReplacedElsewhere: the libvirtd of the host of
