@@ -44,7 +44,7 @@ func (h libvirtHost) testURI() string { return fmt.Sprintf("test+tcp://127.0.0.1
 func (h libvirtHost) qemuURI() string { return fmt.Sprintf("qemu+tcp://127.0.0.1:%d/system", h.port) }
 
 // requireHosts returns the hosts started by `hosts.sh start`, at least n of
-// them, or skips (fails under REQUIRE_LIBVIRT=1).
+// them, or skips (fails under PSTEST_REQUIRE_ALL=1).
 func requireHosts(t testing.TB, n int) []libvirtHost {
 	t.Helper()
 	out, err := exec.Command(hostsScript, "uris").Output()
@@ -63,7 +63,7 @@ func requireHosts(t testing.TB, n int) []libvirtHost {
 	}
 	if err != nil || len(hosts) < n {
 		msg := fmt.Sprintf("need %d libvirtd hosts from test/scripts/hosts.sh, have %d (%v)", n, len(hosts), err)
-		if os.Getenv("REQUIRE_LIBVIRT") == "1" {
+		if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg + "; run through make test")

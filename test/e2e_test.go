@@ -548,10 +548,13 @@ func TestEndToEndScaleOutInAndSurviveSIGKILL(t *testing.T) {
 	// Pause holds the size; resume lets it move again.
 	c.mustCLI("pause", group)
 	c.mustCLI("scale", group, "0")
-	time.Sleep(3 * time.Second)
-	if v := viewGroup(t, lv, group); len(v.running) != targets[len(targets)-1] {
-		t.Fatalf("paused group changed: %d running, want %d", len(v.running), targets[len(targets)-1])
-	}
+	// The paused group goes on observing (every 2s) and moves nothing.
+	groupHolds(t, c.statusOf(group), 5*time.Second, 2, func(workflows.GroupStatus) string {
+		if v := viewGroup(t, lv, group); len(v.running) != targets[len(targets)-1] {
+			return fmt.Sprintf("paused group changed: %d running, want %d", len(v.running), targets[len(targets)-1])
+		}
+		return ""
+	})
 	c.mustCLI("resume", group)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -342,7 +342,8 @@ func TestClusterAutoscalerProviderOverMTLS(t *testing.T) {
 	for i, pid := range ids2 {
 		registerNode(t, ctx, kc, fmt.Sprintf("casg-node-%d", i), pid, false)
 	}
-	time.Sleep(2 * time.Second) // a few evaluations and membership refreshes
+	// A few passes of the group's loop (observations read the Nodes).
+	groupHolds(t, func() (workflows.GroupStatus, error) { return s.Status(ctx, "casg") }, 3*time.Second, 2, func(workflows.GroupStatus) string { return "" })
 	nodes, err := c.NodeGroupNodes(ctx, &pb.NodeGroupNodesRequest{Id: "casg"})
 	if err != nil {
 		t.Fatal(err)

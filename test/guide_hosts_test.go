@@ -481,7 +481,7 @@ func copyFile(t *testing.T, from, to string) {
 
 func guideSkip(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("REQUIRE_LIBVIRT") == "1" {
+	if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
 		t.Fatal(why)
 	}
 	t.Skip(fmt.Sprint(why, "; run through make test"))

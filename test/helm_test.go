@@ -35,7 +35,7 @@ func helmBinary(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("REQUIRE_LIBVIRT") == "1" {
+	if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
 		t.Fatal("helm not installed (make test installs it with go install)")
 	}
 	t.Skip("helm not installed: run through make test")

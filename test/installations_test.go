@@ -74,12 +74,20 @@ func TestTwoInstallationsOnOneHostNeverTouchEachOther(t *testing.T) {
 		}
 	}
 	// Several grace periods, with each installation resizing once.
-	settle(a, 3)
-	time.Sleep(4 * time.Second)
-	stA = settle(a, 2)
-	settle(b, 3)
-	time.Sleep(4 * time.Second)
-	stB = settle(b, 2)
+	// Both collectors finish rounds while the other installation resizes.
+	rounds := func(s *starter.Starter) func() (workflows.OrphanStatus, error) {
+		return func() (workflows.OrphanStatus, error) { return s.OrphanCollectorStatus(ctx) }
+	}
+	collectorRounds(t, rounds(a), 2, func() {
+		collectorRounds(t, rounds(b), 2, func() {
+			settle(a, 3)
+			time.Sleep(4 * time.Second)
+			stA = settle(a, 2)
+			settle(b, 3)
+			time.Sleep(4 * time.Second)
+			stB = settle(b, 2)
+		})
+	})
 
 	if got := memberNames(stA); !slices.Equal(got, namesA) {
 		t.Errorf("first installation's members %v, want %v", got, namesA)

@@ -45,10 +45,10 @@ var kubeCP struct {
 
 // realKube returns the shared Kubernetes control plane (package k8s),
 // starting it on first use. Without one (PSTEST_K8S_DIR unset, outside
-// make test) the test is skipped, unless REQUIRE_LIBVIRT=1.
+// make test) the test is skipped, unless PSTEST_REQUIRE_ALL=1.
 func realKube(t *testing.T) *k8s.Cluster {
 	t.Helper()
-	if os.Getenv("PSTEST_K8S_DIR") == "" && os.Getenv("REQUIRE_LIBVIRT") != "1" {
+	if os.Getenv("PSTEST_K8S_DIR") == "" && os.Getenv("PSTEST_REQUIRE_ALL") != "1" {
 		t.Skip("no Kubernetes control plane (PSTEST_K8S_DIR unset): run through make test")
 	}
 	kubeCP.once.Do(func() {

@@ -27,7 +27,7 @@ const testDriverURI = "test+unix:///default"
 const testPool = "default-pool"
 
 // requireLibvirt connects to uri or skips (fails, when make test demands
-// libvirt with REQUIRE_LIBVIRT=1).
+// libvirt with PSTEST_REQUIRE_ALL=1).
 func requireLibvirt(t testing.TB, uri string) *libvirt.Libvirt {
 	t.Helper()
 	u, err := url.Parse(uri)
@@ -36,7 +36,7 @@ func requireLibvirt(t testing.TB, uri string) *libvirt.Libvirt {
 	}
 	lv, err := libvirt.ConnectToURI(u)
 	if err != nil {
-		if os.Getenv("REQUIRE_LIBVIRT") == "1" {
+		if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
 			t.Fatalf("libvirtd not reachable at %s: %v (make test starts it)", uri, err)
 		}
 		t.Skipf("libvirtd not reachable at %s: %v (run through make test)", uri, err)

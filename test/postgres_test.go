@@ -16,12 +16,12 @@ import (
 )
 
 // requirePostgres returns the base URL of the test PostgreSQL
-// (test/scripts/postgres.sh), or skips (fails under REQUIRE_LIBVIRT=1).
+// (test/scripts/postgres.sh), or skips (fails under PSTEST_REQUIRE_ALL=1).
 func requirePostgres(t *testing.T) string {
 	t.Helper()
 	u := os.Getenv("PSTEST_POSTGRES_URL")
 	if u == "" {
-		if os.Getenv("REQUIRE_LIBVIRT") == "1" {
+		if os.Getenv("PSTEST_REQUIRE_ALL") == "1" {
 			t.Fatal("PSTEST_POSTGRES_URL is not set (make test starts PostgreSQL)")
 		}
 		t.Skip("no test PostgreSQL (PSTEST_POSTGRES_URL)")

@@ -205,7 +205,14 @@ func TestRefreshUnderTheKillLoopKeepsMinHealthy(t *testing.T) {
 	at := c.waitCheckpoint(group, id, 3, 3*time.Minute)
 	c.kill(syscall.SIGKILL)
 	c.start()
-	time.Sleep(3 * time.Second) // a few evaluations: nothing may move during the wait
+	// A few passes of the loop after the restart: nothing may move during
+	// the wait.
+	groupHolds(t, c.statusOf(group), 4*time.Second, 2, func(st workflows.GroupStatus) string {
+		if st.Refresh == nil || !st.Refresh.WaitingUntil.Equal(at.Refresh.WaitingUntil) {
+			return fmt.Sprintf("the checkpoint wait moved: %+v, before the restart %+v", st.Refresh, at.Refresh)
+		}
+		return ""
+	})
 	if again := c.waitCheckpoint(group, id, 3, time.Minute); !again.Refresh.WaitingUntil.Equal(at.Refresh.WaitingUntil) {
 		t.Errorf("after a restart the checkpoint wait ends at %s, before it at %s", again.Refresh.WaitingUntil, at.Refresh.WaitingUntil)
 	}

@@ -80,7 +80,8 @@ func TestGroupRemovedFromTheConfigIsKeptThenDeletedWhenAsked(t *testing.T) {
 	if _, err := s2.Scale(ctx, "stay", 2); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second) // two grace periods of the collector
+	// Two grace periods of the collector (rounds every second, grace 2s).
+	collectorRounds(t, func() (workflows.OrphanStatus, error) { return s2.OrphanCollectorStatus(ctx) }, 4, func() { time.Sleep(5 * time.Second) })
 	if _, err := s2.WaitSettled(ctx, "stay", 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}

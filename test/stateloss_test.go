@@ -15,6 +15,7 @@ import (
 
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/starter"
+	"github.com/premiscale/premiscale/workflows"
 )
 
 // TestStateLossNeverDestroysRunningVMsNorReusesTheirNames: a controller
@@ -49,7 +50,9 @@ func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 	newConfig := func() *config.Config {
 		return &config.Config{
 			Version:    config.Version,
-			Controller: config.Controller{Installation: installation},
+			// A quiet group observes every resync interval: short here, so
+			// that the window below holds observations.
+			Controller: config.Controller{Installation: installation, HostWatch: config.HostWatch{ResyncInterval: 10 * time.Second}},
 			Autoscale: config.Autoscale{
 				Hosts:  []config.Host{{Name: "testhost", URI: testDriverURI, Pool: testPool, CPUOvercommit: 16, MemoryOvercommit: 16}},
 				Groups: []config.Group{testDriverGroup(group, 0, 3)},
@@ -90,7 +93,12 @@ func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 			t.Errorf("new member %s reuses the name of a VM from before the loss (%v)", n, old)
 		}
 	}
-	time.Sleep(6 * time.Second) // observations every second, orphan grace 2s
+	// Grace periods of the collector (rounds every second, grace 2s) and
+	// an observation of the settled, quiet group (every resync interval,
+	// 10s) run in the window.
+	collectorRounds(t, func() (workflows.OrphanStatus, error) { return s.OrphanCollectorStatus(ctx) }, 4, func() {
+		groupHolds(t, func() (workflows.GroupStatus, error) { return s.Status(ctx, group) }, 12*time.Second, 1, func(workflows.GroupStatus) string { return "" })
+	})
 	running := viewGroup(t, lv, group).running
 	for _, n := range append(append([]string{}, old...), fresh...) {
 		if !slices.Contains(running, n) {
@@ -158,7 +166,9 @@ func TestFreshNamespaceKeepsTheOldVMsAndTheirNames(t *testing.T) {
 			t.Errorf("new member %s reuses the name of a VM of the first namespace (%v)", n, old)
 		}
 	}
-	time.Sleep(3 * time.Second) // observations every 2s
+	// The settled group is quiet: it observes every resync interval (10s
+	// in this config), so a window of 12s holds at least one observation.
+	groupHolds(t, c.statusOf(group), 12*time.Second, 1, func(workflows.GroupStatus) string { return "" })
 	running := viewGroup(t, lv, group).running
 	for _, n := range append(append([]string{}, old...), fresh...) {
 		if !slices.Contains(running, n) {

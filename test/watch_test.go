@@ -85,12 +85,20 @@ func TestQuietGroupSleepsAndStillNoticesAHungHost(t *testing.T) {
 	st := c.waitSettled(group, 2, 2*time.Minute)
 	t.Logf("settled: %s", checkInvariant(t, conns, testPool, st))
 
-	// Quiet: no observation for 10 s, five evaluation intervals.
-	time.Sleep(3 * time.Second) // the observation that follows settling
-	last := c.status(group).LastObservedAt
+	// Quiet: the loop sleeps on the resync interval (its next pass minutes
+	// away, not an evaluation interval), and no observation comes for
+	// 10 s, five evaluation intervals.
+	quietBy := time.Now().Add(30 * time.Second)
+	for st = c.status(group); st.NextPassAt.Sub(st.LastObservedAt) < time.Minute; st = c.status(group) {
+		if time.Now().After(quietBy) {
+			t.Fatalf("settled group not quiet after 30 s: last observation %s, next pass %s", st.LastObservedAt, st.NextPassAt)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	last, next := st.LastObservedAt, st.NextPassAt
 	time.Sleep(10 * time.Second)
-	if st := c.status(group); !st.LastObservedAt.Equal(last) {
-		t.Fatalf("quiet group observed its hosts at %s after %s: it should sleep on the resync interval", st.LastObservedAt, last)
+	if st := c.status(group); !st.LastObservedAt.Equal(last) || !st.NextPassAt.Equal(next) {
+		t.Fatalf("quiet group ran a pass: observed at %s (before %s), next pass %s (before %s); it should sleep on the resync interval", st.LastObservedAt, last, st.NextPassAt, next)
 	}
 
 	victim := hosts[1]

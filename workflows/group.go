@@ -367,8 +367,12 @@ type GroupStatus struct {
 	LastErrorAt      time.Time `json:"lastErrorAt"`
 	BackoffUntil     time.Time `json:"backoffUntil"`
 	LastObservedAt   time.Time `json:"lastObservedAt"`
-	Events           []Event   `json:"events"`
-	HistoryLength    int       `json:"historyLength"`
+	// NextPassAt is when the group's loop runs next unless a signal, an
+	// Update or a host's change wakes it first: an evaluation interval
+	// away, or a resync interval for a quiet group.
+	NextPassAt    time.Time `json:"nextPassAt"`
+	Events        []Event   `json:"events"`
+	HistoryLength int       `json:"historyLength"`
 	// Mode and DryRun are the group's scaling mode and dry-run flag.
 	Mode   string `json:"mode"`
 	DryRun bool   `json:"dryRun"`
@@ -422,6 +426,8 @@ type group struct {
 	inflight       int
 	strays         []string
 	lastObservedAt time.Time
+	// nextPassAt is when the loop's wait ends (status only).
+	nextPassAt time.Time
 	// observeNow asks for an observation before the next evaluation is
 	// due (a host change).
 	observeNow bool
@@ -639,6 +645,7 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 		if w := g.untilCheckpointEnds(ctx); w > 0 && w < wait {
 			wait = w
 		}
+		g.nextPassAt = workflow.Now(ctx).Add(max(wait, 0))
 		if wait > 0 {
 			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return g.dirty || pending() }); err != nil {
 				return err
@@ -1589,6 +1596,7 @@ func (g *group) status(ctx workflow.Context) GroupStatus {
 		LastErrorAt:      g.st.LastErrorAt,
 		BackoffUntil:     g.st.BackoffUntil,
 		LastObservedAt:   g.lastObservedAt,
+		NextPassAt:       g.nextPassAt,
 		Events:           events,
 		HistoryLength:    workflow.GetInfo(ctx).GetCurrentHistoryLength(),
 		Mode:             string(g.spec.Scaling.Mode),

@@ -28,7 +28,10 @@ trap 'test/scripts/hosts.sh stop; test/scripts/libvirtd.sh stop' EXIT
 test/guest/build.sh
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
 
-export REQUIRE_LIBVIRT=1
+# Every service and tool a test needs (libvirtd, the hosts, the tiny guest,
+# Prometheus, PostgreSQL, helm, systemd-analyze, the control plane) is here:
+# a test that finds one missing fails instead of skipping.
+export PSTEST_REQUIRE_ALL=1
 cmd="go test -run '^\$' -bench ScaleToRunning -benchtime $BENCHTIME ./test/"
 cmd2="go test -run '^\$' -bench DecisionLatency -benchtime 10x ./test/"
 cmd3="go test -run '^\$' -bench Evaluation -benchtime 2s ./test/"

@@ -55,7 +55,10 @@ fi
 PSTEST_K8S_DIR="$(test/k8s/build.sh)"
 export PSTEST_K8S_DIR
 
-export REQUIRE_LIBVIRT=1
+# Every service and tool a test needs (libvirtd, the hosts, the tiny guest,
+# Prometheus, PostgreSQL, helm, systemd-analyze, the control plane) is here:
+# a test that finds one missing fails instead of skipping.
+export PSTEST_REQUIRE_ALL=1
 export TINY_GUEST_DIR=/var/lib/premiscale/guest
 packages="${TEST_PACKAGES:-./...}"
 log "go test ${GO_TEST_FLAGS:-} $packages $*"
