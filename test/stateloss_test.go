@@ -49,7 +49,7 @@ func stateLoss(t *testing.T, lv *libvirt.Libvirt, installation, reason string) {
 	t.Cleanup(func() { purgeGroup(t, lv, testPool, group) })
 	newConfig := func() *config.Config {
 		return &config.Config{
-			Version:    config.Version,
+			Version: config.Version,
 			// A quiet group observes every resync interval: short here, so
 			// that the window below holds observations.
 			Controller: config.Controller{Installation: installation, HostWatch: config.HostWatch{ResyncInterval: 10 * time.Second}},

@@ -139,12 +139,9 @@ func GroupWorkflow(ctx workflow.Context, in GroupInput) error {
 			if resumeCh.ReceiveAsync(nil) {
 				g.setPaused(ctx, false)
 			}
-		case SignalRemove:
-			var req RemoveRequest
-			if removeCh.ReceiveAsync(&req) {
-				g.remove(ctx, req)
-			}
 		}
+		// SignalRemove is not among orderedSignals: drain applies it
+		// after the ordered ones.
 	}
 	drain := func() {
 		// In arrival order first, as far as SignalOrder told it; whatever

@@ -14,7 +14,11 @@ import (
 	"github.com/premiscale/premiscale/workflows/policy"
 )
 
-// DefaultHistoryLimit is the history length at which a group continues as new.
+// DefaultHistoryLimit is the history length at which a group whose spec
+// names none (specs from before HistoryLimit) continues as new, and the
+// most a spec may name. Neither is reached in practice: groups get
+// 3,000-4,000 (HistoryLimit), and Temporal suggests continue-as-new at
+// 4,096 events, which historyTooLong takes as well.
 const DefaultHistoryLimit = 5000
 
 // MinHistoryLimit is the least history limit a spec may set: below it a
