@@ -9,7 +9,7 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build test run lint bench crash proto clean image cluster
+.PHONY: build test run lint bench crash proto clean image cluster verify-sdk
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/premiscale
@@ -52,6 +52,12 @@ lint:
 	$(GOBIN)/staticcheck ./...
 	@test -x $(GOBIN)/workflowcheck || $(GO) install $(WORKFLOWCHECK)
 	$(GOBIN)/workflowcheck ./workflows/...
+	third_party/verify-sdk.sh
+
+# third_party/temporal-sdk-go is go.temporal.io/sdk from the module proxy
+# plus third_party/patches, byte for byte (third_party/README.md).
+verify-sdk:
+	third_party/verify-sdk.sh
 
 bench:
 	test/scripts/bench.sh
