@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,14 +61,52 @@ func TestMain(m *testing.M) {
 }
 
 // freePort finds a free loopback port for the embedded server's frontend.
+//
+// The port is below the kernel's ephemeral range: a process restarted on
+// it (every kill loop, the backup test) must be able to listen again, and
+// a port of that range can meanwhile become the source port of any
+// outgoing connection on the machine ("address already in use", seen in
+// CI). No port is handed out twice in one run.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := 20000, ephemeralLow()
+	handedPorts.Lock()
+	defer handedPorts.Unlock()
+	for range 1000 {
+		p := lo + rand.IntN(hi-lo)
+		if handedPorts.m[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		handedPorts.m[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
+	return 0
+}
+
+// handedPorts are the ports freePort gave out in this run.
+var handedPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default 32768 if it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 21000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // controller is a premiscale process under test.
