@@ -8,40 +8,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Updates the cluster-autoscaler's externalgrpc provider sends. Each
-// validator enforces min, max and membership, so a refused call leaves no
-// trace in history; each handler records intent and returns at once (the
-// provider must answer within the autoscaler's 5 s deadline).
-const (
-	// UpdateIncreaseSize adds Delta (> 0) to desired.
-	UpdateIncreaseSize = "increase-size"
-	// UpdateDeleteNodes removes the named members and lowers desired by as
-	// many.
-	UpdateDeleteNodes = "delete-nodes"
-	// UpdateDecreaseTargetSize lowers desired by -Delta (Delta < 0), only
-	// by requests not yet fulfilled.
-	UpdateDecreaseTargetSize = "decrease-target-size"
-	// UpdateProtect sets or clears a member's scale-in protection.
-	UpdateProtect = "protect"
-)
-
-// ProtectRequest names a member and whether it is protected from scale-in.
-type ProtectRequest struct {
-	VM        string `json:"vm"`
-	Protected bool   `json:"protected"`
-}
-
-// DeltaRequest is the payload of UpdateIncreaseSize and
-// UpdateDecreaseTargetSize.
-type DeltaRequest struct {
-	Delta int `json:"delta"`
-}
-
-// DeleteNodesRequest names members by their nodes' provider IDs.
-type DeleteNodesRequest struct {
-	ProviderIDs []string `json:"providerIds"`
-}
-
 func outOfRange(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), "OutOfRange", nil)
 }

@@ -24,20 +24,6 @@ import (
 // room above that floor, one replacement is launched first (a surge of
 // one). Everything lives in the group's state, so a killed worker or
 // controller resumes the refresh where it was.
-const (
-	// UpdateRefresh starts a refresh (RefreshRequest); it is refused while
-	// one runs.
-	UpdateRefresh = "refresh"
-	// UpdateRefreshCancel stops the running refresh: no further batch
-	// starts; replacements already started finish.
-	UpdateRefreshCancel = "refresh-cancel"
-	// UpdateRefreshRollback returns the group to the template revision it
-	// had before the last change and refreshes the members made since.
-	UpdateRefreshRollback = "refresh-rollback"
-	// UpdateRefreshContinue ends the running refresh's wait at a
-	// checkpoint now.
-	UpdateRefreshContinue = "refresh-continue"
-)
 
 // Refresh statuses.
 const (
@@ -45,27 +31,6 @@ const (
 	RefreshDone      = "done"
 	RefreshCancelled = "cancelled"
 )
-
-// RefreshRequest is the payload of UpdateRefresh and UpdateRefreshRollback.
-type RefreshRequest struct {
-	// MinHealthy is a percentage ("90%"); empty: the group's setting.
-	MinHealthy string `json:"minHealthy,omitempty"`
-	// Batch caps the VMs replaced at once; nil: the group's setting, 0: as
-	// many as the floor allows.
-	Batch *int `json:"batch,omitempty"`
-	// All replaces every member present when the refresh starts, also
-	// those of the current revision (a base image rebuilt under its old
-	// name).
-	All bool `json:"all,omitempty"`
-	// Checkpoints are percentages of the members to replace, ascending,
-	// at which the refresh waits (config.Refresh.Checkpoints); empty: the
-	// group's setting. NoCheckpoints: none, whatever the group's setting.
-	Checkpoints   []int `json:"checkpoints,omitempty"`
-	NoCheckpoints bool  `json:"noCheckpoints,omitempty"`
-	// CheckpointDelay is the wait at each checkpoint, a duration ("30m");
-	// empty: the group's setting, or one hour.
-	CheckpointDelay string `json:"checkpointDelay,omitempty"`
-}
 
 // TemplateRevision is a template as the group used it, with its revision
 // (config.Group.Revision).

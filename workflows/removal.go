@@ -9,22 +9,8 @@ import (
 	"github.com/premiscale/premiscale/activities"
 )
 
-// SignalRemove tells a group's workflow that its group is no longer in the
-// configuration (RemoveRequest). The controller sends it at start to every
-// running group workflow whose group the file no longer has. A spec signal
-// (the group is configured again) undoes it.
-const SignalRemove = "remove"
-
-// RemoveRequest is the payload of SignalRemove.
-type RemoveRequest struct {
-	// DeleteVMs decommissions every member (drained, shut down, deleted)
-	// and then ends the workflow (autoscale.orphans.deleteUnconfiguredGroups).
-	// Without it the group stops managing its VMs and keeps them: no
-	// scaling, no replacement, no recovery; it goes on watching them, shows
-	// them in status, and ends once all of them are gone.
-	DeleteVMs bool `json:"deleteVMs"`
-}
-
+// A group removed from the configuration (SignalRemove, group_api.go):
+//
 //	configured --remove--> removed (keep) --all members gone--> ended
 //	     ^                    |
 //	     +------spec----------+

@@ -26,15 +26,6 @@ import (
 //	                                                          keeps windows,
 //	                                                          wakes at each end
 
-// UpdateScheduleWindow opens a schedule's window in a group: payload
-// policy.Window, result ScheduleWindowResult. Refused (validator) for a
-// schedule the group's configuration does not have, a window that ends
-// before it starts, or bounds that do not hold (min > max, desired
-// outside them, past config.MaxGroupSize). A window already known (same
-// schedule and start) or already over is accepted and changes nothing, so
-// a retried or late action is harmless.
-const UpdateScheduleWindow = "schedule-window"
-
 // ScheduledWindowName is the registered name of ScheduledWindow.
 const ScheduledWindowName = "ScheduledWindow"
 
