@@ -374,3 +374,211 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGroupAPIPathsReplay drives one group through the paths of its API
+// that the other recorded histories do not take, then replays both of its
+// runs (RECORD_HISTORIES=1 saves them as api_first_run and
+// api_second_run): scale-in protection set and cleared; a refresh of every
+// member that waits at its checkpoint, is scaled in meanwhile (the
+// outdated member goes, not the protected one nor the replacement) and is
+// cancelled; continue-as-new while provisioning children are in flight;
+// and the second run scaling in.
+func TestGroupAPIPathsReplay(t *testing.T) {
+	requireLibvirt(t, testDriverURI)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const group = "api"
+	s, c := startInProcess(t, ctx, config.Prometheus{}, testDriverGroup(group, 0, 6))
+	settle := func() workflows.GroupStatus {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		defer wcancel()
+		st, err := s.WaitSettled(wctx, group, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	scale := func(n int) {
+		t.Helper()
+		if _, err := s.Scale(ctx, group, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scale(3)
+	st := settle()
+	if len(st.Members) != 3 {
+		t.Fatalf("members %+v, want 3", st.Members)
+	}
+	protected := st.Members[0].Name
+	if err := s.Protect(ctx, group, protected, true); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, m := range st.Members {
+		before[m.Name] = true
+	}
+
+	// Every member is outdated; the protected one is left alone, and the
+	// refresh waits at its first checkpoint once it has replaced one of
+	// the other two.
+	one := 1
+	if _, err := s.Refresh(ctx, group, workflows.RefreshRequest{All: true, Batch: &one, MinHealthy: "50%", Checkpoints: []int{34, 67}, CheckpointDelay: "1h"}, false); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := s.Status(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := st.Refresh; r != nil && !r.WaitingUntil.IsZero() {
+			break
+		} else if r != nil && r.Status != workflows.RefreshRunning {
+			t.Fatalf("refresh ended %s before its checkpoint: %+v", r.Status, r)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the refresh never reached its checkpoint: %+v", st.Refresh)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st = settle()
+	var outdated, replacement string
+	for _, m := range st.Members {
+		switch {
+		case m.Name == protected:
+		case before[m.Name]:
+			outdated = m.Name
+		default:
+			replacement = m.Name
+		}
+	}
+	if outdated == "" || replacement == "" || len(st.Members) != 3 {
+		t.Fatalf("at the checkpoint: members %+v, want the protected one, one outdated and one replacement", st.Members)
+	}
+	// A scale-in while the refresh runs takes the outdated member.
+	scale(2)
+	st = settle()
+	var names []string
+	for _, m := range st.Members {
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+	want := []string{protected, replacement}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("scale-in during the refresh left %v, want %v (%s outdated)", names, want, outdated)
+	}
+	r, err := s.CancelRefresh(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != workflows.RefreshCancelled {
+		t.Fatalf("refresh after cancel: %+v", r)
+	}
+	if err := s.Protect(ctx, group, protected, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// Continue-as-new while children are in flight: once the scale-out's
+	// provisioning has started, the limit drops below what the history
+	// holds.
+	first, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstRun := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	scale(5)
+	for {
+		st, err := s.Status(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		provisioning := 0
+		for _, m := range st.Members {
+			if m.State == workflows.MemberProvisioning {
+				provisioning++
+			}
+		}
+		if provisioning > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the scale-out never started provisioning")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	spec := workflows.SpecFromConfig(s.Config, s.Config.Autoscale.Groups[0])
+	spec.HistoryLimit = workflows.MinHistoryLimit
+	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, spec); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), firstRun)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+			break
+		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Fatalf("first run ended %s, want continued as new", st)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the group never continued as new")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	firstHist := workflowHistory(t, ctx, c, group, firstRun)
+	inflight, atSignal := 0, -1
+	for _, e := range firstHist.Events {
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+			inflight++
+		case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED,
+			enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED,
+			enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT, enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+			inflight--
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			if e.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalSpec {
+				atSignal = inflight // the last spec signal: the one lowering the limit
+			}
+		}
+	}
+	if atSignal <= 0 {
+		t.Fatalf("no child was in flight when the limit was lowered (%d)", atSignal)
+	}
+	if inflight != 0 {
+		t.Fatalf("the first run continued as new with %d children still in flight", inflight)
+	}
+	st = settle()
+	if st.Desired != 5 || len(st.Members) != 5 {
+		t.Fatalf("after continue-as-new: desired %d, members %+v; want 5", st.Desired, st.Members)
+	}
+	// The second run scales in.
+	scale(1)
+	settle()
+	secondHist := workflowHistory(t, ctx, c, group, firstHist.Events[len(firstHist.Events)-1].GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId())
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	for name, h := range map[string]*historypb.History{"api_first_run": firstHist, "api_second_run": secondHist} {
+		if err := worker.Replay(logger, h); err != nil {
+			t.Fatalf("replay of %s (%d events): %v", name, len(h.Events), err)
+		}
+		if os.Getenv("RECORD_HISTORIES") == "1" {
+			writeHistory(t, name+"_groupworkflow", h)
+		}
+	}
+}
+
+// workflowHistory reads the whole history of one run of group's workflow.
+func workflowHistory(t testing.TB, ctx context.Context, c client.Client, group, runID string) *historypb.History {
+	t.Helper()
+	h := &historypb.History{}
+	it := c.GetWorkflowHistory(ctx, workflows.GroupWorkflowID(group), runID, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	return h
+}

@@ -413,7 +413,7 @@ func TestKubeadmGroupOnARealAPIServer(t *testing.T) {
 		},
 	}
 	s, c := startInProcessConfig(t, ctx, cfg, id.Client)
-	t.Cleanup(func() { recordHistories(t, c, "kubernetes") })
+	t.Cleanup(func() { recordHistories(t, c, "kubeadm") })
 	t.Cleanup(func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer ccancel()

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -108,6 +109,9 @@ func TestGroupRemovedFromTheConfigIsKeptThenDeletedWhenAsked(t *testing.T) {
 	defer wcancel()
 	if err := run.Get(wctx, nil); err != nil {
 		t.Fatalf("removed group's workflow: %v, want it done", err)
+	}
+	if os.Getenv("RECORD_HISTORIES") == "1" {
+		writeHistory(t, "removal_groupworkflow", workflowHistory(t, ctx, c, "gone", run.GetRunID()))
 	}
 	if v := viewGroup(t, lv, "gone"); len(v.defined) != 0 || len(v.volumes) != 0 {
 		t.Errorf("after deletion was asked: defined %v, volumes %v; want nothing", v.defined, v.volumes)

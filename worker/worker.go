@@ -45,10 +45,11 @@ func New(c client.Client, taskQueue string, lv *activities.Libvirt, prom *activi
 }
 
 // NewReplayer returns a workflow replayer with PremiScale's workflows and
-// the interceptors every worker runs them with (see workflows.SignalOrder).
-func NewReplayer() (sdkworker.WorkflowReplayer, error) {
+// the interceptors every worker runs them with (see workflows.SignalOrder),
+// then extra (a test's, watching what the workflows do while they replay).
+func NewReplayer(extra ...interceptor.WorkerInterceptor) (sdkworker.WorkflowReplayer, error) {
 	r, err := sdkworker.NewWorkflowReplayerWithOptions(sdkworker.WorkflowReplayerOptions{
-		Interceptors: []interceptor.WorkerInterceptor{&workflows.SignalOrder{}},
+		Interceptors: append([]interceptor.WorkerInterceptor{&workflows.SignalOrder{}}, extra...),
 	})
 	if err != nil {
 		return nil, err
@@ -120,9 +121,9 @@ func WatchHosts(ctx context.Context, c client.Client, cfg *config.Config, cat *a
 // derived from the workflow type and, for a group, the group's name in
 // its input. The run ID is the history's own, as a worker sees it. It
 // returns the replayer's error: nil when the current code reproduces h's
-// commands.
-func Replay(logger log.Logger, h *historypb.History) error {
-	r, err := NewReplayer()
+// commands. extra are passed to NewReplayer.
+func Replay(logger log.Logger, h *historypb.History, extra ...interceptor.WorkerInterceptor) error {
+	r, err := NewReplayer(extra...)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,31 @@
 // Change IDs of the group workflow's workflow.GetVersion calls. Each names
 // a change of decisions that histories recorded under the old code must
 // keep replaying; see workflows/testdata and replay_test.go.
+//
+// Adding one. A change of the commands a workflow task makes (which
+// activity, timer or child, in which order, with which IDs) goes behind
+// workflow.GetVersion(ctx, id, workflow.DefaultVersion, 1), called only
+// where the decision is taken, with the ID declared here and what "before"
+// did. Record a history that goes through the new side (test/, with
+// RECORD_HISTORIES=1) and keep every older file: they take the old side.
+// TestEveryVersionBranchIsReplayedFromBothSides fails until both sides
+// are replayed.
+//
+// Retiring one. A change ID, its GetVersion call and its old branch may go
+// only when no workflow that could take the old side can still run:
+//  1. the release that introduced it has been out for two releases, so
+//     every supported upgrade path ran it; and
+//  2. every group workflow has continued as new since (a new run records
+//     every change at its latest version and never asks for an old side;
+//     groups continue as new within HistoryLimit events, hours to days),
+//     and no child workflow of the old code is open; and
+//  3. the histories of the old side are deleted from testdata in the same
+//     commit, with the reason in its message.
+//
+// `temporal workflow list --query 'ExecutionStatus="Running" AND
+// StartTime < "<release date>"'` finds what still runs from before.
+// Keep the ID's string out of use for ever: reusing it would make old
+// histories take a side they never took.
 
 package workflows
 
