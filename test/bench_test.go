@@ -240,7 +240,7 @@ func BenchmarkEvaluation(b *testing.B) {
 		}
 	})
 	target := 0.5
-	checks := []config.Check{{Name: "load", Strategy: config.StrategyTargetValue, Target: &target}}
+	checks := []policy.Rule{{Strategy: config.StrategyTargetValue, Target: &target}}
 	now := time.Now()
 	hist := make([]policy.Sample, 20)
 	for i := range hist {

@@ -17,7 +17,7 @@ import (
 )
 
 // vmShape is what one VM of the template needs from a host.
-func vmShape(t config.Template) policy.VMShape {
+func vmShape(t Template) policy.VMShape {
 	mem, _ := config.ParseSize(t.Memory) // validated
 	var disk uint64
 	if t.BaseVolume == "" && t.DiskSize != "" {

@@ -49,9 +49,13 @@ func (g *group) evaluate(ctx workflow.Context) {
 		}
 	}
 	lo, hi := g.bounds(ctx)
-	rec, results, hold := policy.Combine(sc.Checks, results, g.count(MemberRunning), g.st.Desired, lo, hi)
-	outLimits, oerr := policy.LimitsFrom(sc.ScaleOut, config.DefaultScaleOutCooldown, config.DefaultScaleOutWindow)
-	inLimits, ierr := policy.LimitsFrom(sc.ScaleIn, config.DefaultScaleInCooldown, config.DefaultScaleInWindow)
+	rules := make([]policy.Rule, len(sc.Checks))
+	for i, c := range sc.Checks {
+		rules[i] = c.rule()
+	}
+	rec, results, hold := policy.Combine(rules, results, g.count(MemberRunning), g.st.Desired, lo, hi)
+	outLimits, oerr := policy.LimitsFrom(sc.ScaleOut.limits(), config.DefaultScaleOutCooldown, config.DefaultScaleOutWindow)
+	inLimits, ierr := policy.LimitsFrom(sc.ScaleIn.limits(), config.DefaultScaleInCooldown, config.DefaultScaleInWindow)
 	if oerr != nil || ierr != nil {
 		// Validation rejects these; an old spec that slipped through scales uncapped.
 		g.logger.Warn("bad maxStep, ignoring it", "group", g.spec.Name, "scale_out", oerr, "scale_in", ierr)

@@ -2,7 +2,9 @@
 // GroupState with its Members and Events), and what its status Query
 // returns (GroupStatus). GroupInput and GroupState are decoded from every
 // recorded history and continue-as-new input: renaming a field changes
-// what running groups read.
+// what running groups read (TestRecordedPayloadsDecode fails). The
+// configuration sections a GroupSpec carries have history types of their
+// own, in spec_types.go.
 
 package workflows
 
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	"github.com/premiscale/premiscale/activities"
-	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/workflows/policy"
 )
 
@@ -40,13 +41,13 @@ type GroupSpec struct {
 	// and whenever its value in the configuration changes.
 	Desired            int                  `json:"desired"`
 	Hosts              []activities.HostRef `json:"hosts"`
-	Template           config.Template      `json:"template"`
+	Template           Template             `json:"template"`
 	EvaluationInterval time.Duration        `json:"evaluationInterval"`
 	// Scaling holds the checks and their limits; its EvaluationInterval is
 	// the one above.
-	Scaling config.Scaling `json:"scaling"`
+	Scaling Scaling `json:"scaling"`
 	// Placement chooses each new VM's host.
-	Placement config.Placement `json:"placement"`
+	Placement Placement `json:"placement"`
 	// HostFailureGracePeriod is how long a host may stay unreachable before
 	// its members count as lost; zero means DefaultHostFailureGracePeriod.
 	HostFailureGracePeriod time.Duration `json:"hostFailureGracePeriod,omitempty"`
@@ -76,10 +77,10 @@ type GroupSpec struct {
 	// close.
 	Schedules []string `json:"schedules,omitempty"`
 	// WarmPool, when set, keeps prepared VMs beside the group (warm.go).
-	WarmPool *config.WarmPool `json:"warmPool,omitempty"`
+	WarmPool *WarmPool `json:"warmPool,omitempty"`
 	// Refresh holds the group's refresh settings when they are not the
 	// defaults (manual, 90%, no batch cap); see refresh.go.
-	Refresh *config.Refresh `json:"refresh,omitempty"`
+	Refresh *RefreshSettings `json:"refresh,omitempty"`
 }
 
 // MemberState is where a member is in its life.

@@ -265,7 +265,7 @@ func (f *fakeLibvirt) perHost() map[string]int {
 func spec(desired, lo, hi int, hosts ...string) workflows.GroupSpec {
 	s := workflows.GroupSpec{
 		Name: "web", Min: lo, Max: hi, Desired: desired,
-		Template:           config.Template{VCPUs: 1, Memory: "256MiB", DiskSize: "1GiB", DomainType: "qemu", Arch: "x86_64"},
+		Template:           workflows.Template{VCPUs: 1, Memory: "256MiB", DiskSize: "1GiB", DomainType: "qemu", Arch: "x86_64"},
 		EvaluationInterval: interval,
 	}
 	for _, h := range hosts {
@@ -668,7 +668,7 @@ func TestPlacementStrategyBinpackFillsOneHostFirst(t *testing.T) {
 	f.memoryGiB = map[string]uint64{"h1": 1, "h2": 1} // 4 VMs of 256 MiB each
 	env := newEnv(t, f)
 	s := spec(0, 0, 5, "h1", "h2")
-	s.Placement = config.Placement{Strategy: config.PlacementBinpack}
+	s.Placement = workflows.Placement{Strategy: config.PlacementBinpack}
 	steps(env,
 		func() { setDesired(t, env, 3) },
 		func() {
@@ -1083,7 +1083,7 @@ func TestDrainAbortBacksOffThatNodeAndScaleInChoosesAnother(t *testing.T) {
 	s := spec(2, 0, 3, "h1")
 	s.Kubernetes = &workflows.KubernetesSpec{
 		Join: config.JoinKubeadm, NodeName: "{{.VM}}", ReadyTimeout: 15 * time.Minute,
-		Drain: config.Drain{Timeout: time.Minute, OnTimeout: config.DrainAbort}, TokenTTL: 30 * time.Minute,
+		Drain: workflows.Drain{Timeout: time.Minute, OnTimeout: config.DrainAbort}, TokenTTL: 30 * time.Minute,
 	}
 	runGroup(t, env, workflows.GroupInput{Spec: s})
 }

@@ -21,9 +21,9 @@ type KubernetesSpec struct {
 	Join              string            `json:"join"`
 	NodeName          string            `json:"nodeName"`
 	Labels            map[string]string `json:"labels,omitempty"`
-	Taints            []config.Taint    `json:"taints,omitempty"`
+	Taints            []Taint           `json:"taints,omitempty"`
 	ReadyTimeout      time.Duration     `json:"readyTimeout"`
-	Drain             config.Drain      `json:"drain"`
+	Drain             Drain             `json:"drain"`
 	APIServerEndpoint string            `json:"apiServerEndpoint,omitempty"`
 	CACertHashes      []string          `json:"caCertHashes,omitempty"`
 	TokenTTL          time.Duration     `json:"tokenTTL"`

@@ -110,7 +110,7 @@ func kubeEnv(t *testing.T, calls *kubeCalls, nodeReadyAfter int, drainErr error)
 func kubeSpec(onTimeout string) *workflows.KubernetesSpec {
 	return &workflows.KubernetesSpec{
 		Join: config.JoinKubeadm, NodeName: "{{.VM}}", ReadyTimeout: 15 * time.Minute,
-		Drain:             config.Drain{Timeout: time.Minute, OnTimeout: onTimeout},
+		Drain:             workflows.Drain{Timeout: time.Minute, OnTimeout: onTimeout},
 		APIServerEndpoint: "127.0.0.1:6443", CACertHashes: []string{"sha256:00"}, TokenTTL: 30 * time.Minute,
 	}
 }

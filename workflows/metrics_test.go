@@ -74,15 +74,15 @@ func fl(v float64) *float64              { return &v }
 
 // metricSpec is a group min 1 max 6 with a targetValue check "load"
 // (target 0.5) evaluated every 15s, cooldowns 30s, scale-in window 2m.
-func metricSpec(edit func(*config.Scaling)) workflows.GroupSpec {
+func metricSpec(edit func(*workflows.Scaling)) workflows.GroupSpec {
 	s := spec(1, 1, 6, "h1")
-	s.Scaling = config.Scaling{
+	s.Scaling = workflows.Scaling{
 		EvaluationInterval: interval,
 		Mode:               config.ModeOn,
-		Checks: []config.Check{{Name: "load", Query: "avg(load)", Strategy: config.StrategyTargetValue,
+		Checks: []workflows.Check{{Name: "load", Query: "avg(load)", Strategy: config.StrategyTargetValue,
 			Target: fl(0.5), Tolerance: fl(0.1), OnError: config.OnErrorHold}},
-		ScaleOut: config.Direction{Cooldown: dur(30 * time.Second), StabilizationWindow: dur(0)},
-		ScaleIn:  config.Direction{Cooldown: dur(30 * time.Second), StabilizationWindow: dur(2 * time.Minute)},
+		ScaleOut: workflows.Direction{Cooldown: dur(30 * time.Second), StabilizationWindow: dur(0)},
+		ScaleIn:  workflows.Direction{Cooldown: dur(30 * time.Second), StabilizationWindow: dur(2 * time.Minute)},
 	}
 	if edit != nil {
 		edit(&s.Scaling)
@@ -160,14 +160,14 @@ func TestDryRunDecidesButChangesNothing(t *testing.T) {
 		}
 		env.CancelWorkflow()
 	}, 2*time.Minute)
-	runGroup(t, env, workflows.GroupInput{Spec: metricSpec(func(s *config.Scaling) { s.DryRun = true })})
+	runGroup(t, env, workflows.GroupInput{Spec: metricSpec(func(s *workflows.Scaling) { s.DryRun = true })})
 }
 
 func TestManualScaleStartsTheCooldown(t *testing.T) {
 	f := newFake("h1")
 	env, m := newMetricEnv(t, f, 0.5, false)
-	spec := metricSpec(func(s *config.Scaling) {
-		s.ScaleIn = config.Direction{Cooldown: dur(5 * time.Minute), StabilizationWindow: dur(0)}
+	spec := metricSpec(func(s *workflows.Scaling) {
+		s.ScaleIn = workflows.Direction{Cooldown: dur(5 * time.Minute), StabilizationWindow: dur(0)}
 	})
 	env.RegisterDelayedCallback(func() {
 		m.set("load", 0.25) // half the target at 4 VMs: recommends 2

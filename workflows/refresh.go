@@ -35,8 +35,8 @@ const (
 // TemplateRevision is a template as the group used it, with its revision
 // (config.Group.Revision).
 type TemplateRevision struct {
-	Revision string          `json:"revision"`
-	Template config.Template `json:"template"`
+	Revision string   `json:"revision"`
+	Template Template `json:"template"`
 }
 
 // Refresh is a rolling refresh's progress, in status and in the group's
@@ -96,7 +96,7 @@ func (g *group) revision() string {
 }
 
 // template is the template of revision().
-func (g *group) template() config.Template {
+func (g *group) template() Template {
 	if g.st.Pinned != nil {
 		return g.st.Pinned.Template
 	}
@@ -155,7 +155,7 @@ type refreshPlan struct {
 
 // refreshSettings resolves a request against the group's settings.
 func (g *group) refreshSettings(req RefreshRequest) (p refreshPlan, err error) {
-	var r config.Refresh
+	var r RefreshSettings
 	if g.spec.Refresh != nil {
 		r = *g.spec.Refresh
 	}

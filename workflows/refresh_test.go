@@ -173,7 +173,7 @@ func TestRefreshOfAGroupOfOneLaunchesTheReplacementFirst(t *testing.T) {
 	env.SetTestTimeout(2 * time.Minute)
 	samples := sampleRunning(t, env, time.Second, 4*time.Minute)
 	s2 := refreshSpec(1, "r2")
-	s2.Refresh = &config.Refresh{Mode: config.RefreshAuto}
+	s2.Refresh = &workflows.RefreshSettings{Mode: config.RefreshAuto}
 	steps(env,
 		func() { env.SignalWorkflow(workflows.SignalSpec, s2) },
 		func() {}, func() {},
@@ -394,7 +394,7 @@ func TestRefreshWhoseLastCheckpointIsUnder100StopsThere(t *testing.T) {
 	steps(env,
 		func() {
 			s := refreshSpec(4, "r2")
-			s.Refresh = &config.Refresh{Mode: config.RefreshAuto, MinHealthy: "50%", Checkpoints: []int{50}}
+			s.Refresh = &workflows.RefreshSettings{Mode: config.RefreshAuto, MinHealthy: "50%", Checkpoints: []int{50}}
 			env.SignalWorkflow(workflows.SignalSpec, s)
 		},
 		func() {}, func() {},

@@ -29,10 +29,10 @@ func SpecFromConfig(cfg *config.Config, g config.Group) GroupSpec {
 		Min:                    g.Min,
 		Max:                    g.Max,
 		Desired:                g.Min,
-		Template:               g.Template,
+		Template:               templateFrom(g.Template),
 		EvaluationInterval:     g.Scaling.EvaluationInterval,
-		Scaling:                g.Scaling,
-		Placement:              g.Placement,
+		Scaling:                scalingFrom(g.Scaling),
+		Placement:              Placement(g.Placement),
 		HostFailureGracePeriod: g.HostFailureGracePeriod,
 		UnhealthyGracePeriod:   g.UnhealthyGracePeriod,
 		CleanupTimeout:         g.CleanupTimeout,
@@ -44,10 +44,11 @@ func SpecFromConfig(cfg *config.Config, g config.Group) GroupSpec {
 	for _, sc := range g.Schedules {
 		spec.Schedules = append(spec.Schedules, sc.Name)
 	}
-	spec.WarmPool = g.WarmPool
+	spec.WarmPool = warmPoolFrom(g.WarmPool)
 	if r := g.Refresh; (r.Mode != "" && r.Mode != config.RefreshManual) || r.MinHealthy != "" || r.Batch != 0 ||
 		len(r.Checkpoints) > 0 || r.CheckpointDelay != nil {
-		spec.Refresh = &r // only when set: the spec of a group without stays as it was
+		rs := RefreshSettings(r)
+		spec.Refresh = &rs // only when set: the spec of a group without stays as it was
 	}
 	if g.Desired != nil {
 		spec.Desired = *g.Desired
@@ -55,8 +56,8 @@ func SpecFromConfig(cfg *config.Config, g config.Group) GroupSpec {
 	if k := g.Kubernetes; k.Join != config.JoinNone && k.Join != "" {
 		kc := cfg.Controller.Kubernetes
 		spec.Kubernetes = &KubernetesSpec{
-			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: k.Taints,
-			ReadyTimeout: k.ReadyTimeout, Drain: k.Drain,
+			Join: k.Join, NodeName: k.NodeName, Labels: k.Labels, Taints: taintsFrom(k.Taints),
+			ReadyTimeout: k.ReadyTimeout, Drain: Drain(k.Drain),
 			APIServerEndpoint: kc.APIServerEndpoint, CACertHashes: kc.CACertHashes, TokenTTL: kc.TokenTTL,
 		}
 	}

@@ -39,7 +39,7 @@ func warmEnv(t *testing.T, f *fakeLibvirt) *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
-func warmSpec(desired, hi int, pool config.WarmPool, hosts ...string) workflows.GroupSpec {
+func warmSpec(desired, hi int, pool workflows.WarmPool, hosts ...string) workflows.GroupSpec {
 	s := spec(desired, 0, hi, hosts...)
 	s.Revision = "r1"
 	if pool.State == "" {
@@ -111,7 +111,7 @@ func TestWarmPoolFillsThenScaleOutActivatesWarmVMsAndRefills(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, config.WarmPool{Size: intp(2)}, "h1", "h2")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, workflows.WarmPool{Size: intp(2)}, "h1", "h2")})
 }
 
 func TestPausedWarmVMsAreNotTakenForUnhealthyMembers(t *testing.T) {
@@ -143,7 +143,7 @@ func TestPausedWarmVMsAreNotTakenForUnhealthyMembers(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, config.WarmPool{Size: intp(1), State: config.WarmPaused}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, workflows.WarmPool{Size: intp(1), State: config.WarmPaused}, "h1")})
 }
 
 func TestWarmVMThatVanishesOrRunsIsReplaced(t *testing.T) {
@@ -172,7 +172,7 @@ func TestWarmVMThatVanishesOrRunsIsReplaced(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, config.WarmPool{Size: intp(2)}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, workflows.WarmPool{Size: intp(2)}, "h1")})
 }
 
 func TestWarmPoolFollowsMaxPreparedCapacity(t *testing.T) {
@@ -201,7 +201,7 @@ func TestWarmPoolFollowsMaxPreparedCapacity(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, config.WarmPool{MaxPreparedSize: intp(4)}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, workflows.WarmPool{MaxPreparedSize: intp(4)}, "h1")})
 }
 
 func TestWarmVMThatFailsToWakeIsReplacedByAColdOne(t *testing.T) {
@@ -227,13 +227,13 @@ func TestWarmVMThatFailsToWakeIsReplacedByAColdOne(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, config.WarmPool{Size: intp(1)}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, workflows.WarmPool{Size: intp(1)}, "h1")})
 }
 
 func TestWarmVMOfAnOlderRevisionIsReplaced(t *testing.T) {
 	f := newFake("h1")
 	env := warmEnv(t, f)
-	next := warmSpec(0, 5, config.WarmPool{Size: intp(1)}, "h1")
+	next := warmSpec(0, 5, workflows.WarmPool{Size: intp(1)}, "h1")
 	next.Revision = "r2"
 	steps(env,
 		func() {
@@ -257,13 +257,13 @@ func TestWarmVMOfAnOlderRevisionIsReplaced(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, config.WarmPool{Size: intp(1)}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(0, 5, workflows.WarmPool{Size: intp(1)}, "h1")})
 }
 
 func TestWarmVMsOnAHostDownPastGraceAreLostAndRefilledElsewhere(t *testing.T) {
 	f := newFake("h1", "h2")
 	env := warmEnv(t, f)
-	s := warmSpec(0, 5, config.WarmPool{Size: intp(2)}, "h1", "h2")
+	s := warmSpec(0, 5, workflows.WarmPool{Size: intp(2)}, "h1", "h2")
 	s.HostFailureGracePeriod = 2 * time.Minute
 	env.RegisterDelayedCallback(func() {
 		st := status(t, env)
@@ -331,7 +331,7 @@ func TestScaleInReturnsVMsToThePoolWhileItHasRoom(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, config.WarmPool{MaxPreparedSize: intp(4), ReuseOnScaleIn: true}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(1, 5, workflows.WarmPool{MaxPreparedSize: intp(4), ReuseOnScaleIn: true}, "h1")})
 }
 
 func TestScaleInDeletesVMsWhenThePoolIsFull(t *testing.T) {
@@ -351,5 +351,5 @@ func TestScaleInDeletesVMsWhenThePoolIsFull(t *testing.T) {
 			}
 		},
 	)
-	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(2, 5, config.WarmPool{Size: intp(1), ReuseOnScaleIn: true}, "h1")})
+	runGroup(t, env, workflows.GroupInput{Spec: warmSpec(2, 5, workflows.WarmPool{Size: intp(1), ReuseOnScaleIn: true}, "h1")})
 }

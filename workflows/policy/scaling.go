@@ -26,6 +26,19 @@ const eps = 1e-9
 
 func ceil(x float64) int { return int(math.Ceil(x - eps)) }
 
+// Rule is how one check's value becomes a recommendation: its strategy
+// (config.Strategy*) and that strategy's parameters, as the check sets them.
+type Rule struct {
+	Strategy   string
+	Target     *float64
+	Tolerance  *float64
+	UpperBound *float64
+	LowerBound *float64
+	Delta      *int
+	Percentage *float64
+	Value      *int
+}
+
 // Recommend turns one check's value into the group size it asks for.
 // running is how many VMs run (and so produce the metric); desired is the
 // group's current target, which a check that has nothing to say returns.
@@ -35,7 +48,7 @@ func ceil(x float64) int { return int(math.Ceil(x - eps)) }
 //   - threshold: while lowerBound <= value < upperBound, running + delta,
 //     running +/- ceil(|running * percentage / 100|), or value; otherwise desired.
 //   - passThrough: ceil(value).
-func Recommend(c config.Check, value float64, running, desired int) int {
+func Recommend(c Rule, value float64, running, desired int) int {
 	switch c.Strategy {
 	case config.StrategyTargetValue:
 		tol := config.DefaultTolerance
@@ -90,7 +103,7 @@ type CheckResult struct {
 // onError hold contributes "no scale-in" (desired) and its failure is
 // returned as holdReason; with onError ignore it is left out. With no
 // usable check the result is desired.
-func Combine(cfg []config.Check, results []CheckResult, running, desired, lo, hi int) (rec int, out []CheckResult, holdReason string) {
+func Combine(rules []Rule, results []CheckResult, running, desired, lo, hi int) (rec int, out []CheckResult, holdReason string) {
 	rec = math.MinInt
 	var holds []string
 	out = make([]CheckResult, len(results))
@@ -102,7 +115,7 @@ func Combine(cfg []config.Check, results []CheckResult, running, desired, lo, hi
 			}
 			continue
 		}
-		out[i].Recommendation = Clamp(Recommend(cfg[i], r.Value, running, desired), lo, hi)
+		out[i].Recommendation = Clamp(Recommend(rules[i], r.Value, running, desired), lo, hi)
 		rec = max(rec, out[i].Recommendation)
 	}
 	if rec == math.MinInt {
@@ -131,13 +144,29 @@ type DirectionLimits struct {
 	MaxPercent float64
 }
 
-// LimitsFrom parses a config.Direction with its defaults.
-func LimitsFrom(d config.Direction, defCooldown, defWindow time.Duration) (DirectionLimits, error) {
-	n, p, err := config.ParseMaxStep(d.MaxStep)
+// Limits are one direction's limits as a group sets them; nil durations
+// take the defaults.
+type Limits struct {
+	Cooldown *time.Duration
+	Window   *time.Duration
+	// MaxStep is a count ("2") or a percentage ("50%"); empty: no cap.
+	MaxStep string
+}
+
+// LimitsFrom parses l with its defaults.
+func LimitsFrom(l Limits, defCooldown, defWindow time.Duration) (DirectionLimits, error) {
+	n, p, err := config.ParseMaxStep(l.MaxStep)
 	if err != nil {
 		return DirectionLimits{}, err
 	}
-	return DirectionLimits{Cooldown: d.CooldownOr(defCooldown), Window: d.WindowOr(defWindow), MaxCount: n, MaxPercent: p}, nil
+	out := DirectionLimits{Cooldown: defCooldown, Window: defWindow, MaxCount: n, MaxPercent: p}
+	if l.Cooldown != nil {
+		out.Cooldown = *l.Cooldown
+	}
+	if l.Window != nil {
+		out.Window = *l.Window
+	}
+	return out, nil
 }
 
 func (l DirectionLimits) maxStep(desired int) int {

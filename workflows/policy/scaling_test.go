@@ -12,7 +12,7 @@ func f(v float64) *float64 { return &v }
 func n(v int) *int         { return &v }
 
 func TestRecommendTargetValue(t *testing.T) {
-	c := config.Check{Strategy: config.StrategyTargetValue, Target: f(0.6), Tolerance: f(0.1)}
+	c := Rule{Strategy: config.StrategyTargetValue, Target: f(0.6), Tolerance: f(0.1)}
 	tests := []struct {
 		name                   string
 		value                  float64
@@ -42,21 +42,21 @@ func TestRecommendTargetValue(t *testing.T) {
 func TestRecommendThreshold(t *testing.T) {
 	tests := []struct {
 		name                   string
-		c                      config.Check
+		c                      Rule
 		value                  float64
 		running, desired, want int
 	}{
-		{"above upper: out of range, no change", config.Check{LowerBound: f(80), Delta: n(2)}, 50, 3, 3, 3},
-		{"delta inside open-ended range", config.Check{LowerBound: f(80), Delta: n(2)}, 90, 3, 3, 5},
-		{"negative delta", config.Check{UpperBound: f(20), Delta: n(-1)}, 10, 3, 3, 2},
-		{"upper bound is exclusive", config.Check{UpperBound: f(20), Delta: n(-1)}, 20, 3, 3, 3},
-		{"lower bound is inclusive", config.Check{LowerBound: f(80), Delta: n(1)}, 80, 3, 3, 4},
-		{"both bounds", config.Check{LowerBound: f(50), UpperBound: f(80), Delta: n(1)}, 60, 3, 3, 4},
-		{"percentage up rounds up", config.Check{LowerBound: f(80), Percentage: f(50)}, 90, 3, 3, 5},
-		{"percentage up from zero adds one", config.Check{LowerBound: f(80), Percentage: f(50)}, 90, 0, 0, 1},
-		{"percentage down", config.Check{UpperBound: f(20), Percentage: f(-25)}, 10, 4, 4, 3},
-		{"exact value", config.Check{LowerBound: f(0), Value: n(7)}, 1, 3, 3, 7},
-		{"delta relative to running, not desired", config.Check{LowerBound: f(80), Delta: n(1)}, 90, 3, 4, 4},
+		{"above upper: out of range, no change", Rule{LowerBound: f(80), Delta: n(2)}, 50, 3, 3, 3},
+		{"delta inside open-ended range", Rule{LowerBound: f(80), Delta: n(2)}, 90, 3, 3, 5},
+		{"negative delta", Rule{UpperBound: f(20), Delta: n(-1)}, 10, 3, 3, 2},
+		{"upper bound is exclusive", Rule{UpperBound: f(20), Delta: n(-1)}, 20, 3, 3, 3},
+		{"lower bound is inclusive", Rule{LowerBound: f(80), Delta: n(1)}, 80, 3, 3, 4},
+		{"both bounds", Rule{LowerBound: f(50), UpperBound: f(80), Delta: n(1)}, 60, 3, 3, 4},
+		{"percentage up rounds up", Rule{LowerBound: f(80), Percentage: f(50)}, 90, 3, 3, 5},
+		{"percentage up from zero adds one", Rule{LowerBound: f(80), Percentage: f(50)}, 90, 0, 0, 1},
+		{"percentage down", Rule{UpperBound: f(20), Percentage: f(-25)}, 10, 4, 4, 3},
+		{"exact value", Rule{LowerBound: f(0), Value: n(7)}, 1, 3, 3, 7},
+		{"delta relative to running, not desired", Rule{LowerBound: f(80), Delta: n(1)}, 90, 3, 4, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,7 +69,7 @@ func TestRecommendThreshold(t *testing.T) {
 }
 
 func TestRecommendPassThrough(t *testing.T) {
-	c := config.Check{Strategy: config.StrategyPassThrough}
+	c := Rule{Strategy: config.StrategyPassThrough}
 	for _, tt := range []struct {
 		value float64
 		want  int
@@ -81,8 +81,8 @@ func TestRecommendPassThrough(t *testing.T) {
 }
 
 func TestCombineScaleOutBeatsNoneBeatsScaleInLargerWins(t *testing.T) {
-	pass := config.Check{Strategy: config.StrategyPassThrough}
-	cfg := []config.Check{pass, pass, pass}
+	pass := Rule{Strategy: config.StrategyPassThrough}
+	cfg := []Rule{pass, pass, pass}
 	res := func(vals ...float64) []CheckResult {
 		out := make([]CheckResult, len(vals))
 		for i, v := range vals {
@@ -115,8 +115,8 @@ func TestCombineScaleOutBeatsNoneBeatsScaleInLargerWins(t *testing.T) {
 }
 
 func TestCombineFailedCheckHoldsScaleInButNotScaleOut(t *testing.T) {
-	pass := config.Check{Strategy: config.StrategyPassThrough}
-	cfg := []config.Check{pass, pass}
+	pass := Rule{Strategy: config.StrategyPassThrough}
+	cfg := []Rule{pass, pass}
 	tests := []struct {
 		name     string
 		results  []CheckResult
