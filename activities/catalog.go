@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"github.com/digitalocean/go-libvirt"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,4 +192,32 @@ func (c *Catalog) hostConfig(name string) (config.Host, bool) {
 // ours, or empty (a domain marked before marks named installations).
 func (c *Catalog) ours(o Owner) bool {
 	return o.Installation == "" || (c != nil && o.Installation == c.Installation)
+}
+
+// DomainGroup names the configured group of this installation that owns d
+// on host, by d's mark, or "": no mark, another installation's, a group
+// the configuration does not have or does not put on host, or d gone.
+func (c *Catalog) DomainGroup(lv *libvirt.Libvirt, host string, d libvirt.Domain) string {
+	o, ok, _, err := readMark(lv, d)
+	if err != nil || !ok || !c.ours(o) {
+		return ""
+	}
+	g, ok := c.groups[o.Group]
+	if !ok || (len(g.Hosts) > 0 && !slices.Contains(g.Hosts, host)) {
+		return ""
+	}
+	return o.Group
+}
+
+// HostGroups names the configured groups that use host (a group with no
+// hosts uses every one), sorted.
+func (c *Catalog) HostGroups(host string) []string {
+	var out []string
+	for name, g := range c.groups {
+		if len(g.Hosts) == 0 || slices.Contains(g.Hosts, host) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"io"
 	"os"
 	"time"
@@ -81,7 +82,7 @@ var ErrVolumeExists = errors.New("volume exists")
 // An existing volume is replaced only with replace, and never while a
 // domain uses it or a volume is an overlay of it (every clone of a base
 // image is). Not an activity: the file is on this machine.
-func UploadImage(ctx context.Context, hosts *Hosts, cat *Catalog, h HostRef, img ImageFile, name string, replace bool) (ImageUpload, error) {
+func UploadImage(ctx context.Context, hosts *hostconn.Hosts, cat *Catalog, h HostRef, img ImageFile, name string, replace bool) (ImageUpload, error) {
 	h, err := cat.Host(h)
 	if err != nil {
 		return ImageUpload{}, err
@@ -195,10 +196,10 @@ const verifyReads = 3
 // downloadSHA256 reads n bytes of vol back from the host and returns their
 // checksum. go-libvirt's stream download can hang (go-libvirt#241), so it
 // runs on a connection of its own that is closed when ctx ends.
-func downloadSHA256(ctx context.Context, hosts *Hosts, h HostRef, vol libvirt.StorageVol, n int64) (string, error) {
+func downloadSHA256(ctx context.Context, hosts *hostconn.Hosts, h HostRef, vol libvirt.StorageVol, n int64) (string, error) {
 	dctx, cancel := context.WithTimeout(ctx, max(time.Minute, time.Duration(n>>20)*time.Second))
 	defer cancel()
-	own := NewHosts(hosts.Logger)
+	own := hostconn.NewHosts(hosts.Logger)
 	defer func() { _ = own.Close() }() // ends a download that hangs, too
 	lv, err := own.Conn(dctx, h.URI)
 	if err != nil {

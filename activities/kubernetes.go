@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"io"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ const (
 type Kubernetes struct {
 	// Client is nil when the controller has no cluster configured.
 	Client kubernetes.Interface
-	Hosts  *Hosts
+	Hosts  *hostconn.Hosts
 	// Catalog resolves groups and hosts by name (see Catalog).
 	Catalog *Catalog
 	// Now is the clock for token expiry; nil means time.Now.

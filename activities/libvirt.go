@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -62,7 +63,7 @@ type DomainRef struct {
 // Libvirt is the set of libvirt activities; it holds the pooled connections
 // and the worker's catalog of hosts and groups.
 type Libvirt struct {
-	Hosts   *Hosts
+	Hosts   *hostconn.Hosts
 	Catalog *Catalog
 	// PollInterval is how often waits poll a domain's state; zero means 250 ms.
 	PollInterval time.Duration

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostconn"
 )
 
 // SeedLabel is the volume label cloud-init's NoCloud datasource looks for.
@@ -298,7 +299,7 @@ func ownSeed(instanceID string) func(image []byte) string {
 // data. An existing volume of that name is replaced only if no domain has
 // it as a disk and replaceable, given its current content, says "";
 // otherwise the step is refused (ErrTypeNameTaken) and the volume left.
-func uploadVolume(hosts *Hosts, cat *Catalog, ctx context.Context, h HostRef, name string, data []byte, replaceable func([]byte) string) error {
+func uploadVolume(hosts *hostconn.Hosts, cat *Catalog, ctx context.Context, h HostRef, name string, data []byte, replaceable func([]byte) string) error {
 	h, err := cat.Host(h)
 	if err != nil {
 		return err

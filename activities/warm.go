@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostconn"
 )
 
 // ParkDomainInput asks for a booted VM to wait in a warm pool.
@@ -122,13 +123,13 @@ func (l *Libvirt) WaitConsoleLine(ctx context.Context, in WaitConsoleInput) erro
 		return err
 	}
 	ref.Host = h
-	lv, raw, err := dialURI(h.URI, DefaultDialTimeout)
+	lv, raw, err := hostconn.Dial(h.URI, hostconn.DefaultDialTimeout)
 	if err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	defer func() {
 		if raw != nil {
-			raw.close()
+			raw.Close()
 		}
 		go func() { _ = lv.Disconnect() }()
 	}()

@@ -23,6 +23,7 @@ import (
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/embedded"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"github.com/premiscale/premiscale/starter"
 	"github.com/premiscale/premiscale/worker"
 	"github.com/premiscale/premiscale/workflows"
@@ -176,8 +177,8 @@ func startInProcessLogged(tb testing.TB, ctx context.Context, cfg *config.Config
 func startInProcessTuned(tb testing.TB, ctx context.Context, cfg *config.Config, kube kubernetes.Interface, logger *slog.Logger, tune func(*config.Config)) (*starter.Starter, client.Client) {
 	tb.Helper()
 	_, c := startServer(tb, ctx, logger)
-	hosts := activities.NewHosts(logger)
-	hosts.Limits = activities.HostLimits(cfg)
+	hosts := hostconn.NewHosts(logger)
+	hosts.Limits = hostconn.HostLimits(cfg)
 	tb.Cleanup(func() { _ = hosts.Close() })
 	cfg.ApplyDefaults()
 	if cfg.Controller.Installation == "" {

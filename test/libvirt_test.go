@@ -18,6 +18,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostconn"
 )
 
 // testDriverURI reaches libvirt's test driver through the local daemon. All
@@ -124,7 +125,7 @@ func testActs(t *testing.T, host config.Host, groups map[string]config.Template)
 	}
 	cfg.ApplyDefaults()
 	cat := activities.NewCatalog(cfg)
-	hosts := activities.NewHosts(nil)
+	hosts := hostconn.NewHosts(nil)
 	t.Cleanup(func() { _ = hosts.Close() })
 	return &activities.Libvirt{Hosts: hosts, Catalog: cat}, cat.Revision
 }
@@ -289,7 +290,7 @@ func TestMissingBaseVolumeFailsWithoutRetry(t *testing.T) {
 
 func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
-	hosts := activities.NewHosts(nil)
+	hosts := hostconn.NewHosts(nil)
 	defer hosts.Close()
 	ctx := context.Background()
 	c1, err := hosts.Conn(ctx, testDriverURI)
@@ -317,7 +318,7 @@ func TestPooledConnectionIsRedialedAfterItDrops(t *testing.T) {
 
 func TestHostSlotsSpreadOverConnectionsOfFourCalls(t *testing.T) {
 	requireLibvirt(t, testDriverURI)
-	hosts := activities.NewHosts(nil)
+	hosts := hostconn.NewHosts(nil)
 	hosts.MaxPerHost = 8
 	defer hosts.Close()
 	ctx := context.Background()

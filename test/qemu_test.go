@@ -14,6 +14,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostconn"
 )
 
 // The tiny guest built by test/guest/build.sh: a Debian kernel, a busybox
@@ -123,7 +124,7 @@ func TestSeedOfAnotherInstanceIsNeverReplaced(t *testing.T) {
 	}}
 	cfg.ApplyDefaults()
 	cat := activities.NewCatalog(cfg)
-	hosts := activities.NewHosts(nil)
+	hosts := hostconn.NewHosts(nil)
 	t.Cleanup(func() { _ = hosts.Close() })
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostwatch"
 	"github.com/premiscale/premiscale/workflows"
 )
 
@@ -91,7 +92,7 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ScheduledWindow, workflow.RegisterOptions{Name: workflows.ScheduledWindowName})
 }
 
-// WatchHosts runs a host watcher (activities.Watcher) over the hosts of
+// WatchHosts runs a host watcher (hostwatch.Watcher) over the hosts of
 // cfg's groups until ctx ends: each change of a domain of a group is sent
 // to the group's workflow as SignalHostChange. A group whose workflow does
 // not exist (not ensured yet, or removed) is skipped. With
@@ -101,8 +102,8 @@ func WatchHosts(ctx context.Context, c client.Client, cfg *config.Config, cat *a
 		logger.Info("host watchers are off: groups observe their hosts each evaluation interval")
 		return
 	}
-	w := &activities.Watcher{
-		Catalog: cat, Hosts: activities.WatchedHosts(cfg), Logger: logger,
+	w := &hostwatch.Watcher{
+		Catalog: cat, Hosts: hostwatch.WatchedHosts(cfg), Logger: logger,
 		Notify: func(ctx context.Context, group string, change activities.HostChange) error {
 			err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalHostChange, change)
 			var nf *serviceerror.NotFound

@@ -25,6 +25,7 @@ import (
 	"github.com/premiscale/premiscale/config"
 	"github.com/premiscale/premiscale/internal/embedded"
 	"github.com/premiscale/premiscale/internal/externalgrpc"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"github.com/premiscale/premiscale/internal/mtls"
 	"github.com/premiscale/premiscale/internal/telemetry"
 	"github.com/premiscale/premiscale/starter"
@@ -231,8 +232,8 @@ func runController(ctx context.Context, cfg *config.Config, logger *slog.Logger,
 	logger.Info("installation", "id", cfg.Controller.Installation)
 
 	if r.worker {
-		hosts := activities.NewHosts(logger)
-		hosts.Limits = activities.HostLimits(cfg)
+		hosts := hostconn.NewHosts(logger)
+		hosts.Limits = hostconn.HostLimits(cfg)
 		defer func() { _ = hosts.Close() }()
 		prom, err := activities.NewPrometheus(cfg.Controller.Prometheus)
 		if err != nil {

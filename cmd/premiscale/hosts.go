@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/premiscale/premiscale/activities"
+	"github.com/premiscale/premiscale/internal/hostconn"
 	"github.com/premiscale/premiscale/internal/telemetry"
 )
 
@@ -74,7 +75,7 @@ every finding.`,
 					return fmt.Errorf("HOST %q: not in the config's autoscale.hosts", a)
 				}
 			}
-			conns := activities.NewHosts(cliLogger())
+			conns := hostconn.NewHosts(cliLogger())
 			defer func() { _ = conns.Close() }()
 			lv := &activities.Libvirt{Hosts: conns, Catalog: activities.NewCatalog(cfg)}
 			reports := checkHosts(cmd.Context(), lv, hosts, timeout)
@@ -154,7 +155,7 @@ uses it or clones are overlays of it. Exits 1 if any host failed.`,
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %d MiB disk, %d MiB file, sha256 %s\n", img.Path, img.Format, img.VirtualBytes>>20, img.Bytes>>20, img.SHA256)
-			conns := activities.NewHosts(cliLogger())
+			conns := hostconn.NewHosts(cliLogger())
 			defer func() { _ = conns.Close() }()
 			cat := activities.NewCatalog(cfg)
 			var failed []string

@@ -1,4 +1,4 @@
-package activities
+package hostwatch
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
 )
 
@@ -18,12 +19,12 @@ func TestWatcherCoalescesChangesPerGroup(t *testing.T) {
 	notify, got := recordNotifications()
 	w := &Watcher{
 		Logger: slog.New(slog.DiscardHandler), Debounce: 50 * time.Millisecond,
-		Notify: notify, pending: map[string]HostChange{},
+		Notify: notify, pending: map[string]activities.HostChange{},
 	}
-	w.notify("web", HostChange{Host: "h1", Domain: "web-1", Event: "stopped"})
-	w.notify("web", HostChange{Host: "h1", Domain: "web-2", Event: "undefined"})
-	w.notify("web", HostChange{Host: "h1", Domain: "web-3", Event: EventResync})
-	w.notify("db", HostChange{Host: "h2", Domain: "db-1", Event: EventResync})
+	w.notify("web", activities.HostChange{Host: "h1", Domain: "web-1", Event: "stopped"})
+	w.notify("web", activities.HostChange{Host: "h1", Domain: "web-2", Event: "undefined"})
+	w.notify("web", activities.HostChange{Host: "h1", Domain: "web-3", Event: activities.EventResync})
+	w.notify("db", activities.HostChange{Host: "h2", Domain: "db-1", Event: activities.EventResync})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	w.flushLoop(ctx)
@@ -31,7 +32,7 @@ func TestWatcherCoalescesChangesPerGroup(t *testing.T) {
 	if len(notified["web"]) != 1 || notified["web"][0].Domain != "web-2" {
 		t.Errorf("web notified %v, want once, with web-2's change", notified["web"])
 	}
-	if len(notified["db"]) != 1 || notified["db"][0].Event != EventResync {
+	if len(notified["db"]) != 1 || notified["db"][0].Event != activities.EventResync {
 		t.Errorf("db notified %v, want one resync", notified["db"])
 	}
 }
@@ -65,7 +66,7 @@ func TestWatcherTellsGroupsOnceThatAHostIsUnreachable(t *testing.T) {
 	}}
 	notify, got := recordNotifications()
 	w := &Watcher{
-		Catalog: NewCatalog(cfg), Hosts: cfg.Autoscale.Hosts[:1],
+		Catalog: activities.NewCatalog(cfg), Hosts: cfg.Autoscale.Hosts[:1],
 		Logger: slog.New(slog.DiscardHandler), Debounce: 50 * time.Millisecond,
 		Notify: notify,
 	}
@@ -74,7 +75,7 @@ func TestWatcherTellsGroupsOnceThatAHostIsUnreachable(t *testing.T) {
 	defer cancel()
 	w.Run(ctx)
 	notified := got()
-	want := HostChange{Host: "h1", Event: EventDisconnected}
+	want := activities.HostChange{Host: "h1", Event: activities.EventDisconnected}
 	for _, g := range []string{"web", "api"} {
 		if len(notified[g]) != 1 || notified[g][0] != want {
 			t.Errorf("%s notified %v, want once %v", g, notified[g], want)
@@ -87,21 +88,21 @@ func TestWatcherTellsGroupsOnceThatAHostIsUnreachable(t *testing.T) {
 
 // recordNotifications is a Watcher.Notify that records every notification,
 // and a function that returns a copy of them by group.
-func recordNotifications() (notify func(context.Context, string, HostChange) error, got func() map[string][]HostChange) {
+func recordNotifications() (notify func(context.Context, string, activities.HostChange) error, got func() map[string][]activities.HostChange) {
 	var mu sync.Mutex
-	seen := map[string][]HostChange{}
-	notify = func(_ context.Context, g string, c HostChange) error {
+	seen := map[string][]activities.HostChange{}
+	notify = func(_ context.Context, g string, c activities.HostChange) error {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[g] = append(seen[g], c)
 		return nil
 	}
-	got = func() map[string][]HostChange {
+	got = func() map[string][]activities.HostChange {
 		mu.Lock()
 		defer mu.Unlock()
-		out := map[string][]HostChange{}
+		out := map[string][]activities.HostChange{}
 		for g, cs := range seen {
-			out[g] = append([]HostChange(nil), cs...)
+			out[g] = append([]activities.HostChange(nil), cs...)
 		}
 		return out
 	}

@@ -1,4 +1,10 @@
-package activities
+// Package hostconn holds a worker process's libvirt connections: a pool of
+// connections per host (Hosts) that bounds how many calls a host carries
+// at once and closes a connection that stops answering, and Dial for the
+// callers that keep a connection of their own (host watchers, console
+// watchers). It is not an activity: activities, the host watchers and the
+// CLI's host checks use it.
+package hostconn
 
 import (
 	"context"
@@ -85,7 +91,7 @@ type hostConn struct {
 	mu sync.Mutex
 	lv *libvirt.Libvirt
 	// raw closes lv's socket without a round trip to the daemon.
-	raw *rawDialer
+	raw *RawDialer
 	// dialing is closed when the dial in progress ends; nil when none is.
 	dialing chan struct{}
 	dialErr error
@@ -226,7 +232,7 @@ func (h *Hosts) conn(ctx context.Context, hc *hostConn, name, uri string) (*libv
 // dial connects to uri (bounded by DialTimeout), installs the connection
 // and its pinger, and closes done.
 func (h *Hosts) dial(hc *hostConn, name, uri string, done chan struct{}) {
-	lv, raw, err := dialURI(uri, orDefault(h.DialTimeout, DefaultDialTimeout))
+	lv, raw, err := Dial(uri, orDefault(h.DialTimeout, DefaultDialTimeout))
 	if err != nil {
 		err = fmt.Errorf("connect to host %s: %w", name, err)
 	}
@@ -248,10 +254,10 @@ func (h *Hosts) dial(hc *hostConn, name, uri string, done chan struct{}) {
 	close(done)
 }
 
-// dialURI connects to uri within timeout. A dial that does not finish by
+// Dial connects to uri within timeout. A dial that does not finish by
 // then (its TCP connect succeeded but the daemon never answered the
 // handshake) has its socket closed.
-func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, error) {
+func Dial(uri string, timeout time.Duration) (*libvirt.Libvirt, *RawDialer, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
 		// url.Error repeats the URI, which may hold credentials.
@@ -285,7 +291,7 @@ func dialURI(uri string, timeout time.Duration) (*libvirt.Libvirt, *rawDialer, e
 		return lv, raw, nil
 	case <-time.After(timeout):
 		if raw != nil {
-			raw.close()
+			raw.Close()
 		}
 		go func() {
 			if err := <-done; err == nil {
@@ -308,18 +314,18 @@ func explainDialError(err error) error {
 	return err
 }
 
-// rawDialer dials like go-libvirt's own dialer for the URI and keeps the
+// RawDialer dials like go-libvirt's own dialer for the URI and keeps the
 // socket, so that a connection to a daemon that stopped answering can be
 // closed at once (go-libvirt's Disconnect first asks the daemon). Closing
 // it fails every call waiting on the connection.
-type rawDialer struct {
+type RawDialer struct {
 	inner socket.Dialer
 	mu    sync.Mutex
 	conn  net.Conn
 }
 
 // Dial implements socket.Dialer.
-func (d *rawDialer) Dial() (net.Conn, error) {
+func (d *RawDialer) Dial() (net.Conn, error) {
 	c, err := d.inner.Dial()
 	if err == nil {
 		d.mu.Lock()
@@ -329,7 +335,8 @@ func (d *rawDialer) Dial() (net.Conn, error) {
 	return c, err
 }
 
-func (d *rawDialer) close() {
+// Close closes the socket at once, without a word to the daemon.
+func (d *RawDialer) Close() {
 	d.mu.Lock()
 	c := d.conn
 	d.mu.Unlock()
@@ -338,12 +345,12 @@ func (d *rawDialer) close() {
 	}
 }
 
-// rawDialerFor returns a rawDialer for the unix, tcp and tls transports,
+// rawDialerFor returns a RawDialer for the unix, tcp and tls transports,
 // with the URI options go-libvirt reads for them (socket; port; pkipath,
 // no_verify). Other transports (ssh) get nil: they are dialed by
 // go-libvirt itself, and a hung one is closed by Disconnect, which needs
 // the daemon's answer.
-func rawDialerFor(u *url.URL) (*rawDialer, error) {
+func rawDialerFor(u *url.URL) (*RawDialer, error) {
 	transport := "unix"
 	if scheme := strings.SplitN(u.Scheme, "+", 2); len(scheme) > 1 {
 		transport = scheme[1]
@@ -357,13 +364,13 @@ func rawDialerFor(u *url.URL) (*rawDialer, error) {
 		if s := q.Get("socket"); s != "" {
 			opts = append(opts, dialers.WithSocket(s))
 		}
-		return &rawDialer{inner: dialers.NewLocal(opts...)}, nil
+		return &RawDialer{inner: dialers.NewLocal(opts...)}, nil
 	case "tcp":
 		var opts []dialers.RemoteOption
 		if port := u.Port(); port != "" {
 			opts = append(opts, dialers.UsePort(port))
 		}
-		return &rawDialer{inner: dialers.NewRemote(u.Hostname(), opts...)}, nil
+		return &RawDialer{inner: dialers.NewRemote(u.Hostname(), opts...)}, nil
 	case "tls":
 		var opts []dialers.TLSOption
 		if port := u.Port(); port != "" {
@@ -379,7 +386,7 @@ func rawDialerFor(u *url.URL) (*rawDialer, error) {
 		default:
 			return nil, fmt.Errorf("libvirt uri: no_verify must be 0 or 1")
 		}
-		return &rawDialer{inner: dialers.NewTLS(u.Hostname(), opts...)}, nil
+		return &RawDialer{inner: dialers.NewTLS(u.Hostname(), opts...)}, nil
 	}
 	return nil, nil
 }
@@ -432,7 +439,7 @@ func (h *Hosts) dropLocked(hc *hostConn) {
 		hc.stopPing = nil
 	}
 	if hc.raw != nil {
-		hc.raw.close()
+		hc.raw.Close()
 		hc.raw = nil
 	}
 	if hc.lv != nil {

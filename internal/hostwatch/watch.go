@@ -1,4 +1,7 @@
-package activities
+// Package hostwatch watches the hosts for changes to the groups' domains
+// (Watcher) and tells each group of its own, so that groups need not poll
+// their hosts. It runs beside the worker; it is not an activity.
+package hostwatch
 
 import (
 	"context"
@@ -11,7 +14,9 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 
+	"github.com/premiscale/premiscale/activities"
 	"github.com/premiscale/premiscale/config"
+	"github.com/premiscale/premiscale/internal/hostconn"
 )
 
 // Defaults of Watcher.
@@ -26,28 +31,6 @@ const (
 	watchRetryMax = 30 * time.Second
 )
 
-// HostChange tells a group that one of its domains on a host changed
-// behind its back (or by its own hand: the group tells the two apart). It
-// carries names only.
-type HostChange struct {
-	Host   string `json:"host"`
-	Domain string `json:"domain"`
-	// Event is libvirt's lifecycle event ("stopped", "undefined", ...),
-	// EventResync or EventDisconnected.
-	Event string `json:"event"`
-}
-
-// HostChange events that are not libvirt's.
-const (
-	// EventResync follows a reconnection, when events may have been missed;
-	// it is sent to every group with a domain on the host.
-	EventResync = "resync"
-	// EventDisconnected: the watcher lost (or could not make) its
-	// connection to the host; it is sent to every group that uses the host,
-	// once per outage. Domain is empty.
-	EventDisconnected = "disconnected"
-)
-
 // Watcher keeps one connection per configured host subscribed to libvirt's
 // domain lifecycle events, and tells the group of each changed domain of
 // this installation (Notify), at most once per Debounce per group. Groups
@@ -60,23 +43,23 @@ const (
 // reconnection, every group with a domain there is notified, since events
 // may have been missed meanwhile.
 type Watcher struct {
-	Catalog *Catalog
+	Catalog *activities.Catalog
 	Hosts   []config.Host
 	// Notify tells a group of a change; errors are logged.
-	Notify   func(ctx context.Context, group string, c HostChange) error
+	Notify   func(ctx context.Context, group string, c activities.HostChange) error
 	Logger   *slog.Logger
 	Debounce time.Duration
 	// Keepalive: see DefaultWatchKeepalive.
 	Keepalive time.Duration
 
 	mu      sync.Mutex
-	pending map[string]HostChange // by group
-	owner   map[string]string     // domain UUID -> group, from marks read
+	pending map[string]activities.HostChange // by group
+	owner   map[string]string                // domain UUID -> group, from marks read
 }
 
 // Run watches every host until ctx ends.
 func (w *Watcher) Run(ctx context.Context) {
-	w.pending, w.owner = map[string]HostChange{}, map[string]string{}
+	w.pending, w.owner = map[string]activities.HostChange{}, map[string]string{}
 	var wg sync.WaitGroup
 	for _, h := range w.Hosts {
 		wg.Add(1)
@@ -118,7 +101,7 @@ func (w *Watcher) watch(ctx context.Context, h config.Host) {
 // session is one connection's watch: subscribe, read every domain's mark,
 // then pass events on until the connection or ctx ends.
 func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subscribed bool, err error) {
-	lv, raw, err := dialURI(h.URI, DefaultDialTimeout)
+	lv, raw, err := hostconn.Dial(h.URI, hostconn.DefaultDialTimeout)
 	if err != nil {
 		return false, err
 	}
@@ -134,7 +117,7 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 	sctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		if raw != nil {
-			raw.close()
+			raw.Close()
 			cancel()
 			go func() { _ = lv.Disconnect() }()
 			return
@@ -151,7 +134,7 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 	}
 	for _, d := range doms {
 		if g := w.groupOf(lv, h, d); g != "" && again {
-			w.notify(g, HostChange{Host: h.Name, Domain: d.Name, Event: EventResync})
+			w.notify(g, activities.HostChange{Host: h.Name, Domain: d.Name, Event: activities.EventResync})
 		}
 	}
 	w.Logger.Debug("watching host", "host", h.Name, "domains", len(doms))
@@ -193,7 +176,7 @@ func (w *Watcher) session(ctx context.Context, h config.Host, again bool) (subsc
 			// are mostly the group's own provisionings, and would only
 			// lengthen its history.
 			if g := w.groupOf(lv, h, ev.Dom); g != "" && takesDown(ev.Event) {
-				w.notify(g, HostChange{Host: h.Name, Domain: ev.Dom.Name, Event: lifecycleEvent(ev.Event)})
+				w.notify(g, activities.HostChange{Host: h.Name, Domain: ev.Dom.Name, Event: lifecycleEvent(ev.Event)})
 			}
 			if libvirt.DomainEventType(ev.Event) == libvirt.DomainEventUndefined {
 				w.mu.Lock()
@@ -215,51 +198,30 @@ func (w *Watcher) groupOf(lv *libvirt.Libvirt, h config.Host, d libvirt.Domain) 
 	if known {
 		return g
 	}
-	o, ok, _, err := readMark(lv, d)
-	if err != nil || !ok {
-		return "" // gone already, no mark, or unreadable: not ours to tell
-	}
-	if !w.Catalog.ours(o) {
-		return ""
-	}
-	grp, ok := w.Catalog.groups[o.Group]
-	if !ok || !hostOf(grp, h.Name) {
-		return ""
+	grp := w.Catalog.DomainGroup(lv, h.Name, d)
+	if grp == "" {
+		return "" // gone already, no mark, unreadable, or not ours to tell
 	}
 	w.mu.Lock()
-	w.owner[uuid] = o.Group
+	w.owner[uuid] = grp
 	w.mu.Unlock()
-	return o.Group
-}
-
-func hostOf(g config.Group, host string) bool {
-	if len(g.Hosts) == 0 {
-		return true
-	}
-	for _, h := range g.Hosts {
-		if h == host {
-			return true
-		}
-	}
-	return false
+	return grp
 }
 
 // hostDown tells every configured group that uses h that its watcher no
 // longer hears from h.
 func (w *Watcher) hostDown(h config.Host) {
-	for name, g := range w.Catalog.groups {
-		if hostOf(g, h.Name) {
-			w.notify(name, HostChange{Host: h.Name, Event: EventDisconnected})
-		}
+	for _, name := range w.Catalog.HostGroups(h.Name) {
+		w.notify(name, activities.HostChange{Host: h.Name, Event: activities.EventDisconnected})
 	}
 }
 
 // notify queues c for group; a pending domain event is not replaced by a
 // resync or disconnection (any one makes the group observe).
-func (w *Watcher) notify(group string, c HostChange) {
+func (w *Watcher) notify(group string, c activities.HostChange) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.pending[group]; !ok || (c.Event != EventResync && c.Event != EventDisconnected) {
+	if _, ok := w.pending[group]; !ok || (c.Event != activities.EventResync && c.Event != activities.EventDisconnected) {
 		w.pending[group] = c
 	}
 }
@@ -276,7 +238,7 @@ func (w *Watcher) flushLoop(ctx context.Context) {
 		}
 		w.mu.Lock()
 		batch := w.pending
-		w.pending = map[string]HostChange{}
+		w.pending = map[string]activities.HostChange{}
 		w.mu.Unlock()
 		groups := make([]string, 0, len(batch))
 		for g := range batch {
@@ -332,4 +294,11 @@ func WatchedHosts(cfg *config.Config) []config.Host {
 		}
 	}
 	return out
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
 }
