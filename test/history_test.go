@@ -326,21 +326,7 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 	if _, err := s.Scale(ctx, group, 2); err != nil {
 		t.Fatalf("%v (the group's workflow: %v)", err, c.GetWorkflow(ctx, workflows.GroupWorkflowID(group), "").Get(ctx, nil))
 	}
-	for {
-		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), firstRun)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
-			break
-		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			t.Fatalf("first run ended %s (%v), want continued as new", st, c.GetWorkflow(ctx, workflows.GroupWorkflowID(group), firstRun).Get(ctx, nil))
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the group never continued as new")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitContinuedAsNew(t, ctx, c, group, firstRun)
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
 	st, err := s.WaitSettled(wctx, group, 100*time.Millisecond)
@@ -350,15 +336,7 @@ func TestContinueAsNewCarriesTheGroupOnARealServer(t *testing.T) {
 	if st.Desired != 2 || len(st.Members) != 2 {
 		t.Fatalf("after continue-as-new: desired %d, members %+v; want the 2 carried over", st.Desired, st.Members)
 	}
-	hist := &historypb.History{}
-	it := c.GetWorkflowHistory(ctx, workflows.GroupWorkflowID(group), firstRun, false, 0)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hist.Events = append(hist.Events, ev)
-	}
+	hist := workflowHistory(t, ctx, c, group, firstRun)
 	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := worker.Replay(sdklog.NewStructuredLogger(logger), hist); err != nil {
 		t.Fatalf("replay of the run that continued as new: %v", err)
@@ -513,21 +491,7 @@ func TestGroupAPIPathsReplay(t *testing.T) {
 	if err := c.SignalWorkflow(ctx, workflows.GroupWorkflowID(group), "", workflows.SignalSpec, spec); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), firstRun)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
-			break
-		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			t.Fatalf("first run ended %s, want continued as new", st)
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the group never continued as new")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitContinuedAsNew(t, ctx, c, group, firstRun)
 	firstHist := workflowHistory(t, ctx, c, group, firstRun)
 	inflight, atSignal := 0, -1
 	for _, e := range firstHist.Events {
@@ -582,4 +546,25 @@ func workflowHistory(t testing.TB, ctx context.Context, c client.Client, group, 
 		h.Events = append(h.Events, ev)
 	}
 	return h
+}
+
+// waitContinuedAsNew waits until run of group's workflow has continued as
+// new, and fails if it ends otherwise.
+func waitContinuedAsNew(t testing.TB, ctx context.Context, c client.Client, group, run string) {
+	t.Helper()
+	for {
+		d, err := c.DescribeWorkflowExecution(ctx, workflows.GroupWorkflowID(group), run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := d.GetWorkflowExecutionInfo().GetStatus(); st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+			return
+		} else if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Fatalf("run %s ended %s (%v), want continued as new", run, st, c.GetWorkflow(ctx, workflows.GroupWorkflowID(group), run).Get(ctx, nil))
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the group never continued as new")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
