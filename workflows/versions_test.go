@@ -70,10 +70,8 @@ func TestEveryVersionBranchIsReplayedFromBothSides(t *testing.T) {
 // added to testdata (check out the commit before it and run the test that
 // goes through it with RECORD_HISTORIES=1), or when the ID is retired.
 var oldSideNotRecorded = map[string]string{
-	"drain-abort-per-node":                 "77d0ab5; the histories of that time were recorded again after it, none before it aborted a drain",
-	"hold-children-before-continue-as-new": "8389db5; no history from before it reached its limit with children in flight",
-	"scale-in-rechecks-after-pod-count":    "6c21719; no history from before it scaled in by leastPods",
-	"unhealthy-grace":                      "c89a231; no history from before it saw a member's domain stopped",
+	"drain-abort-per-node":              "77d0ab5; the histories of that time were recorded again after it, none before it aborted a drain",
+	"scale-in-rechecks-after-pod-count": "6c21719; no history from before it scaled in by leastPods",
 }
 
 // sample lists up to three of files, and how many more.
